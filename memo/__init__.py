@@ -1,0 +1,1 @@
+"""memo: memorization experiments in machine learning."""

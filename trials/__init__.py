@@ -1,0 +1,1 @@
+"""Trial kinds: each module here exposes ``trial(params) -> dict`` and a ``Params`` dataclass."""
