@@ -7,12 +7,12 @@ moves the dataset cache, e.g. to a cluster's scratch disk.
 import os
 from pathlib import Path
 
-_PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent  # where the code lives
 
 
 def root() -> Path:
     """The project root: the folder holding run.py, or ``$MEMO_ROOT``."""
-    return Path(os.environ.get("MEMO_ROOT", _PROJECT))
+    return Path(os.environ.get("MEMO_ROOT", PROJECT))
 
 
 def experiments_dir() -> Path:

@@ -1,0 +1,37 @@
+"""The one interface every backend implements."""
+
+import abc
+from typing import Iterator
+
+from memo.spec import Point
+from memo.worker import Job, Outcome
+
+
+class BackendError(Exception):
+    """A backend cannot run here, or was given bad options; the message is one line."""
+
+
+class Backend(abc.ABC):
+    """Runs points with :func:`memo.worker.run_point` and reports each as it finishes.
+
+    ``tasks`` is how many points may run at once; ``args`` are the words after ``--``
+    on the command line, passed to the scheduler by the cluster backends.
+    """
+
+    name: str
+
+    def __init__(self, tasks: int, args: list):
+        self.tasks = tasks
+        self.args = list(args)
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise BackendError if this backend cannot run with these options here."""
+
+    @abc.abstractmethod
+    def threads(self) -> int:
+        """BLAS/torch threads each running point may use."""
+
+    @abc.abstractmethod
+    def run(self, job: Job, points: list) -> Iterator[Outcome]:
+        """Run the points, yielding one Outcome per point as it finishes."""

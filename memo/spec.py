@@ -1,0 +1,351 @@
+"""Experiment specs: load experiments/NAME.json, validate it once, expand it into points.
+
+A spec has the keys ``trial``, ``param_grid`` and optionally ``defaults``, ``plots`` and
+``description``. ``param_grid`` is a dict or a list of dicts expanded by scikit-learn's
+ParameterGrid; each value is a list or a generator (see :func:`expand_value`). Every
+error raises :class:`SpecError` with one line naming the file, the key and the value.
+"""
+
+import dataclasses
+import decimal
+import functools
+import hashlib
+import importlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import ParameterGrid
+
+from memo import paths
+
+TRIALS_DIR = paths.PROJECT / "trials"
+TOP_KEYS = ("trial", "param_grid", "defaults", "plots", "description")
+TRIAL_ALIASES = {"algorithm": "memorize"}  # patrickfinke/memo's name for the same trial
+UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
+GENERATORS = {
+    "range": ("start", "stop", "step"),
+    "linspace": ("start", "stop", "num", "endpoint"),
+    "logspace": ("start", "stop", "num", "endpoint", "base"),
+    "zip": None,  # any param names
+}
+
+
+class SpecError(Exception):
+    """A user mistake in a spec; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: its stable id, grid position, params and seed."""
+
+    id: str
+    index: int
+    params: dict
+    seed: int
+
+
+@dataclass
+class Spec:
+    name: str
+    path: Path
+    trial: str  # canonical trial module name under trials/
+    grid: list  # expanded param grids: list of {key: [values]}, zip groups as {label: [dicts]}
+    defaults: dict
+    plots: list
+
+    def points(self) -> list:
+        """All points in ParameterGrid order (deterministic)."""
+        fields = trial_fields(self.trial)
+        params_cls = trial_params_class(self.trial)
+        points = []
+        for index, combo in enumerate(ParameterGrid(self.grid)):
+            params = dict(self.defaults)
+            for key, value in combo.items():
+                if key not in fields and key not in UNIVERSAL:  # a zip group's label
+                    params.update(value)
+                else:
+                    params[key] = value
+            _check_point(self, params_cls, params, index)
+            points.append(make_point(self.trial, fields, params, index))
+        return points
+
+
+def make_point(trial: str, fields: dict, params: dict, index: int) -> Point:
+    """Build a point whose id hashes (trial, params), leaving out params equal to defaults.
+
+    Leaving out defaults means a trial may gain a new param (off by default) without
+    changing the id of any finished point. The seed is the ``seed`` param if given, else
+    derived from the same hash (so it depends on ``restart`` and every other param).
+
+    >>> fields = {"n": 10}
+    >>> a = make_point("t", fields, {"n": 10, "restart": 0}, 0)
+    >>> b = make_point("t", fields, {"restart": 0}, 5)
+    >>> a.id == b.id and a.seed == b.seed
+    True
+    >>> make_point("t", fields, {"seed": 7}, 0).seed
+    7
+    """
+    full = {**fields, **params}
+    identity = {k: v for k, v in full.items() if k not in fields or fields[k] != v}
+    canonical = json.dumps([trial, identity], sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    seed = full["seed"] if full.get("seed") is not None else int(digest[16:31], 16)
+    return Point(id=digest[:16], index=index, params={**full, "seed": seed}, seed=seed)
+
+
+def load_spec(name: str) -> Spec:
+    """Load and validate experiments/NAME.json (or a path to a .json file)."""
+    path = Path(name) if name.endswith(".json") else paths.experiments_dir() / f"{name}.json"
+    where = str(path)
+    if not path.is_file():
+        known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
+        raise SpecError(
+            f"{where}: no such experiment file; known experiments: {', '.join(known) or 'none'}"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SpecError(
+            f"{where}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: the top level must be an object with keys {', '.join(TOP_KEYS)}")
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
+    for key in ("trial", "param_grid"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing key {key!r}")
+    trial = _resolve_trial(where, raw["trial"])
+    fields = trial_fields(trial)
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise SpecError(f"{where}: defaults must be an object of param: value, got {defaults!r}")
+    defaults = {k: _check_value(where, f"defaults.{k}", trial, k, v) for k, v in defaults.items()}
+    grids = raw["param_grid"]
+    if isinstance(grids, dict):
+        grids = [grids]
+    if not isinstance(grids, list) or not grids:
+        raise SpecError(f"{where}: param_grid must be an object or a non-empty list of objects")
+    grid = [
+        _expand_grid(
+            where, f"param_grid[{i}]" if len(grids) > 1 else "param_grid", trial, fields, g
+        )
+        for i, g in enumerate(grids)
+    ]
+    plots = raw.get("plots", [])
+    if not isinstance(plots, list):
+        raise SpecError(f"{where}: plots must be a list of objects, got {type(plots).__name__}")
+    return Spec(name=path.stem, path=path, trial=trial, grid=grid, defaults=defaults, plots=plots)
+
+
+def trial_module(trial: str) -> types.ModuleType:
+    return importlib.import_module(f"trials.{trial}")
+
+
+def trial_params_class(trial: str) -> type:
+    return trial_module(trial).Params
+
+
+@functools.cache
+def trial_fields(trial: str) -> dict:
+    """The params a trial declares, with their defaults."""
+    return {f.name: f.default for f in dataclasses.fields(trial_params_class(trial))}
+
+
+@functools.cache
+def trial_hints(trial: str) -> dict:
+    """The declared type of each param of a trial."""
+    return typing.get_type_hints(trial_params_class(trial))
+
+
+def known_trials() -> list:
+    names = {p.stem for p in TRIALS_DIR.glob("*.py")} - {"__init__"}
+    return sorted(names | set(TRIAL_ALIASES))
+
+
+def _resolve_trial(where: str, trial) -> str:
+    if not isinstance(trial, str) or trial not in known_trials():
+        raise SpecError(
+            f"{where}: trial {trial!r} is unknown; known trials: {', '.join(known_trials())}"
+        )
+    return TRIAL_ALIASES.get(trial, trial)
+
+
+def _expand_grid(where: str, key: str, trial: str, fields: dict, grid) -> dict:
+    if not isinstance(grid, dict) or not grid:
+        raise SpecError(f"{where}: {key} must be a non-empty object of param: values, got {grid!r}")
+    expanded = {}
+    for name, value in grid.items():
+        at = f"{key}.{name}"
+        if isinstance(value, dict) and value.get("type_") == "zip":
+            if name in fields or name in UNIVERSAL:
+                raise SpecError(
+                    f"{where}: {at}: a zip group's key is a label, not a param; rename it (e.g. 'zip1')"
+                )
+            expanded[name] = _expand_zip(where, at, trial, value)
+        else:
+            values = expand_value(where, at, value)
+            expanded[name] = [_check_value(where, at, trial, name, v) for v in values]
+    return expanded
+
+
+def _expand_zip(where: str, at: str, trial: str, group: dict) -> list:
+    members = {k: v for k, v in group.items() if k != "type_"}
+    if not members:
+        raise SpecError(f"{where}: {at}: a zip group needs at least one param list")
+    columns = {}
+    for name, value in members.items():
+        values = expand_value(where, f"{at}.{name}", value)
+        columns[name] = [_check_value(where, f"{at}.{name}", trial, name, v) for v in values]
+    lengths = {name: len(v) for name, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise SpecError(f"{where}: {at}: zipped lists differ in length: {lengths}")
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+
+def expand_value(where: str, at: str, value) -> list:
+    """Expand one grid value: a list, or a ``{"type_": ...}`` generator.
+
+    ``range`` follows numpy's arange (start 0 and step 1 by default, stop exclusive) but
+    counts in exact decimal, so ``stop`` is never overshot by rounding error and 0.15
+    stays 0.15. ``linspace``/``logspace`` take numpy's arguments. Floats are rounded to
+    12 significant digits so values line up across grids.
+
+    >>> expand_value("f", "k", {"type_": "range", "start": 0.1, "stop": 0.3, "step": 0.05})
+    [0.1, 0.15, 0.2, 0.25]
+    >>> expand_value("f", "k", {"type_": "range", "stop": 3})
+    [0, 1, 2]
+    >>> expand_value("f", "k", {"type_": "logspace", "start": -2, "stop": 0, "num": 3})
+    [0.01, 0.1, 1.0]
+    """
+    if isinstance(value, list):
+        values = value
+    elif isinstance(value, dict):
+        values = _generate(where, at, value)
+    else:
+        raise SpecError(
+            f'{where}: {at}: {value!r} must be a list of values or a {{"type_": ...}} object; '
+            f"for one value write [{json.dumps(value)}] or put it in defaults"
+        )
+    if not values:
+        raise SpecError(f"{where}: {at}: expands to no values; the grid would be empty")
+    return [_clean(v) for v in values]
+
+
+def _generate(where: str, at: str, spec: dict) -> list:
+    kind = spec.get("type_")
+    if kind not in GENERATORS or kind == "zip":
+        valid = ", ".join(k for k in GENERATORS if k != "zip")
+        hint = " (zip groups go directly under param_grid)" if kind == "zip" else ""
+        raise SpecError(f"{where}: {at}: unknown type_ {kind!r}; valid: {valid}{hint}")
+    allowed = GENERATORS[kind]
+    extra = sorted(set(spec) - set(allowed) - {"type_"})
+    if extra:
+        raise SpecError(f"{where}: {at}: {kind} takes {', '.join(allowed)}, not {extra[0]!r}")
+    required = ("stop",) if kind == "range" else ("start", "stop", "num")
+    for key in required:
+        if key not in spec:
+            raise SpecError(f"{where}: {at}: {kind} needs {key!r}")
+    for key, v in spec.items():
+        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if key not in ("type_", "endpoint") and not (numeric and math.isfinite(v)):
+            raise SpecError(f"{where}: {at}.{key}: {v!r} is not a finite number")
+    if kind == "range":
+        return _arange(where, at, spec.get("start", 0), spec["stop"], spec.get("step", 1))
+    if not isinstance(spec["num"], int) or spec["num"] < 1:
+        raise SpecError(f"{where}: {at}.num: {spec['num']!r} must be a positive integer")
+    endpoint = spec.get("endpoint", True)
+    if kind == "linspace":
+        return np.linspace(spec["start"], spec["stop"], spec["num"], endpoint=endpoint).tolist()
+    base = spec.get("base", 10.0)
+    return np.logspace(
+        spec["start"], spec["stop"], spec["num"], endpoint=endpoint, base=base
+    ).tolist()
+
+
+def _arange(where: str, at: str, start, stop, step) -> list:
+    if step == 0:
+        raise SpecError(f"{where}: {at}.step: must not be 0")
+    d_start, d_stop, d_step = (decimal.Decimal(repr(x)) for x in (start, stop, step))
+    count = max(0, math.ceil((d_stop - d_start) / d_step))
+    values = [d_start + i * d_step for i in range(count)]
+    if all(isinstance(x, int) for x in (start, stop, step)):
+        return [int(v) for v in values]
+    return [float(v) for v in values]
+
+
+def _clean(value):
+    """Plain Python values; floats rounded to 12 significant digits."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.12g}")
+    return value
+
+
+def _check_value(where: str, at: str, trial: str, name: str, value):
+    """Check one value against the trial's declared type; return it normalized."""
+    hints = trial_hints(trial)
+    if name in UNIVERSAL:
+        expected = UNIVERSAL[name]
+    elif name in hints:
+        expected = hints[name]
+    else:
+        accepted = sorted(set(hints) | set(UNIVERSAL))
+        raise SpecError(
+            f"{where}: {at}: trial {trial!r} has no param {name!r}; it accepts {', '.join(accepted)}"
+        )
+    ok, value = _conform(expected, value)
+    if not ok:
+        raise SpecError(f"{where}: {at}: {value!r} is not {_describe(expected)}")
+    return value
+
+
+def _conform(expected, value):
+    """(matches, normalized value) for the annotations trials use."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin is typing.Literal:
+        return value in args and type(value) in {type(a) for a in args}, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            ok, normalized = _conform(arg, value)
+            if ok:
+                return True, normalized
+        return False, value
+    if expected is type(None):
+        return value is None, value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return True, float(value)
+    if expected in (int, float) and isinstance(value, bool):
+        return False, value
+    if origin is list:
+        return isinstance(value, list), value
+    return isinstance(value, expected), value
+
+
+def _describe(expected) -> str:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(json.dumps(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if expected is type(None):
+        return "null"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def _check_point(spec: Spec, params_cls: type, params: dict, index: int) -> None:
+    """Let the trial's Params reject a combination (its __post_init__ raises ValueError)."""
+    declared = {k: v for k, v in params.items() if k not in UNIVERSAL}
+    try:
+        params_cls(**declared)
+    except (ValueError, TypeError) as e:
+        shown = json.dumps(params, sort_keys=True)
+        raise SpecError(f"{spec.path}: point {index} {shown}: {e}") from None

@@ -1,0 +1,162 @@
+"""Run one point: call the trial, turn whatever happens into a record, store it.
+
+Every backend calls :func:`run_point`, in whatever process it runs points. A trial
+exception, a NaN metric or a timeout becomes a record with status "error" or "timeout";
+only an interrupt (Ctrl-C, SIGTERM) leaves the point without a record, so it stays
+pending and the next run does it.
+"""
+
+import contextlib
+import importlib.metadata
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from memo import paths
+from memo.spec import Point, trial_module
+from memo.store import Store
+
+PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every point of one run shares; small and picklable, sent to each worker."""
+
+    experiment: str
+    trial: str
+    results_dir: str
+    timeout: float | None  # seconds per point; None for no limit
+    threads: int  # BLAS/torch threads each worker may use
+    provenance: dict  # backend, git and package versions, taken once per run
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the runner hears back about a finished point."""
+
+    id: str
+    status: str  # "ok" | "error" | "timeout"
+    wall_time: float
+    message: str = ""  # last line of the error, if any
+
+
+class PointTimeout(Exception):
+    """Raised inside a trial when its point's time limit has passed."""
+
+
+def run_point(job: Job, point: Point) -> Outcome:
+    """Run the trial on one point and store its record."""
+    trial = trial_module(job.trial).trial
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    status, metrics, error = "ok", {}, None
+    try:
+        with time_limit(job.timeout):
+            metrics = trial(dict(point.params))
+        error = check_metrics(metrics, point.params)
+        status = "error" if error else "ok"
+    except PointTimeout:
+        status, error = "timeout", f"PointTimeout: no result within {job.timeout:g} s"
+    except Exception:
+        status, error = "error", traceback.format_exc()
+    wall = time.perf_counter() - wall0
+    record = {
+        "id": point.id,
+        "experiment": job.experiment,
+        "trial": job.trial,
+        "status": status,
+        "params": point.params,
+        "seed": point.seed,
+        "_index": point.index,
+        "metrics": metrics if isinstance(metrics, dict) else {},
+        "error": error,
+        "wall_time": wall,
+        "cpu_time": time.process_time() - cpu0,
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "threads": job.threads,
+        **job.provenance,
+    }
+    try:
+        Store(job.experiment, job.results_dir).write(record)
+    except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
+        record.update(status="error", metrics={}, error=f"metrics are not JSON-ready: {e}")
+        Store(job.experiment, job.results_dir).write(record)
+    message = error.strip().splitlines()[-1] if error else ""
+    return Outcome(point.id, record["status"], wall, message)
+
+
+def check_metrics(metrics, params: dict) -> str | None:
+    """Why a trial's return value is not a valid result, or None if it is."""
+    if not isinstance(metrics, dict):
+        return f"TrialError: trial returned {type(metrics).__name__}, not a dict of metrics"
+    for key, value in metrics.items():
+        if key in params:
+            return f"TrialError: metric {key!r} has the name of a param; rename it"
+        if isinstance(value, (float, np.floating)) and math.isnan(value):
+            return f"TrialError: metric {key!r} is NaN"
+    return None
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise PointTimeout in the block after ``seconds`` (SIGALRM; main thread only).
+
+    A long call into C (one huge matrix product) is interrupted only when it returns.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise PointTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def provenance(backend: str) -> dict:
+    """Backend name, git commit and dirty flag, and package versions, for every record."""
+    versions = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"backend": backend, "git": git_state(), "versions": versions}
+
+
+def git_state() -> dict:
+    """The code's git commit and whether tracked files differ from it."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(paths.PROJECT), *args], capture_output=True, text=True, timeout=30
+        )
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}

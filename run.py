@@ -1,0 +1,139 @@
+"""Run an experiment grid: ``python run.py --name NAME [--backend joblib] [--tasks N]``.
+
+Each point of experiments/NAME.json becomes one record in results/NAME/; rerunning
+skips points that already have a record, so an interrupted run resumes where it
+stopped. At the end results/NAME.csv holds one row per point. Exit codes: 0 every point
+ok, 1 some point failed or is pending, 2 bad input, 130 interrupted.
+"""
+
+import argparse
+import signal
+import sys
+import time
+
+from memo import report
+from memo.backends import BACKENDS, BackendError, make_backend
+from memo.progress import Progress
+from memo.spec import SpecError, load_spec
+from memo.store import Store
+from memo.worker import Job, provenance
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--name", required=True, help="experiment: experiments/NAME.json, or a path to a .json file"
+    )
+    parser.add_argument(
+        "--backend",
+        default="joblib",
+        choices=sorted(BACKENDS),
+        help="where points run (default joblib)",
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=1, help="points at once; -1 for one per core (default 1)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, help="seconds per point; a slower point is recorded as timeout"
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="also rerun points recorded as error or timeout"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", action="store_true", help="show the points and what would run; run nothing"
+    )
+    mode.add_argument(
+        "--status", action="store_true", help="counts by status, last failures, slowest points"
+    )
+    mode.add_argument(
+        "--collect", action="store_true", help="only rewrite results/NAME.csv from the records"
+    )
+    parser.add_argument(
+        "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
+    )
+    args = parser.parse_args(argv)
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        spec = load_spec(args.name)
+        points = spec.points()
+        backend = (
+            None
+            if (args.dry_run or args.status or args.collect)
+            else make_backend(args.backend, args.tasks, args.backend_args)
+        )
+    except (SpecError, BackendError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    store = Store(spec.name)
+    rows, corrupt = store.rows()
+    if args.status:
+        print(report.status(spec.name, points, rows, corrupt))
+        return 0
+    if args.collect:
+        return finish(spec.name, store, points, rows)
+
+    rerun = {"error", "timeout"} if args.retry_failed else set()
+    todo = [p for p in points if p.id not in rows or rows[p.id]["status"] in rerun]
+    if args.dry_run:
+        print(report.dry_run(spec.name, points, rows, todo))
+        return 0
+
+    job = Job(
+        experiment=spec.name,
+        trial=spec.trial,
+        results_dir=str(store.dir.parent),
+        timeout=args.timeout,
+        threads=backend.threads(),
+        provenance=provenance(backend.name),
+    )
+    print(
+        f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name}, tasks={args.tasks}"
+    )
+    progress = Progress(len(todo))
+    start = time.monotonic()
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for outcome in backend.run(job, todo):
+            progress.update(outcome)
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            f"\ninterrupted: {progress.done} points finished and recorded in this run; "
+            f"rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    progress.close()
+    print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
+    return finish(spec.name, store, points, store.rows()[0])
+
+
+def finish(name: str, store: Store, points: list, rows: dict) -> int:
+    """Write the table, print the summary line; 0 if every point is ok, else 1."""
+    store.write_table(points, rows)
+    print(report.summary_line(name, points, rows))
+    print(f"table: {store.table_path}")
+    tally = report.counts(points, rows)
+    if tally["error"] or tally["timeout"]:
+        print(
+            "rerun with --retry-failed to run failed points again; --status shows why they failed"
+        )
+    return 0 if tally["ok"] == len(points) else 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""A synthetic trial for smoke-testing the runner and a cluster setup.
+
+It sleeps for ``duration`` seconds and returns ``value = x * y`` plus a short curve; it
+fails or returns NaN on demand, so failure handling can be checked before a big run.
+"""
+
+from dataclasses import dataclass
+import time
+
+
+@dataclass
+class Params:
+    x: float = 0.0  # first factor of the returned value
+    y: float = 1.0  # second factor
+    duration: float = 0.0  # seconds to sleep
+    fail: bool = False  # raise RuntimeError instead of returning
+    nan: bool = False  # return value = NaN
+
+    def __post_init__(self):
+        if self.duration < 0:
+            raise ValueError(f"duration must be >= 0, got {self.duration}")
+
+
+def trial(params: dict) -> dict:
+    if params["duration"]:
+        time.sleep(params["duration"])
+    if params["fail"]:
+        raise RuntimeError(f"failing on purpose at x={params['x']}")
+    value = float("nan") if params["nan"] else params["x"] * params["y"]
+    return {"value": value, "curve": [value, value / 2], "seed_used": params["seed"]}
