@@ -1,0 +1,237 @@
+"""run.py end to end on the synthetic trial: resume, failures, timeouts, signals, reports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import run
+from memo.store import Store, load_results
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def grid_spec(n=6, **defaults):
+    return {"trial": "synthetic", "param_grid": {"x": list(range(n))}, "defaults": defaults}
+
+
+def records(root, name="exp"):
+    folder = root / "results" / name
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.name[0] != "_"}
+
+
+def test_run_writes_records_and_table_then_resumes(write_spec, root, capsys):
+    write_spec("exp", grid_spec(6))
+    assert run.main(["--name", "exp"]) == 0
+    recs = records(root)
+    assert len(recs) == 6 and all(r["status"] == "ok" for r in recs.values())
+    table = pd.read_csv(root / "results" / "exp.csv")
+    assert list(table["_index"]) == list(range(6))
+    assert list(table["value"]) == [float(x) for x in range(6)]
+    assert {"id", "x", "y", "seed", "status", "value", "wall_time"} <= set(table.columns)
+    assert "curve" not in table.columns  # lists stay in the records
+    stamps = {p: p.stat().st_mtime_ns for p in (root / "results" / "exp").glob("*.json")}
+    capsys.readouterr()
+    assert run.main(["--name", "exp"]) == 0
+    assert "running 0 of 6 points" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in (root / "results" / "exp").glob("*.json")}
+
+
+def test_record_holds_provenance(write_spec, root):
+    write_spec("exp", grid_spec(1))
+    run.main(["--name", "exp"])
+    (record,) = records(root).values()
+    assert record["params"]["seed"] == record["seed"] == record["metrics"]["seed_used"]
+    assert record["_index"] == 0 and record["trial"] == "synthetic"
+    assert record["wall_time"] >= 0 and record["cpu_time"] >= 0 and record["host"]
+    assert record["versions"]["numpy"] and record["versions"]["python"]
+    assert "torch" in record["versions"] and "scikit-learn" in record["versions"]
+    assert set(record["git"]) == {"commit", "dirty"} and record["backend"] == "joblib"
+
+
+def test_failures_are_isolated_and_exit_1(write_spec, root, capsys):
+    spec = {"trial": "synthetic", "param_grid": {"x": [0, 1, 2, 3], "fail": [False, True]}}
+    write_spec("exp", spec)
+    assert run.main(["--name", "exp", "--tasks", "2"]) == 1
+    recs = records(root).values()
+    assert sorted(r["status"] for r in recs) == ["error"] * 4 + ["ok"] * 4
+    failed = [r for r in recs if r["status"] == "error"]
+    assert all("RuntimeError: failing on purpose" in r["error"] for r in failed)
+    assert all("Traceback" in r["error"] for r in failed)
+    assert "exp: 8 points: 4 ok, 4 error, 0 timeout, 0 pending" in capsys.readouterr().out
+
+
+def test_nan_metric_is_an_error(write_spec, root):
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"nan": [False, True]}})
+    assert run.main(["--name", "exp"]) == 1
+    bad = [r for r in records(root).values() if r["status"] == "error"]
+    assert len(bad) == 1 and "metric 'value' is NaN" in bad[0]["error"]
+
+
+@pytest.mark.parametrize("tasks", ["1", "2"])
+def test_timeout_becomes_a_record_and_retry_failed_reruns_it(write_spec, root, tasks):
+    spec = {"trial": "synthetic", "param_grid": {"x": [1, 2, 3], "duration": [0.0, 3.0]}}
+    write_spec("exp", spec)
+    start = time.monotonic()
+    assert run.main(["--name", "exp", "--tasks", tasks, "--timeout", "0.5"]) == 1
+    assert time.monotonic() - start < 8
+    statuses = sorted(r["status"] for r in records(root).values())
+    assert statuses == ["ok"] * 3 + ["timeout"] * 3
+    # A plain rerun leaves failed points alone; --retry-failed runs exactly them again.
+    assert run.main(["--name", "exp", "--tasks", tasks, "--timeout", "0.5"]) == 1
+    spec["param_grid"]["duration"] = [0.0, 0.6]
+    write_spec("exp", spec)  # new ids: a new grid; the old records stay as strays
+    assert run.main(["--name", "exp", "--tasks", tasks]) == 0
+
+
+def test_retry_failed_reruns_only_failed_points(write_spec, root, capsys):
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [1, 2], "duration": [0.0, 1.0]}})
+    assert run.main(["--name", "exp", "--timeout", "0.3"]) == 1
+    ok_before = {i: r["finished"] for i, r in records(root).items() if r["status"] == "ok"}
+    capsys.readouterr()
+    assert run.main(["--name", "exp", "--retry-failed"]) == 0
+    assert "running 2 of 4 points" in capsys.readouterr().out
+    after = records(root)
+    assert all(r["status"] == "ok" for r in after.values())
+    assert all(after[i]["finished"] == f for i, f in ok_before.items())
+
+
+def test_threads_split_between_tasks(write_spec, root):
+    write_spec("exp", grid_spec(2))
+    run.main(["--name", "exp", "--tasks", "2"])
+    cores = os.cpu_count()
+    assert {r["threads"] for r in records(root).values()} == {max(1, cores // 2)}
+
+
+def test_dry_run_status_and_collect(write_spec, root, capsys):
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [0, 1, 2], "fail": [False, True]}})
+    assert run.main(["--name", "exp", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "exp: 6 points: 0 ok, 0 error, 0 timeout, 6 pending" in out
+    assert "would run 6 points now" in out and "fail=false x=0.0" in out
+    assert not (root / "results" / "exp").exists()
+
+    run.main(["--name", "exp"])
+    capsys.readouterr()
+    assert run.main(["--name", "exp", "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "3 ok, 3 error, 0 timeout, 0 pending" in out
+    assert "last failures:" in out and "RuntimeError: failing on purpose at x=" in out
+    assert "slowest points:" in out
+
+    (root / "results" / "exp.csv").unlink()
+    assert run.main(["--name", "exp", "--collect"]) == 1  # some points failed
+    assert len(pd.read_csv(root / "results" / "exp.csv")) == 6
+
+
+def test_records_outside_the_grid_are_kept_and_reported(write_spec, root, capsys):
+    write_spec("exp", grid_spec(4))
+    run.main(["--name", "exp"])
+    write_spec("exp", grid_spec(2))
+    capsys.readouterr()
+    assert run.main(["--name", "exp", "--status"]) == 0
+    assert "2 records are of points no longer in the grid (kept)" in capsys.readouterr().out
+    assert len(records(root)) == 4
+    run.main(["--name", "exp", "--collect"])
+    assert len(pd.read_csv(root / "results" / "exp.csv")) == 2
+
+
+def test_unreadable_record_counts_as_pending_and_is_rewritten(write_spec, root, capsys):
+    write_spec("exp", grid_spec(3))
+    run.main(["--name", "exp"])
+    victim = sorted((root / "results" / "exp").glob("[0-9a-f]*.json"))[0]
+    victim.write_text('{"id": "trunc')
+    capsys.readouterr()
+    run.main(["--name", "exp", "--status"])
+    out = capsys.readouterr().out
+    assert "1 pending" in out and "1 unreadable record files" in out and victim.name in out
+    assert run.main(["--name", "exp"]) == 0
+    assert json.loads(victim.read_text())["status"] == "ok"
+
+
+def test_status_cache_follows_rewritten_records(write_spec, root):
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [1], "duration": [0.0, 0.5]}})
+    run.main(["--name", "exp", "--timeout", "0.2"])
+    store = Store("exp")
+    assert sorted(r["status"] for r in store.rows()[0].values()) == ["ok", "timeout"]
+    run.main(["--name", "exp", "--retry-failed"])
+    assert sorted(r["status"] for r in store.rows()[0].values()) == ["ok", "ok"]
+
+
+def test_load_results_keeps_curves(write_spec, root):
+    write_spec("exp", grid_spec(3))
+    run.main(["--name", "exp"])
+    frame = load_results("exp")
+    assert len(frame) == 3
+    assert sorted(map(tuple, frame["curve"])) == [(0.0, 0.0), (1.0, 0.5), (2.0, 1.0)]
+    assert "curve" not in load_results("exp", curves=False).columns
+
+
+def test_backend_mistakes_exit_2(write_spec, root, cli):
+    write_spec("exp", grid_spec(1))
+    result = cli("--name", "exp", "--", "-q", "all.q")
+    assert result.returncode == 2
+    assert result.stderr == "error: the joblib backend takes no scheduler arguments, got: -q all.q\n"
+    result = cli("--name", "exp", "--tasks", "0")
+    assert result.returncode == 2 and "--tasks 0" in result.stderr
+
+
+def wait_for_records(folder, count, proc, limit=60):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if folder.exists() and len(list(folder.glob("[0-9a-f]*.json"))) >= count:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no records appeared")
+
+
+def start_runner(*args):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(PROJECT, "run.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_sigkill_mid_sweep_then_rerun_runs_every_point_exactly_once(write_spec, root, cli):
+    write_spec("exp", grid_spec(40, duration=0.1))
+    folder = root / "results" / "exp"
+    proc = start_runner("--name", "exp", "--tasks", "2")
+    wait_for_records(folder, 6, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers, as when a node dies
+    proc.wait()
+    time.sleep(0.3)
+    done = len(list(folder.glob("[0-9a-f]*.json")))
+    assert 6 <= done < 40
+    for path in folder.glob("[0-9a-f]*.json"):
+        json.loads(path.read_text())  # no torn record
+    result = cli("--name", "exp", "--tasks", "2")
+    assert result.returncode == 0, result.stderr
+    assert f"running {40 - done} of 40 points" in result.stdout
+    recs = records(root)
+    assert len(recs) == 40 and all(r["status"] == "ok" for r in recs.values())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_cleanly_and_keeps_finished_points(write_spec, root, cli, sig):
+    write_spec("exp", grid_spec(40, duration=0.1))
+    folder = root / "results" / "exp"
+    proc = start_runner("--name", "exp", "--tasks", "2")
+    wait_for_records(folder, 4, proc)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    kept = records(root)
+    assert all(r["status"] == "ok" for r in kept.values())
+    result = cli("--name", "exp", "--tasks", "2")
+    assert result.returncode == 0 and len(records(root)) == 40
