@@ -73,17 +73,18 @@ def main(argv=None) -> int:
         return 2
 
     store = Store(spec.name)
-    rows, corrupt = store.rows()
+    rows = store.rows()
     if args.status:
-        print(report.status(spec.name, points, rows, corrupt))
+        print(report.status(spec.name, points, rows))
         return 0
     if args.collect:
         return finish(spec.name, store, points, rows)
 
+    done = rows.status()
     rerun = {"error", "timeout"} if args.retry_failed else set()
-    todo = [p for p in points if p.id not in rows or rows[p.id]["status"] in rerun]
+    todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     if args.dry_run:
-        print(report.dry_run(spec.name, points, rows, todo))
+        print(report.dry_run(spec.name, points, done, todo))
         return 0
 
     job = Job(
@@ -115,15 +116,17 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
     print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
-    return finish(spec.name, store, points, store.rows()[0])
+    return finish(spec.name, store, points, store.rows())
 
 
-def finish(name: str, store: Store, points: list, rows: dict) -> int:
+def finish(name: str, store: Store, points: list, rows) -> int:
     """Write the table, print the summary line; 0 if every point is ok, else 1."""
-    store.write_table(points, rows)
-    print(report.summary_line(name, points, rows))
+    frame = store.write_table(points, rows)
+    status = rows.status()
+    print(report.table_summary(frame, points))
+    print(report.summary_line(name, points, status))
     print(f"table: {store.table_path}")
-    tally = report.counts(points, rows)
+    tally = report.counts(points, status)
     if tally["error"] or tally["timeout"]:
         print(
             "rerun with --retry-failed to run failed points again; --status shows why they failed"

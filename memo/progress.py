@@ -9,15 +9,15 @@ from tqdm import tqdm
 class Progress:
     """Counts finished points by status and shows done/total, failures and the ETA."""
 
-    def __init__(self, total: int, stream=sys.stderr, every_s: float = 30.0):
+    def __init__(self, total: int, stream=None, every_s: float = 30.0):
         self.total = total
         self.counts = {"ok": 0, "error": 0, "timeout": 0}
-        self.stream = stream
+        self.stream = stream or sys.stderr
         self.every_s = every_s
         self.start = self.last_line = time.monotonic()
         self.bar = (
-            tqdm(total=total, unit="pt", file=stream, dynamic_ncols=True)
-            if stream.isatty()
+            tqdm(total=total, unit="pt", file=self.stream, dynamic_ncols=True)
+            if self.stream.isatty()
             else None
         )
 

@@ -5,12 +5,11 @@ import json
 STATUSES = ("ok", "error", "timeout")
 
 
-def counts(points: list, rows: dict) -> dict:
-    """Points of the grid by status, 'pending' for those without a record."""
+def counts(points: list, status: dict) -> dict:
+    """Points of the grid by status ({id: status} of the records), 'pending' if none."""
     tally = dict.fromkeys((*STATUSES, "pending"), 0)
     for point in points:
-        row = rows.get(point.id)
-        tally[row["status"] if row else "pending"] += 1
+        tally[status.get(point.id, "pending")] += 1
     return tally
 
 
@@ -27,46 +26,58 @@ def describe(params: dict, keys: list) -> str:
     return " ".join(f"{k}={json.dumps(params.get(k))}" for k in keys)
 
 
-def summary_line(name: str, points: list, rows: dict) -> str:
-    tally = counts(points, rows)
+def summary_line(name: str, points: list, status: dict) -> str:
+    tally = counts(points, status)
     parts = ", ".join(f"{n} {status}" for status, n in tally.items())
     return f"{name}: {len(points)} points: {parts}"
 
 
-def dry_run(name: str, points: list, rows: dict, todo: list, show: int = 5) -> str:
+def dry_run(name: str, points: list, status: dict, todo: list, show: int = 5) -> str:
     keys = varying(points)
-    lines = [summary_line(name, points, rows), f"would run {len(todo)} points now"]
+    lines = [summary_line(name, points, status), f"would run {len(todo)} points now"]
     lines += [f"  {p.id} #{p.index}: {describe(p.params, keys)}" for p in todo[:show]]
     if len(todo) > show:
         lines.append(f"  ... and {len(todo) - show} more")
     return "\n".join(lines)
 
 
-def status(name: str, points: list, rows: dict, corrupt: list, show: int = 5) -> str:
+def status(name: str, points: list, rows, show: int = 5) -> str:
+    """Counts, strays, unreadable records, the last failures and the slowest points."""
     keys = varying(points)
     in_grid = {p.id: p for p in points}
-    lines = [summary_line(name, points, rows)]
-    stray = len(set(rows) - set(in_grid))
+    status = rows.status()
+    lines = [summary_line(name, points, status)]
+    stray = len(status.keys() - in_grid.keys())
     if stray:
         lines.append(f"{stray} records are of points no longer in the grid (kept)")
-    if corrupt:
-        lines.append(
-            f"{len(corrupt)} unreadable record files (their points count as pending): {', '.join(corrupt[:show])}"
-        )
-    failed = [r for i, r in rows.items() if i in in_grid and r["status"] != "ok"]
+    if rows.corrupt:
+        shown = ", ".join(rows.corrupt[:show])
+        lines.append(f"{len(rows.corrupt)} unreadable record files (pending): {shown}")
+    finished, walls, errors = rows.by_id("finished"), rows.by_id("wall_time"), rows.by_id("error")
+    failed = [i for i, s in status.items() if i in in_grid and s != "ok"]
     if failed:
         lines.append("last failures:")
-        for row in sorted(failed, key=lambda r: r.get("finished", ""), reverse=True)[:show]:
-            point = in_grid[row["id"]]
-            lines.append(
-                f"  {row['id']} {describe(point.params, keys)}: {row.get('error', row['status'])}"
-            )
-    done = [r for i, r in rows.items() if i in in_grid and r["status"] == "ok"]
-    if done:
+        for i in sorted(failed, key=lambda i: finished[i] or "", reverse=True)[:show]:
+            lines.append(f"  {i} {describe(in_grid[i].params, keys)}: {errors[i] or status[i]}")
+    ok = [i for i, s in status.items() if i in in_grid and s == "ok"]
+    if ok:
         lines.append("slowest points:")
-        for row in sorted(done, key=lambda r: r.get("wall_time", 0.0), reverse=True)[:show]:
-            point = in_grid[row["id"]]
-            lines.append(
-                f"  {row['id']} {row.get('wall_time', 0.0):.2f} s {describe(point.params, keys)}"
-            )
+        for i in sorted(ok, key=lambda i: walls[i] or 0.0, reverse=True)[:show]:
+            lines.append(f"  {i} {walls[i] or 0.0:.2f} s {describe(in_grid[i].params, keys)}")
     return "\n".join(lines)
+
+
+def table_summary(frame, points: list, limit: int = 12) -> str:
+    """Mean, min and max of each numeric metric over the ok rows of the results table."""
+    if frame.empty or "status" not in frame:
+        return "no results yet"
+    ok = frame[frame["status"] == "ok"]
+    params = {k for p in points for k in p.params}
+    skip = params | {"_index", "id", "status", "wall_time", "cpu_time", "finished", "error"}
+    metrics = [c for c in ok.select_dtypes("number").columns if c not in skip][:limit]
+    if ok.empty or not metrics:
+        return f"{len(ok)} ok rows; no numeric metrics"
+    stats = ok[metrics].agg(["mean", "min", "max"]).T
+    return f"metrics over {len(ok)} ok points:\n" + stats.to_string(
+        float_format=lambda v: f"{v:.4g}"
+    )

@@ -2,22 +2,25 @@
 
 Records are written to a temp file in the same folder and renamed into place, so a
 reader never sees half a record and many writers (array tasks on NFS) need no lock or
-shared counter. The collected table ``results/NAME.csv`` and the summary cache
-``results/NAME/_rows.pkl`` are both derived from the records and rebuilt at will; the
-cache is checked against each record's size, mtime and inode, so it is never stale.
+shared counter. The collected table ``results/NAME.csv`` and the row cache
+``results/.cache/NAME.rows.pkl`` are both derived from the records and rebuilt at
+will; the cache is checked against each record's size, mtime and inode.
 """
 
 import json
 import os
 import pickle
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from memo import paths
 
-CACHE_NAME = "_rows.pkl"
+CACHE_VERSION = 1
+SETTLE_S = 2.0  # a folder unchanged this long is taken as settled (coarse mtimes on NFS)
 # Columns every row has besides params and metrics, in table order.
 LEAD_COLUMNS = ("_index", "id")
 TAIL_COLUMNS = ("seed", "status")
@@ -32,6 +35,7 @@ class Store:
         self.experiment = experiment
         self.dir = base / experiment
         self.table_path = base / f"{experiment}.csv"
+        self.cache_path = base / ".cache" / f"{experiment}.rows.pkl"
 
     def write(self, record: dict) -> None:
         """Write one record atomically (temp file + rename), replacing any older one."""
@@ -42,34 +46,50 @@ class Store:
     def read(self, point_id: str) -> dict:
         return json.loads((self.dir / f"{point_id}.json").read_bytes())
 
-    def rows(self) -> tuple[dict, list]:
-        """Flat scalar rows of every record by id, and the names of unreadable records.
+    def rows(self) -> "Rows":
+        """The flat scalar rows of every record, from a cache kept up to date.
 
-        Only records that changed since the last call are read (see module docstring).
+        Records whose (mtime, size, inode) match the cache are not read again; if the
+        folder itself has not changed since a settled cache was written, nothing is
+        listed at all. Unreadable records are reported in ``Rows.corrupt``.
         """
         try:
-            entries = [e for e in os.scandir(self.dir) if _is_record(e.name)]
+            dir_mtime = os.stat(self.dir).st_mtime_ns
         except FileNotFoundError:
-            return {}, []
-        cache = self._load_cache()
-        fresh, rows, corrupt = {}, {}, []
-        for entry in entries:
-            st = entry.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            cached = cache.get(entry.name)
-            if cached and cached[0] == stamp:
-                row = cached[1]
-            else:
-                try:
-                    row = flatten(json.loads(Path(entry.path).read_bytes()))
-                except (ValueError, KeyError, TypeError, OSError):
-                    corrupt.append(entry.name)
+            return Rows.build([], [], [], [])
+        cached = self._load_cache()
+        if cached is not None and cached.dir_mtime == dir_mtime:
+            return cached
+        known = {name: i for i, name in enumerate(cached.names)} if cached else {}
+        names, stamps, rows, corrupt = [], [], [], []
+        with os.scandir(self.dir) as entries:
+            for entry in entries:
+                if not _is_record(entry.name):
                     continue
-            fresh[entry.name] = (stamp, row)
-            rows[row["id"]] = row
-        if fresh.keys() != cache.keys() or any(fresh[k][0] != cache[k][0] for k in fresh):
-            _write_atomic(self.dir / CACHE_NAME, pickle.dumps(fresh, protocol=5))
-        return rows, corrupt
+                st = entry.stat()
+                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+                i = known.get(entry.name)
+                if i is not None and cached.stamps[i] == stamp:
+                    row = cached.row(i)
+                else:
+                    try:
+                        row = flatten(json.loads(Path(entry.path).read_bytes()))
+                    except (ValueError, KeyError, TypeError, OSError):
+                        corrupt.append(entry.name)
+                        continue
+                names.append(entry.name)
+                stamps.append(stamp)
+                rows.append(row)
+        fresh = Rows.build(names, stamps, rows, corrupt)
+        # Trust the folder's mtime next time only if nothing changed while we listed and
+        # its last change is old enough for any later one to show as a new mtime, also
+        # on file systems with coarse timestamps.
+        settled = os.stat(self.dir).st_mtime_ns == dir_mtime
+        if settled and time.time() - dir_mtime / 1e9 > SETTLE_S:
+            fresh.dir_mtime = dir_mtime
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.cache_path, pickle.dumps((CACHE_VERSION, fresh), protocol=5))
+        return fresh
 
     def records(self) -> list:
         """Every readable record in full (with curves); unreadable ones are skipped."""
@@ -82,22 +102,66 @@ class Store:
                     continue
         return records
 
-    def write_table(self, points: list, rows: dict):
+    def write_table(self, points: list, rows: "Rows"):
         """Write results/NAME.csv: one row per grid point that has a record, in grid order."""
-        table = []
-        for point in points:
-            row = rows.get(point.id)
-            if row is not None:
-                table.append({**row, "_index": point.index})
-        frame = order_columns(to_frame(table), points)
+        frame = rows.frame()
+        if len(frame):
+            frame["_index"] = frame["id"].map({p.id: p.index for p in points})
+            frame = frame.dropna(subset=["_index"]).astype({"_index": int})
+            frame = frame.sort_values("_index").reset_index(drop=True)
+        frame = order_columns(frame, points)
         _write_atomic(self.table_path, frame.to_csv(index=False).encode())
         return frame
 
-    def _load_cache(self) -> dict:
+    def _load_cache(self):
         try:
-            return pickle.loads((self.dir / CACHE_NAME).read_bytes())
-        except Exception:  # missing, truncated or from an incompatible version: rebuild
-            return {}
+            version, rows = pickle.loads(self.cache_path.read_bytes())
+        except Exception:  # missing, truncated or unpicklable: rebuild
+            return None
+        return rows if version == CACHE_VERSION else None
+
+
+@dataclass
+class Rows:
+    """The records' flat rows column by column: quick to cache, load and tabulate."""
+
+    names: list  # record file names
+    stamps: list  # (mtime_ns, size, inode) of each record file
+    columns: dict  # column -> list aligned with names, None where a record lacks it
+    corrupt: list  # names of unreadable record files
+    dir_mtime: int | None = None  # the records folder's mtime, once settled
+
+    @classmethod
+    def build(cls, names: list, stamps: list, rows: list, corrupt: list) -> "Rows":
+        keys = list(dict.fromkeys(k for row in rows for k in row)) or ["id", "status"]
+        columns = {k: [row.get(k) for row in rows] for k in keys}
+        return cls(names, stamps, columns, corrupt)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def row(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.columns.items() if v[i] is not None}
+
+    def by_id(self, column: str) -> dict:
+        """{point id: value of the column}."""
+        return dict(zip(self.columns["id"], self.columns.get(column, [None] * len(self))))
+
+    def status(self) -> dict:
+        return self.by_id("status")
+
+    def frame(self):
+        """A pandas DataFrame; integer columns stay integer where some rows lack them."""
+        import pandas as pd
+
+        data = {}
+        for key, values in self.columns.items():
+            present = [v for v in values if v is not None]
+            if len(present) < len(values) and all(type(v) is int for v in present):
+                data[key] = pd.array(values, dtype="Int64")
+            else:
+                data[key] = values
+        return pd.DataFrame(data)
 
 
 def load_results(experiment: str, curves: bool = True, status: str | None = "ok"):
@@ -109,9 +173,10 @@ def load_results(experiment: str, curves: bool = True, status: str | None = "ok"
     """
     store = Store(experiment)
     if curves:
-        frame = to_frame([flatten(r, curves=True) for r in store.records()])
+        rows = [flatten(r, curves=True) for r in store.records()]
+        frame = Rows.build([], [], rows, []).frame()
     else:
-        frame = to_frame(list(store.rows()[0].values()))
+        frame = store.rows().frame()
     if status is not None and len(frame):
         frame = frame[frame["status"] == status].reset_index(drop=True)
     return frame
@@ -149,18 +214,6 @@ def order_columns(frame, points: list):
     back = [c for c in META_COLUMNS if c in frame]
     middle = [c for c in frame.columns if c not in front and c not in back]
     return frame[front + middle + back]
-
-
-def to_frame(rows: list):
-    """A DataFrame of rows; integer columns stay integer where some rows lack them."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    for column in frame.columns:
-        values = [r[column] for r in rows if r.get(column) is not None]
-        if len(values) < len(rows) and all(type(v) is int for v in values):
-            frame[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
-    return frame
 
 
 def to_json(value):

@@ -149,7 +149,8 @@ def test_unreadable_record_counts_as_pending_and_is_rewritten(write_spec, root, 
     capsys.readouterr()
     run.main(["--name", "exp", "--status"])
     out = capsys.readouterr().out
-    assert "1 pending" in out and "1 unreadable record files" in out and victim.name in out
+    assert "1 pending" in out and "1 unreadable record files (pending)" in out
+    assert victim.name in out
     assert run.main(["--name", "exp"]) == 0
     assert json.loads(victim.read_text())["status"] == "ok"
 
@@ -158,9 +159,9 @@ def test_status_cache_follows_rewritten_records(write_spec, root):
     write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [1], "duration": [0.0, 0.5]}})
     run.main(["--name", "exp", "--timeout", "0.2"])
     store = Store("exp")
-    assert sorted(r["status"] for r in store.rows()[0].values()) == ["ok", "timeout"]
+    assert sorted(store.rows().status().values()) == ["ok", "timeout"]
     run.main(["--name", "exp", "--retry-failed"])
-    assert sorted(r["status"] for r in store.rows()[0].values()) == ["ok", "ok"]
+    assert sorted(store.rows().status().values()) == ["ok", "ok"]
 
 
 def test_load_results_keeps_curves(write_spec, root):
@@ -176,7 +177,9 @@ def test_backend_mistakes_exit_2(write_spec, root, cli):
     write_spec("exp", grid_spec(1))
     result = cli("--name", "exp", "--", "-q", "all.q")
     assert result.returncode == 2
-    assert result.stderr == "error: the joblib backend takes no scheduler arguments, got: -q all.q\n"
+    assert (
+        result.stderr == "error: the joblib backend takes no scheduler arguments, got: -q all.q\n"
+    )
     result = cli("--name", "exp", "--tasks", "0")
     assert result.returncode == 2 and "--tasks 0" in result.stderr
 
@@ -235,3 +238,22 @@ def test_interrupt_stops_cleanly_and_keeps_finished_points(write_spec, root, cli
     assert all(r["status"] == "ok" for r in kept.values())
     result = cli("--name", "exp", "--tasks", "2")
     assert result.returncode == 0 and len(records(root)) == 40
+
+
+def test_settled_folder_is_not_listed_again_and_changes_are_seen(write_spec, root, monkeypatch):
+    write_spec("exp", grid_spec(3))
+    run.main(["--name", "exp"])
+    store = Store("exp")
+    old = time.time() - 60
+    os.utime(store.dir, (old, old))  # as if the last record landed a minute ago
+    assert len(store.rows()) == 3  # lists the folder and marks the cache settled
+
+    def no_listing(path):
+        raise AssertionError("listed a settled folder")
+
+    with monkeypatch.context() as m:
+        m.setattr("memo.store.os.scandir", no_listing)
+        assert len(store.rows()) == 3
+    write_spec("exp", grid_spec(4))
+    run.main(["--name", "exp"])  # a new record changes the folder's mtime
+    assert len(store.rows()) == 4

@@ -25,7 +25,11 @@ def test_range_follows_memo_semantics():
     assert len(values) == 51 and values[3] == 0.15 and values[-1] == 2.5
     # np.arange(0, 0.3, 0.1) overshoots to 0.30000000000000004; exact counting does not.
     assert expand_value("f", "k", {"type_": "range", "stop": 0.3, "step": 0.1}) == [0.0, 0.1, 0.2]
-    assert expand_value("f", "k", {"type_": "range", "start": 3, "stop": 0, "step": -1}) == [3, 2, 1]
+    assert expand_value("f", "k", {"type_": "range", "start": 3, "stop": 0, "step": -1}) == [
+        3,
+        2,
+        1,
+    ]
 
 
 def test_linspace_and_logspace_are_rounded():
@@ -106,14 +110,20 @@ BAD_SPECS = [
     ({"trial": SYN, "param_grid": {"x": {"type_": "range", "stop": 0}}}, "expands to no values"),
     ({"trial": SYN, "param_grid": {"x": {"type_": "range", "stop": 3, "stpe": 1}}}, "not 'stpe'"),
     ({"trial": SYN, "param_grid": {"x": {"type_": "range", "step": 3}}}, "range needs 'stop'"),
-    ({"trial": SYN, "param_grid": {"x": {"type_": "range", "stop": 3, "step": 0}}}, "must not be 0"),
+    (
+        {"trial": SYN, "param_grid": {"x": {"type_": "range", "stop": 3, "step": 0}}},
+        "must not be 0",
+    ),
     ({"trial": SYN, "param_grid": {}}, "param_grid must be a non-empty object"),
     ({"trial": SYN, "param_grid": []}, "param_grid must be an object or a non-empty list"),
     (
         {"trial": SYN, "param_grid": {"g": {"type_": "zip", "x": [1, 2], "y": [1]}}},
         "zipped lists differ in length",
     ),
-    ({"trial": SYN, "param_grid": {"x": {"type_": "zip", "y": [1]}}}, "a zip group's key is a label"),
+    (
+        {"trial": SYN, "param_grid": {"x": {"type_": "zip", "y": [1]}}},
+        "a zip group's key is a label",
+    ),
     ({"trial": SYN, "param_grid": {"duration": [-1]}}, "duration must be >= 0, got -1"),
     ({"trial": SYN, "param_grid": {"x": [1]}, "defaults": {"q": 1}}, "defaults.q: trial"),
     ({"trial": SYN, "param_grid": {"x": [1]}, "plots": {}}, "plots must be a list"),
@@ -146,5 +156,21 @@ def test_bad_spec_exits_2_and_writes_nothing(write_spec, cli, root):
 
 
 def test_spec_round_trips_through_json(write_spec):
-    points = points_of(write_spec, {"x": {"type_": "range", "start": 0.1, "stop": 0.4, "step": 0.1}})
+    points = points_of(
+        write_spec, {"x": {"type_": "range", "start": 0.1, "stop": 0.4, "step": 0.1}}
+    )
     assert json.loads(json.dumps([p.params for p in points]))[2]["x"] == 0.3
+
+
+def test_grid_order_is_parameter_grids(write_spec):
+    from sklearn.model_selection import ParameterGrid
+
+    grid = [
+        {"x": [3, 1, 2], "y": [0.5, 0.25], "restart": [0, 1]},
+        {"fail": [True], "x": [7, 8]},
+    ]
+    points = points_of(write_spec, grid)
+    expected = list(ParameterGrid(grid))
+    assert len(points) == len(expected)
+    for point, combo in zip(points, expected):
+        assert {k: point.params[k] for k in combo} == combo
