@@ -1,0 +1,105 @@
+"""memo's plot types: one function per type, registered by name in ``PLOTS``.
+
+An experiment's "plots" list holds entries like
+``{"type": "heatmap", "name": "width", "pivot": {...}}``. For each entry::
+
+    cfg = validate(entry)                # defaults filled in; PlotError names a bad key
+    drawn = draw(cfg, load_table(name))  # Drawn(fig, data): the figure and its numbers
+    save(drawn.fig, plots_dir / name / cfg["name"], ["png", "pdf"])
+
+``PLOTS[type].needs`` says which table a type reads: None (dataset_2d, dataset_images,
+boundary_2d read datasets), "results" (``load_table``) or "curves" (``load_curves``).
+Each function's docstring lists its keys; memo/plots/tables.py and data.py hold them.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from memo import paths
+from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
+from memo.plots import data, tables  # noqa: F401 (importing them registers their types)
+
+__all__ = [
+    "BANDS",
+    "PLOTS",
+    "Drawn",
+    "PlotError",
+    "MissingResults",
+    "draw",
+    "load_curves",
+    "load_table",
+    "save",
+]
+__all__ += ["style", "validate"]
+
+
+class MissingResults(FileNotFoundError):
+    """The experiment has no results yet (run.py has not written them)."""
+
+
+def draw(cfg: dict, df: pd.DataFrame | None = None) -> Drawn:
+    """Draw a validated plot entry in the house style; ``df`` is the table its type needs."""
+    import matplotlib
+
+    with matplotlib.rc_context(style()):
+        return PLOTS[cfg["type"]](cfg, df)
+
+
+def save(fig, stem: Path, formats=("png", "pdf")) -> list:
+    """Write ``fig`` to ``stem.<fmt>`` for each format, each via a temp file renamed into place."""
+    import matplotlib
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    with matplotlib.rc_context(style()):
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    # No creation date in PDFs: the same results give the same bytes.
+                    fig.savefig(
+                        handle,
+                        format=fmt,
+                        metadata={"CreationDate": None} if fmt == "pdf" else None,
+                    )
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            written.append(path)
+    return written
+
+
+def load_table(name: str) -> pd.DataFrame:
+    """results/NAME.csv, status == "ok" rows only; MissingResults if there is none."""
+    path = paths.results_dir() / f"{name}.csv"
+    if not path.is_file():
+        raise MissingResults(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame()
+    if "status" in df:
+        df = df[df["status"] == "ok"]
+    return df.reset_index(drop=True)
+
+
+def load_curves(name: str) -> pd.DataFrame:
+    """The ok records with their per-epoch list columns, from ``memo.store.load_results``."""
+    try:
+        from memo.store import load_results
+    except ImportError as e:
+        raise PlotError(
+            "type", f"curves plots need memo.store.load_results, which is not available ({e})"
+        ) from None
+    df = load_results(name, curves=True)
+    if len(df) == 0 and not (paths.results_dir() / name).is_dir():
+        raise MissingResults(paths.results_dir() / name)
+    if "status" in df:
+        df = df[df["status"] == "ok"]
+    return df.reset_index(drop=True)

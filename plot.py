@@ -1,0 +1,139 @@
+"""Draw an experiment's figures.
+
+    python plot.py --name NAME [--only PLOT ...] [--format png,pdf]
+
+Reads the "plots" list of experiments/NAME.json and writes each entry to
+plots/NAME/<plot name>.<format> (png and pdf by default), each file written to a temp
+name and renamed, so a crash never leaves half a figure. The plot types and their keys
+are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
+
+Results: heatmap, slices, line and scatter read results/NAME.csv (ok rows only); curves
+read the per-epoch records through memo.store. Plots that read datasets instead
+(dataset_2d, dataset_images, boundary_2d) are drawn even when there are no results yet.
+
+Exit status: 0 when every selected plot was drawn; 1 when some plot failed (one line
+each on stderr naming the plot and the key; the others are still drawn); 2 when the
+experiment or its "plots" list is missing or bad, or some selected plot needs results
+that do not exist yet (one line; the plots that need no results are still drawn).
+"""
+
+import argparse
+import json
+import sys
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Draw the plots of experiments/NAME.json.")
+    parser.add_argument("--name", required=True, help="experiment name (experiments/NAME.json)")
+    parser.add_argument("--only", nargs="+", metavar="PLOT", help="draw only these plots (by name)")
+    parser.add_argument(
+        "--format", default="png,pdf", help="comma-separated formats (default png,pdf)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an unexpected error"
+    )
+    args = parser.parse_args(argv)
+    args.formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in args.formats if f not in FORMATS]
+    if bad or not args.formats:
+        parser.error(
+            f"--format: unknown format {','.join(bad)!r}; choose from {', '.join(FORMATS)}"
+        )
+    return args
+
+
+def fail(message: str) -> int:
+    print(f"plot.py: {message}", file=sys.stderr)
+    return 2
+
+
+def load_entries(name: str, only):
+    """The experiment's plot entries (those named by --only); a one-line message if unusable."""
+    from memo import paths
+
+    path = paths.experiments_dir() / f"{name}.json"
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
+        return None, f"no experiment {name!r} (no {path}; known: {', '.join(known) or 'none'})"
+    except (ValueError, OSError) as e:
+        return None, f"cannot read {path}: {e}"
+    entries = spec.get("plots") if isinstance(spec, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None, f'{path} has no "plots" list; add one (see memo/plots) to draw figures'
+    names = [e.get("name") if isinstance(e, dict) else None for e in entries]
+    dup = sorted({n for n in names if n is not None and names.count(n) > 1})
+    if dup:
+        return (
+            None,
+            f"{path}: plot names must be unique (they name the files); repeated: {', '.join(dup)}",
+        )
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            return (
+                None,
+                f"--only: no plot named {', '.join(unknown)} in {path};"
+                f" plots: {', '.join(map(str, names))}",
+            )
+        entries = [e for e, n in zip(entries, names) if n in only]
+    return entries, None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from memo import paths, plots
+
+    entries, problem = load_entries(args.name, args.only)
+    if problem:
+        return fail(problem)
+    loaders = {"results": plots.load_table, "curves": plots.load_curves}
+    tables, failed, waiting = {}, 0, []
+    out_dir = paths.plots_dir() / args.name
+    print(f"Drawing {len(entries)} plot(s) of {args.name} into {out_dir}")
+    for number, entry in enumerate(entries):
+        name = entry.get("name", f"#{number}") if isinstance(entry, dict) else f"#{number}"
+        kind = entry.get("type", "?") if isinstance(entry, dict) else "?"
+        try:
+            cfg = plots.validate(entry)
+            needs = plots.PLOTS[cfg["type"]].needs
+            if needs and needs not in tables:
+                try:
+                    tables[needs] = loaders[needs](args.name)
+                except plots.MissingResults as e:
+                    tables[needs] = e
+            if isinstance(tables.get(needs), plots.MissingResults):
+                waiting.append(name)
+                continue
+            drawn = plots.draw(cfg, tables.get(needs))
+            written = plots.save(drawn.fig, out_dir / cfg["name"], args.formats)
+            print(f"  {name} ({kind}): {', '.join(p.name for p in written)}")
+        except plots.PlotError as e:
+            failed += 1
+            print(f"plot.py: plot {name!r} ({kind}): {e}", file=sys.stderr)
+        except Exception as e:  # a bug, not a user mistake: one line unless --debug
+            if args.debug:
+                raise
+            failed += 1
+            print(
+                f"plot.py: plot {name!r} ({kind}): unexpected {type(e).__name__}: {e}"
+                " (--debug shows the traceback)",
+                file=sys.stderr,
+            )
+    if waiting:
+        where = paths.results_dir() / f"{args.name}.csv"
+        return fail(
+            f"no results for {args.name} ({where}); run `python run.py --name {args.name}`"
+            f" first. Not drawn: {', '.join(waiting)}"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

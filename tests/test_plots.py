@@ -1,0 +1,530 @@
+"""Plots: the numbers behind each figure, key checking, and plot.py's files and exit codes.
+
+Each plot function returns Drawn(fig, data); the tests compare data *and* the artists
+drawn with means and bands computed here by hand from small synthetic results.
+"""
+
+import importlib.util
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import plot
+from memo import measures
+from memo import plots
+from memo.plots import PlotError, data as plot_data
+from memo.plots._core import smooth
+
+NOISY = 0.15000000000000002  # what np.arange(0, 0.3, 0.05)[3] gives; must match 0.15
+
+
+def results(seeds=3):
+    """A 3 x 3 grid (n_iter x max_bias), `seeds` rows per point, known values per row."""
+    rows = []
+    for n_iter in (10, 20, 30):
+        for max_bias in (0.0, 0.15, 0.3):
+            for seed in range(seeds):
+                width = n_iter / 10 + 10 * max_bias + seed**2  # seed**2: unequal spread
+                score = 1.0 if (n_iter >= 20 and seed != 0) or max_bias == 0.3 else 0.9
+                bias = NOISY if (max_bias == 0.15 and seed % 2) else max_bias
+                rows.append(dict(n_iter=n_iter, max_bias=bias, restart=seed, seed=seed))
+                rows[-1].update(status="ok", score=score, second_dim_out=width)
+    return pd.DataFrame(rows)
+
+
+def entry(type_, **keys):
+    return plots.validate({"type": type_, "name": "p", **keys})
+
+
+def draw(type_, df=None, **keys):
+    return plots.draw(entry(type_, **keys), df)
+
+
+def by_hand(df, by, val):
+    """Mean, sample std and n per group, with the bias column snapped to 0.15."""
+    df = df.assign(max_bias=df["max_bias"].round(9))
+    return df.groupby(by)[val].agg(["mean", "std", "count"])
+
+
+PIVOT = {"idx": "n_iter", "col": "max_bias", "val": "second_dim_out"}
+
+
+# --- key checking ----------------------------------------------------------------
+
+
+def test_validate_fills_defaults_and_expands_flags():
+    cfg = entry("heatmap", pivot=PIVOT, contours=True)
+    assert cfg["pivot"] == {**PIVOT, "agg": "mean", "round": None}
+    assert cfg["contours"] == {"smoothing": 0.0, "vmin": None, "vmax": None, "levels": None}
+    assert cfg["interpolation"] is None and cfg["figsize"] is None
+    assert entry("boundary_2d", dataset="moons", model={"n_iter": 5, "max_bias": 1.0})["model"] == {
+        "n_iter": 5,
+        "max_bias": 1.0,
+        "activation": "thres",
+        "seed": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    "keys, key, match",
+    [
+        ({"type": "heatmapp"}, "type", "unknown plot type 'heatmapp'; one of: .*heatmap"),
+        ({"type": "heatmap", "pivot": PIVOT, "colour": 1}, "colour", "valid keys: .*contours"),
+        ({"type": "heatmap"}, "pivot", "missing"),
+        ({"type": "heatmap", "pivot": {**PIVOT, "fn": 1}}, "pivot.fn", "valid keys: idx, col"),
+        ({"type": "heatmap", "pivot": {"idx": "a", "col": "b"}}, "pivot.val", "missing"),
+        ({"type": "heatmap", "pivot": {**PIVOT, "agg": "avg"}}, "pivot.agg", "one of mean"),
+        ({"type": "slices", "pivot": PIVOT, "slices": [1], "band": "sd"}, "band", "std, sem, ci95"),
+        ({"type": "slices", "pivot": PIVOT, "slices": 1}, "slices", "non-empty list"),
+        ({"type": "heatmap", "pivot": PIVOT, "figsize": [3]}, "figsize", "width, height"),
+        ({"type": "heatmap", "pivot": PIVOT, "name": "../x"}, "name", "file name"),
+        ({"type": "heatmap", "pivot": PIVOT, "contours": 3}, "contours", "true, false or"),
+        ({"type": "dataset_2d", "dataset": "m", "xticks": "no"}, "xticks", "true or false"),
+    ],
+)
+def test_validate_names_the_bad_key(keys, key, match):
+    with pytest.raises(PlotError, match=match) as info:
+        plots.validate({"name": "p", **keys})
+    assert info.value.key == key
+    assert str(info.value).startswith(f"key '{key}': ")
+
+
+def test_every_plot_docstring_lists_its_keys():
+    for name, fn in plots.PLOTS.items():
+        own = [k for k in fn.keys if k not in ("type", "name")]
+        missing = [k for k in own if k not in fn.__doc__]
+        assert not missing, f"{name} docstring lacks {missing}"
+
+
+def test_missing_column_error_names_key_and_lists_columns():
+    with pytest.raises(PlotError, match="no column 'nope'.*second_dim_out.*interpolated") as e:
+        draw("heatmap", results(), pivot={**PIVOT, "val": "nope"})
+    assert e.value.key == "pivot.val"
+    with pytest.raises(PlotError, match="needs column.*'score'") as e:
+        draw("heatmap", results().drop(columns="score"), pivot={**PIVOT, "val": "interpolated"})
+
+
+# --- derived columns ---------------------------------------------------------------
+
+
+def test_measures_interpolated_and_lazy_n_samples(monkeypatch):
+    df = pd.DataFrame({"score": [1.0, 0.999, 1.0], "dataset": ["a", "b", "a"]})
+    monkeypatch.setattr(measures, "_dataset_size", {"a": 10, "b": 20}.get)
+    assert measures.derivable(df, "n_samples") and not measures.derivable(df, "foo")
+    measures.add(df, "interpolated")
+    measures.add(df, "n_samples")
+    assert df["interpolated"].tolist() == [True, False, True]
+    assert df["n_samples"].tolist() == [10, 20, 10]
+    df["score"] = 0.0
+    measures.add(df, "interpolated")  # present: never recomputed
+    assert df["interpolated"].tolist() == [True, False, True]
+
+
+# --- heatmap -----------------------------------------------------------------------
+
+
+def test_heatmap_pivot_image_and_interpolation_equal_hand_means():
+    df = results()
+    drawn = draw("heatmap", df, pivot=PIVOT, interpolation={"smoothing": 0}, contours=True)
+    expect = by_hand(df, ["n_iter", "max_bias"], "second_dim_out")["mean"].unstack()
+    table = drawn.data["pivot"]
+    assert table.shape == (3, 3)  # 0.15 and 0.15000000000000002 share one column
+    assert list(table.columns) == [0.0, 0.15, 0.3] and list(table.index) == [10, 20, 30]
+    np.testing.assert_allclose(table.to_numpy(), expect.to_numpy())
+    ax = drawn.fig.axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(), expect.to_numpy())  # rows = n_iter, up
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0", "0.15", "0.3"]
+    assert ax.get_xlabel() == "max_bias" and ax.get_ylabel() == "n_iter"
+    prob = df.assign(i=df["score"] == 1, max_bias=df["max_bias"].round(9))
+    prob = prob.groupby(["n_iter", "max_bias"])["i"].mean().unstack().to_numpy()
+    np.testing.assert_allclose(drawn.data["interpolation"], prob)
+    np.testing.assert_allclose(drawn.data["contours"], expect.to_numpy())  # smoothing 0
+    styles = [c.get_linestyles() for c in ax.collections]
+    assert len(ax.collections) == 2 and styles[1][0][1] is not None  # the dashed one
+
+
+def test_heatmap_agg_round_where_and_no_interpolation_without_score():
+    df = results().drop(columns="score")
+    drawn = draw(
+        "heatmap", df, pivot={**PIVOT, "agg": "max", "round": 1}, where={"n_iter": [10, 30]}
+    )
+    table = drawn.data["pivot"]
+    assert list(table.index) == [10, 30] and list(table.columns) == [
+        0.0,
+        0.2,
+        0.3,
+    ]  # numpy rounds 1.5 to 2
+    sub = df[df["n_iter"] != 20].assign(max_bias=lambda d: d["max_bias"].round(1))
+    expect = sub.groupby(["n_iter", "max_bias"])["second_dim_out"].max().unstack()
+    np.testing.assert_allclose(table.to_numpy(), expect.to_numpy())
+    assert drawn.data["interpolation"] is None and drawn.data["contours"] is None
+
+
+def test_smooth_ignores_missing_cells():
+    grid = np.array([[1.0, np.nan], [1.0, 1.0]])
+    out = smooth(grid, 1.0)
+    assert np.isnan(out[0, 1]) and np.allclose(out[~np.isnan(grid)], 1.0)
+
+
+# --- slices ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("band", ["std", "sem", "ci95"])
+def test_slices_mean_and_band_equal_hand_computation(band):
+    df = results(seeds=4)
+    drawn = draw("slices", df, pivot=PIVOT, slices=[0.0, 0.15], band=band, legend=True)
+    hand = by_hand(df, ["max_bias", "n_iter"], "second_dim_out")
+    ax = drawn.fig.axes[0]
+    for k, s in enumerate([0.0, 0.15]):
+        mean, std, n = (hand.loc[s][c].to_numpy() for c in ("mean", "std", "count"))
+        half = {"std": std, "sem": std / np.sqrt(n), "ci95": stats.t.ppf(0.975, n - 1) * std / 2}
+        rows = drawn.data[drawn.data["slice"] == s]
+        assert rows["n"].tolist() == [4, 4, 4]  # float-tolerant: both spellings of 0.15
+        np.testing.assert_allclose(rows["mean"], mean)
+        np.testing.assert_allclose(rows["high"] - rows["mean"], half[band])
+        np.testing.assert_allclose(ax.lines[k].get_ydata(), mean)
+        vertices = ax.collections[k].get_paths()[0].vertices
+        for x, lo, hi in zip([10, 20, 30], mean - half[band], mean + half[band]):
+            at = vertices[np.isclose(vertices[:, 0], x), 1]
+            assert np.isclose(at.min(), lo) and np.isclose(at.max(), hi)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.0", "0.15"]
+    assert ax.get_legend().get_title().get_text() == "max_bias"
+
+
+def test_slices_markers_follow_threshold_and_mark_every():
+    df = results()
+    drawn = draw(
+        "slices", df, pivot=PIVOT, slices=[0.0], marker_threshold=0.5, mark_every=2, band="none"
+    )
+    rows = drawn.data
+    np.testing.assert_allclose(rows["interpolation"], [0.0, 2 / 3, 2 / 3])
+    assert rows["marker"].tolist() == [False, False, True]  # 20 passes but is skipped
+    dots = [ln for ln in drawn.fig.axes[0].lines if ln.get_marker() == "o"]
+    assert [list(d.get_xdata()) for d in dots] == [[30]]
+    assert not drawn.fig.axes[0].collections  # band "none": no band drawn
+
+
+def test_slices_errors_name_the_key():
+    with pytest.raises(
+        PlotError, match=r"no ok rows with max_bias = 0.2 \(values: 0.0, 0.15, 0.3\)"
+    ):
+        draw("slices", results(), pivot=PIVOT, slices=[0.2])
+    with pytest.raises(PlotError, match="use 'mean'"):
+        draw("slices", results(), pivot={**PIVOT, "agg": "max"}, slices=[0.0])
+
+
+def test_slices_value_limits_like_memo():
+    drawn = draw("slices", results(), pivot=PIVOT, slices=[0.0], vmin=0.0, vmax=10.0)
+    low, high = drawn.fig.axes[0].get_ylim()
+    assert low < 0.0 < 10.0 < high and math.isclose(high - 10.0, 0.0 - low)
+
+
+# --- line, scatter, curves ---------------------------------------------------------
+
+
+def test_line_means_per_hue_and_log_axes():
+    df = results()
+    drawn = draw("line", df, x="n_iter", y="second_dim_out", hue="max_bias", band="sem", logx=True)
+    hand = by_hand(df, ["max_bias", "n_iter"], "second_dim_out")
+    np.testing.assert_allclose(drawn.data["mean"], hand["mean"])
+    np.testing.assert_allclose(drawn.data["high"] - drawn.data["mean"], hand["std"] / np.sqrt(3))
+    ax = drawn.fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+    assert len(ax.lines) == 3
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), hand.loc[0.15]["mean"])
+
+
+def test_scatter_draws_every_selected_row():
+    df = results()
+    drawn = draw("scatter", df, x="n_iter", y="score", hue=["max_bias"], where={"max_bias": 0.15})
+    assert len(drawn.data) == 9 and len(drawn.fig.axes[0].collections) == 1
+    offsets = drawn.fig.axes[0].collections[0].get_offsets()
+    sub = df[np.isclose(df["max_bias"], 0.15)]
+    assert sorted(map(tuple, offsets.tolist())) == sorted(zip(sub["n_iter"], sub["score"]))
+
+
+def curve_frame():
+    """Two learning rates, three seeds; one run stopped after 2 of 3 epochs."""
+    rows = [
+        dict(lr=0.1, seed=0, train_acc=[0.5, 0.7, 0.9]),
+        dict(lr=0.1, seed=1, train_acc=[0.3, 0.5, 1.0]),
+        dict(lr=0.1, seed=2, train_acc=[0.4, 0.6]),
+        dict(lr=0.01, seed=0, train_acc=[0.1, 0.2, 0.3]),
+        dict(lr=0.01, seed=1, train_acc=[0.2, 0.2, 0.5]),
+    ]
+    return pd.DataFrame(rows).assign(status="ok")
+
+
+@pytest.mark.parametrize("band", ["std", "ci95"])
+def test_curves_mean_and_band_per_epoch(band):
+    drawn = draw("curves", curve_frame(), metric="train_acc", hue="lr", band=band)
+    fast = drawn.data[drawn.data["lr"] == 0.1]
+    np.testing.assert_allclose(fast["mean"], [0.4, 0.6, 0.95])
+    assert fast["n"].tolist() == [3, 3, 2] and fast["epoch"].tolist() == [1, 2, 3]
+    std = np.array([0.1, 0.1, np.std([0.9, 1.0], ddof=1)])
+    half = std if band == "std" else stats.t.ppf(0.975, [2, 2, 1]) * std / np.sqrt([3, 3, 2])
+    np.testing.assert_allclose(fast["high"] - fast["mean"], half)
+    ax = drawn.fig.axes[0]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.4, 0.6, 0.95])  # lr 0.1 sorts second
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.15, 0.2, 0.4])
+    assert ax.get_xlabel() == "epoch" and [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "0.01",
+        "0.1",
+    ]
+
+
+def test_curves_reject_a_scalar_metric():
+    with pytest.raises(PlotError, match="not a per-epoch list") as e:
+        draw("curves", results(), metric="score")
+    assert e.value.key == "metric"
+
+
+# --- plots of datasets ---------------------------------------------------------------
+
+POINTS = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [3.0, 1.0]], dtype=np.float32)
+LABELS = np.array([0, 1, 1, 0])
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """memo.datasets replaced by one 4-point dataset, 'tiny'; other names are unknown."""
+
+    def load(name):
+        if name != "tiny":
+            raise PlotError("dataset", f"cannot load {name!r}")
+        return POINTS, LABELS
+
+    monkeypatch.setattr(plot_data, "load_dataset", load)
+
+
+def test_dataset_2d_draws_each_class(tiny):
+    drawn = draw("dataset_2d", dataset="tiny", legend=True, xlim=[-1, 4])
+    ax = drawn.fig.axes[0]
+    zero, one = ax.lines
+    assert zero.get_xydata().tolist() == [[0, 0], [3, 1]] and zero.get_marker() == "o"
+    assert one.get_xydata().tolist() == [[1, 1], [2, 0]] and one.get_marker() == "^"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["$y = 0$", "$y = 1$"]
+    assert ax.get_aspect() == 1.0 and ax.get_xlim()[0] < -1 < 4 < ax.get_xlim()[1]
+
+
+class HalfPlanes:
+    """A stand-in network: neuron 0 fires where x > 1.5, neuron 1 where y > 0.5."""
+
+    classes = [1]
+    centers = [np.array([2, 1])]
+
+    def neurons(self, X, i):
+        return np.column_stack([X[:, 0] - 1.5, X[:, 1] - 0.5])
+
+    def predict(self, X):
+        return (self.neurons(X, 0) > 0).any(axis=1).astype(int)
+
+
+def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
+    calls = []
+    monkeypatch.setattr(plot_data, "fit_model", lambda X, y, m: calls.append(m) or HalfPlanes())
+    drawn = draw("boundary_2d", dataset="tiny", model={"n_iter": 7, "max_bias": 0.5}, resolution=41)
+    assert calls == [{"n_iter": 7, "max_bias": 0.5, "activation": "thres", "seed": 0}]
+    d = drawn.data
+    gx, gy = d["grid_x"], d["grid_y"]
+    assert gx.shape == (41, 41)
+    assert [r["mask"].tolist() for r in d["regions"]] == [(gx > 1.5).tolist(), (gy > 0.5).tolist()]
+    assert [r["center"].tolist() for r in d["regions"]] == [[2, 0], [1, 1]]
+    assert (d["prediction"] == ((gx > 1.5) | (gy > 0.5))).all()
+    ax = drawn.fig.axes[0]
+    stars = [ln.get_xydata().tolist() for ln in ax.lines if ln.get_marker() == "*"]
+    assert stars == [[[2, 0]], [[1, 1]]]
+    assert len([ln for ln in ax.lines if ln.get_marker() in "o^"]) == 4  # points under and on top
+    assert len(ax.collections) == 5  # two filled regions, their outlines, the decision boundary
+    model = {"n_iter": 7, "max_bias": 0.5}
+    no_top = draw("boundary_2d", dataset="tiny", model=model, samples_on_top=False, resolution=11)
+    assert len([ln for ln in no_top.fig.axes[0].lines if ln.get_marker() in "o^"]) == 2
+
+
+def test_dataset_images_first_image_of_each_class(monkeypatch):
+    X = np.arange(5 * 12, dtype=np.float32).reshape(5, 2, 2, 3) / 60  # (N, H, W, C)
+    y = np.array([3, 1, 3, 1, 2])
+    monkeypatch.setattr(plot_data, "load_dataset", lambda name: (X, y))
+    keys = dict(dataset="d", rows=1, cols=3, img_width=2, img_height=2, img_channels=3)
+    drawn = draw("dataset_images", classes=[1, 2, 3], **keys)
+    assert drawn.data["index"] == [1, 4, 0]
+    shown = [ax.images[0].get_array() for ax in drawn.fig.axes]
+    for img, i in zip(shown, [1, 4, 0]):
+        np.testing.assert_allclose(img, X[i])
+    with pytest.raises(PlotError, match=r"no image of class 7 .*classes: 1, 2, 3") as e:
+        draw("dataset_images", classes=[7], **keys)
+    assert e.value.key == "classes"
+    with pytest.raises(PlotError, match="4 values per image, but .d. has 12") as e:
+        draw("dataset_images", classes=[1], **{**keys, "img_channels": 1})
+
+
+# --- files and plot.py ----------------------------------------------------------------
+
+
+def test_save_writes_each_format_atomically(tmp_path):
+    fig = draw("heatmap", results(), pivot=PIVOT).fig
+    written = plots.save(fig, tmp_path / "out" / "h", ["png", "pdf"])
+    assert [p.name for p in written] == ["h.png", "h.pdf"]
+    assert (tmp_path / "out" / "h.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "h.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError):
+        plots.save(fig, tmp_path / "out" / "bad", ["nope"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["h.pdf", "h.png"]
+
+
+def test_load_table_keeps_only_ok_rows(root):
+    (root / "results").mkdir()
+    df = results().assign(status=["ok", "error", "timeout"] * 9)
+    df.to_csv(root / "results" / "e.csv", index=False)
+    assert plots.load_table("e")["status"].unique().tolist() == ["ok"]
+    assert len(plots.load_table("e")) == 9
+    with pytest.raises(plots.MissingResults):
+        plots.load_table("other")
+
+
+def experiment(root, plot_entries, with_results=True):
+    (root / "experiments" / "e.json").write_text(json.dumps({"plots": plot_entries}))
+    if with_results:
+        (root / "results").mkdir(exist_ok=True)
+        results().to_csv(root / "results" / "e.csv", index=False)
+
+
+GOOD = [
+    {"type": "heatmap", "name": "map", "pivot": PIVOT, "xlabel": r"bias $\lambda$"},
+    {"type": "slices", "name": "cut", "pivot": PIVOT, "slices": [0.15], "band": "sem"},
+]
+BAD = [
+    {"type": "heatmap", "name": "typo", "pivot": PIVOT, "vmaxx": 1},
+    {"type": "slices", "name": "nocol", "pivot": {**PIVOT, "val": "width"}, "slices": [0.0]},
+    {"type": "pie", "name": "pie"},
+]
+
+
+def test_cli_draws_good_plots_and_names_each_bad_one(root, capsys):
+    experiment(root, [BAD[0], GOOD[0], BAD[1], GOOD[1], BAD[2]])
+    assert plot.main(["--name", "e"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert err[0].startswith("plot.py: plot 'typo' (heatmap): key 'vmaxx': unknown key")
+    assert err[1].startswith("plot.py: plot 'nocol' (slices): key 'pivot.val': no column 'width'")
+    assert err[2].startswith("plot.py: plot 'pie' (pie): key 'type': unknown plot type 'pie'")
+    files = sorted(p.name for p in (root / "plots" / "e").iterdir())
+    assert files == ["cut.pdf", "cut.png", "map.pdf", "map.png"]
+
+
+def test_cli_only_and_format(root, capsys):
+    experiment(root, GOOD)
+    assert plot.main(["--name", "e", "--only", "cut", "--format", "png"]) == 0
+    assert [p.name for p in (root / "plots" / "e").iterdir()] == ["cut.png"]
+    assert plot.main(["--name", "e", "--only", "cake"]) == 2
+    assert "no plot named cake" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        plot.main(["--name", "e", "--format", "gif"])
+
+
+def test_cli_missing_experiment_or_plots_is_one_line_exit_2(root, capsys):
+    assert plot.main(["--name", "nope"]) == 2
+    (root / "experiments" / "bare.json").write_text(json.dumps({"trial": "x"}))
+    assert plot.main(["--name", "bare"]) == 2
+    experiment(root, [GOOD[0], GOOD[0]])
+    assert plot.main(["--name", "e"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "no experiment 'nope'" in err[0] and 'no "plots" list' in err[1]
+    assert "must be unique" in err[2] and err[2].endswith("repeated: map")
+    assert not (root / "plots").exists()
+
+
+def test_cli_without_results_still_draws_dataset_plots(root, capsys, tiny):
+    experiment(root, [GOOD[0], {"type": "dataset_2d", "name": "pts", "dataset": "tiny"}], False)
+    assert plot.main(["--name", "e"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no results for e" in err[0] and err[0].endswith("Not drawn: map")
+    assert sorted(p.name for p in (root / "plots" / "e").iterdir()) == ["pts.pdf", "pts.png"]
+
+
+def test_cli_unexpected_error_is_one_line(root, capsys, monkeypatch):
+    def broken(name):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(plot_data, "load_dataset", broken)
+    experiment(root, [{"type": "dataset_2d", "name": "pts", "dataset": "x"}, GOOD[0]])
+    assert plot.main(["--name", "e"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "plot.py: plot 'pts' (dataset_2d): unexpected RuntimeError: disk on fire"
+        " (--debug shows the traceback)"
+    ]
+    with pytest.raises(RuntimeError):
+        plot.main(["--name", "e", "--debug"])
+
+
+def test_cli_subprocess_exit_codes_and_files(root, cli):
+    experiment(root, [GOOD[0], BAD[0], GOOD[1]])
+    done = cli("--name", "e", script="plot.py")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "plot.py: plot 'typo' (heatmap): key 'vmaxx': unknown key for heatmap; valid keys: type,"
+        " name, figsize, xlabel, ylabel, title, pivot, vmin, vmax, contours, interpolation, where,"
+        " xticks, yticks"
+    ]
+    files = sorted(p.name for p in (root / "plots" / "e").iterdir())
+    assert files == ["cut.pdf", "cut.png", "map.pdf", "map.png"]  # no temp files left
+
+
+def _moons_available():
+    if not (importlib.util.find_spec("algorithm") and importlib.util.find_spec("memo.datasets")):
+        return False
+    try:
+        from memo.datasets import load_dataset
+
+        return len(load_dataset("moons").y) > 0
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _moons_available(), reason="needs memo.datasets (moons) and algorithm.py")
+def test_end_to_end_on_moons(root, cli):
+    boundary = {"type": "boundary_2d", "name": "b", "dataset": "moons", "resolution": 60}
+    boundary["model"] = {"n_iter": 200, "max_bias": 1.0}
+    experiment(root, [{"type": "dataset_2d", "name": "d", "dataset": "moons"}, boundary, GOOD[0]])
+    done = cli("--name", "e", "--format", "png", script="plot.py")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (root / "plots" / "e").iterdir()) == ["b.png", "d.png", "map.png"]
+    # The figure shows the real network: each neuron fires on its own centre point.
+    from algorithm import fit
+    from memo.datasets import load_dataset
+
+    ds = load_dataset("moons")
+    net = fit(ds.X, ds.y, 200, 1.0)
+    drawn = plots.draw(plots.validate(boundary))
+    assert len(drawn.data["regions"]) == sum(net.K) > 0
+    for region in drawn.data["regions"]:
+        i, k = region["network"], region["neuron"]
+        assert net.neurons(region["center"][None], i)[0, k] > 0
+
+
+def test_cli_curves_read_the_store_records(root, capsys):
+    from memo.store import Store
+
+    store = Store("e")
+    for i, (lr, acc) in enumerate([(0.1, [0.5, 0.9]), (0.1, [0.7, 1.0]), (0.01, [0.1, 0.2])]):
+        params = {"lr": lr}
+        metrics = {"train_acc": acc, "score": acc[-1]}
+        store.write(dict(id=f"p{i}", _index=i, seed=i, status="ok", params=params, metrics=metrics))
+    store.write(dict(id="bad", _index=3, seed=3, status="error", params={"lr": 0.1}, metrics={}))
+    curves = {"type": "curves", "name": "acc", "metric": "train_acc", "hue": "lr"}
+    experiment(root, [curves], with_results=False)
+    drawn = plots.draw(plots.validate(curves), plots.load_curves("e"))
+    np.testing.assert_allclose(drawn.data["mean"], [0.1, 0.2, 0.6, 0.95])  # lr 0.01, then 0.1
+    assert drawn.data["n"].tolist() == [1, 1, 2, 2]  # the error record is left out
+    assert plot.main(["--name", "e", "--format", "png"]) == 0, capsys.readouterr().err
+    assert (root / "plots" / "e" / "acc.png").is_file()
+    capsys.readouterr()
+    shutil.rmtree(root / "results" / "e")
+    assert plot.main(["--name", "e"]) == 2  # no records: the curves wait for run.py
+    assert "no results for e" in capsys.readouterr().err
