@@ -45,7 +45,7 @@ def parse_args(argv=None):
 
 
 def fail(message: str) -> int:
-    print(f"plot.py: {message}", file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr)
     return 2
 
 
@@ -116,13 +116,13 @@ def main(argv=None) -> int:
             print(f"  {name} ({kind}): {', '.join(p.name for p in written)}")
         except plots.PlotError as e:
             failed += 1
-            print(f"plot.py: plot {name!r} ({kind}): {e}", file=sys.stderr)
+            print(f"error: plot {name!r} ({kind}): {e}", file=sys.stderr)
         except Exception as e:  # a bug, not a user mistake: one line unless --debug
             if args.debug:
                 raise
             failed += 1
             print(
-                f"plot.py: plot {name!r} ({kind}): unexpected {type(e).__name__}: {e}"
+                f"error: plot {name!r} ({kind}): unexpected {type(e).__name__}: {e}"
                 " (--debug shows the traceback)",
                 file=sys.stderr,
             )

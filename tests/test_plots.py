@@ -410,9 +410,9 @@ def test_cli_draws_good_plots_and_names_each_bad_one(root, capsys):
     assert plot.main(["--name", "e"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3
-    assert err[0].startswith("plot.py: plot 'typo' (heatmap): key 'vmaxx': unknown key")
-    assert err[1].startswith("plot.py: plot 'nocol' (slices): key 'pivot.val': no column 'width'")
-    assert err[2].startswith("plot.py: plot 'pie' (pie): key 'type': unknown plot type 'pie'")
+    assert err[0].startswith("error: plot 'typo' (heatmap): key 'vmaxx': unknown key")
+    assert err[1].startswith("error: plot 'nocol' (slices): key 'pivot.val': no column 'width'")
+    assert err[2].startswith("error: plot 'pie' (pie): key 'type': unknown plot type 'pie'")
     files = sorted(p.name for p in (root / "plots" / "e").iterdir())
     assert files == ["cut.pdf", "cut.png", "map.pdf", "map.png"]
 
@@ -456,7 +456,7 @@ def test_cli_unexpected_error_is_one_line(root, capsys, monkeypatch):
     assert plot.main(["--name", "e"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "plot.py: plot 'pts' (dataset_2d): unexpected RuntimeError: disk on fire"
+        "error: plot 'pts' (dataset_2d): unexpected RuntimeError: disk on fire"
         " (--debug shows the traceback)"
     ]
     with pytest.raises(RuntimeError):
@@ -468,7 +468,7 @@ def test_cli_subprocess_exit_codes_and_files(root, cli):
     done = cli("--name", "e", script="plot.py")
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "plot.py: plot 'typo' (heatmap): key 'vmaxx': unknown key for heatmap; valid keys: type,"
+        "error: plot 'typo' (heatmap): key 'vmaxx': unknown key for heatmap; valid keys: type,"
         " name, figsize, xlabel, ylabel, title, pivot, vmin, vmax, contours, interpolation, where,"
         " xticks, yticks"
     ]

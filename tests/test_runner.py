@@ -257,3 +257,25 @@ def test_settled_folder_is_not_listed_again_and_changes_are_seen(write_spec, roo
     write_spec("exp", grid_spec(4))
     run.main(["--name", "exp"])  # a new record changes the folder's mtime
     assert len(store.rows()) == 4
+
+
+def test_memo_moons_file_dry_runs_127500_points(write_spec, root, capsys):
+    # patrickfinke/memo's experiments/moons.json grid, unchanged (plots left out).
+    memo_moons = {
+        "trial": "algorithm",
+        "param_grid": {
+            "restart": {"type_": "range", "stop": 50},
+            "dataset": ["moons"],
+            "n_iter": {"type_": "range", "start": 10, "stop": 510, "step": 10},
+            "max_bias": {"type_": "range", "start": 0.0, "stop": 2.55, "step": 0.05},
+            "activation": ["thres"],
+        },
+    }
+    write_spec("memo_moons", memo_moons)
+    assert run.main(["--name", "memo_moons", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "memo_moons: 127500 points: 0 ok, 0 error, 0 timeout, 127500 pending" in out
+    from memo.spec import load_spec
+
+    biases = sorted({p.params["max_bias"] for p in load_spec("memo_moons").points()})
+    assert len(biases) == 51 and biases[3] == 0.15 and biases[-1] == 2.5
