@@ -4,6 +4,10 @@ Each point of experiments/NAME.json becomes one record in results/NAME/; rerunni
 skips points that already have a record, so an interrupted run resumes where it
 stopped. At the end results/NAME.csv holds one row per point. Exit codes: 0 every point
 ok, 1 some point failed or is pending, 2 bad input, 130 interrupted.
+
+On a cluster (``--backend sge|slurm``) the points run as one array job of --tasks tasks;
+words after ``--`` go to qsub/sbatch. run.py waits for the records (Ctrl-C stops only the
+waiting) unless given --no-wait; see memo/backends/cluster.py.
 """
 
 import argparse
@@ -13,6 +17,8 @@ import time
 
 from memo import report
 from memo.backends import BACKENDS, BackendError, make_backend
+from memo.backends.base import Backend
+from memo.backends.cluster import unfinished_runs
 from memo.progress import Progress
 from memo.spec import SpecError, load_spec
 from memo.store import Store
@@ -31,7 +37,11 @@ def parse_args(argv):
         help="where points run (default joblib)",
     )
     parser.add_argument(
-        "--tasks", type=int, default=1, help="points at once; -1 for one per core (default 1)"
+        "--tasks",
+        type=int,
+        default=1,
+        help="points at once; -1 for one per core (default 1); "
+        "sge/slurm: array tasks, -1 for one per point",
     )
     parser.add_argument(
         "--timeout", type=float, help="seconds per point; a slower point is recorded as timeout"
@@ -48,6 +58,9 @@ def parse_args(argv):
     )
     mode.add_argument(
         "--collect", action="store_true", help="only rewrite results/NAME.csv from the records"
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="cluster backends: submit, print the job id, exit"
     )
     parser.add_argument(
         "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
@@ -68,6 +81,8 @@ def main(argv=None) -> int:
             if (args.dry_run or args.status or args.collect)
             else make_backend(args.backend, args.tasks, args.backend_args)
         )
+        if args.no_wait and backend is not None and not backend.detachable:
+            raise BackendError(f"--no-wait is for the cluster backends, not {backend.name}")
     except (SpecError, BackendError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -76,6 +91,8 @@ def main(argv=None) -> int:
     rows = store.rows()
     if args.status:
         print(report.status(spec.name, points, rows))
+        for line in unfinished_runs(store.dir, rows.status()):
+            print(line)
         return 0
     if args.collect:
         return finish(spec.name, store, points, rows)
@@ -98,6 +115,8 @@ def main(argv=None) -> int:
     print(
         f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name}, tasks={args.tasks}"
     )
+    if args.no_wait and todo:
+        return submit_only(spec.name, backend, job, todo)
     progress = Progress(len(todo))
     start = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
@@ -106,17 +125,32 @@ def main(argv=None) -> int:
             progress.update(outcome)
     except KeyboardInterrupt:
         progress.close()
-        print(
-            f"\ninterrupted: {progress.done} points finished and recorded in this run; "
-            f"rerun the same command to resume",
-            file=sys.stderr,
-        )
+        print(backend.interrupted_note(spec.name, progress.done), file=sys.stderr)
         return 130
+    except BackendError as e:  # e.g. the scheduler refused the job
+        progress.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
     print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
     return finish(spec.name, store, points, store.rows())
+
+
+def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
+    """--no-wait: submit the array and return; the records arrive while nobody waits."""
+    try:
+        job_id = backend.submit(job, todo).job_id
+    except BackendError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(backend.interrupted_note(name, 0), file=sys.stderr)
+        return 130
+    print(f"not waiting; follow it with: python run.py --name {name} --status")
+    print(f"cancel it with: {backend.cancel_command} {job_id}")
+    return 0
 
 
 def finish(name: str, store: Store, points: list, rows) -> int:

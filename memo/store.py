@@ -41,7 +41,7 @@ class Store:
         """Write one record atomically (temp file + rename), replacing any older one."""
         self.dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(record, default=to_json)
-        _write_atomic(self.dir / f"{record['id']}.json", text.encode())
+        write_atomic(self.dir / f"{record['id']}.json", text.encode())
 
     def read(self, point_id: str) -> dict:
         return json.loads((self.dir / f"{point_id}.json").read_bytes())
@@ -88,7 +88,7 @@ class Store:
         if settled and time.time() - dir_mtime / 1e9 > SETTLE_S:
             fresh.dir_mtime = dir_mtime
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.cache_path, pickle.dumps((CACHE_VERSION, fresh), protocol=5))
+        write_atomic(self.cache_path, pickle.dumps((CACHE_VERSION, fresh), protocol=5))
         return fresh
 
     def records(self) -> list:
@@ -110,7 +110,7 @@ class Store:
             frame = frame.dropna(subset=["_index"]).astype({"_index": int})
             frame = frame.sort_values("_index").reset_index(drop=True)
         frame = order_columns(frame, points)
-        _write_atomic(self.table_path, frame.to_csv(index=False).encode())
+        write_atomic(self.table_path, frame.to_csv(index=False).encode())
         return frame
 
     def _load_cache(self):
@@ -229,7 +229,7 @@ def _is_record(name: str) -> bool:
     return name.endswith(".json") and not name.startswith((".", "_"))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -2,8 +2,10 @@
 
 from memo.backends.base import Backend, BackendError
 from memo.backends.local import JoblibBackend
+from memo.backends.sge import SGEBackend
+from memo.backends.slurm import SlurmBackend
 
-BACKENDS = {backend.name: backend for backend in (JoblibBackend,)}
+BACKENDS = {backend.name: backend for backend in (JoblibBackend, SGEBackend, SlurmBackend)}
 
 
 def make_backend(name: str, tasks: int, args: list) -> Backend:

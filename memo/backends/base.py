@@ -19,6 +19,7 @@ class Backend(abc.ABC):
     """
 
     name: str
+    detachable = False  # whether --no-wait may leave the points running without us
 
     def __init__(self, tasks: int, args: list):
         self.tasks = tasks
@@ -35,3 +36,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
         """Run the points, yielding one Outcome per point as it finishes."""
+
+    def interrupted_note(self, experiment: str, done: int) -> str:
+        """What run.py prints when Ctrl-C or SIGTERM stops the run."""
+        return (
+            f"\ninterrupted: {done} points finished and recorded in this run; "
+            f"rerun the same command to resume"
+        )

@@ -1,0 +1,445 @@
+"""What the cluster backends (sge.py, slurm.py) share: manifest, job script, waiting.
+
+A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes:
+
+1. Submit. Write ``results/NAME/_runs/RUN/manifest.json`` once: the Job and the points to
+   run. Render the job script from ``sge.sh``/``slurm.sh`` (project root) into the same
+   folder and submit it as an array of min(N, points) tasks (N = -1: one per point). The
+   words after ``--`` go to qsub/sbatch verbatim, after memo's own, so they win.
+2. Run. Array task i runs ``python -m memo.task MANIFEST i`` (memo/task.py): the points
+   ``points[i-1::tasks]`` of the manifest. Nodes never recompute the grid, so a spec edited
+   while jobs wait in the queue cannot shift work between tasks.
+3. Wait. Look at the records folder every few seconds and ask the scheduler now and then;
+   yield an Outcome per point as its record appears. Once the array has left the queue,
+   points without a record stay pending: the next run submits them again.
+
+Ctrl-C while waiting stops the waiting only; the jobs run on. Waiting is tuned by
+environment variables (tests make it quick): ``MEMO_POLL_RECORDS_S`` (default 2),
+``MEMO_POLL_QUEUE_S`` (15) and ``MEMO_GRACE_S`` (60), see :class:`WaitOptions`.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from memo import paths
+from memo.backends.base import Backend, BackendError
+from memo.spec import Point
+from memo.store import write_atomic
+from memo.worker import Job, Outcome
+
+RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
+MANIFEST_VERSION = 1
+CALL_TIMEOUT_S = 120.0  # a scheduler command that takes longer is taken as failed
+WAIT_ENV = {  # WaitOptions field -> environment variable
+    "records_s": "MEMO_POLL_RECORDS_S",
+    "queue_s": "MEMO_POLL_QUEUE_S",
+    "grace_s": "MEMO_GRACE_S",
+}
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    """How run.py waits for a cluster run; each field is read from its environment variable."""
+
+    records_s: float = 2.0  # MEMO_POLL_RECORDS_S: seconds between looks at the records folder
+    queue_s: float = 15.0  # MEMO_POLL_QUEUE_S: seconds between qstat/squeue calls (be gentle)
+    grace_s: float = 60.0  # MEMO_GRACE_S: after the array left the queue, wait this long for
+    # records still unseen (NFS may list new files up to a minute late)
+
+    @classmethod
+    def from_env(cls) -> "WaitOptions":
+        values = {}
+        for name, var in WAIT_ENV.items():
+            raw = os.environ.get(var)
+            if raw is None:
+                continue
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                values[name] = float("nan")
+            if not values[name] >= 0:  # also NaN
+                raise BackendError(f"{var}={raw!r}: give a number of seconds >= 0")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One submitted array job and what it runs."""
+
+    job_id: str
+    run_dir: Path
+    tasks: int
+    points: list  # Points, in manifest order
+    baseline: dict  # point id -> inode of its record before submission (None: no record)
+
+
+def scheduler(*command: str, timeout: float = CALL_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run one scheduler command (qsub, qstat, sbatch, ...): every call goes through here.
+
+    Returns the CompletedProcess; a command that is missing or hangs comes back with
+    returncode 127 or 124 and the reason in stderr, so callers handle one kind of failure.
+    """
+    try:
+        return subprocess.run(
+            list(command), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(command, 127, "", f"{command[0]}: not found on PATH")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(
+            command, 124, "", f"{command[0]}: no answer within {timeout:g} s"
+        )
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class ClusterBackend(Backend):
+    """Submits the points as one array job and waits for their records (see module doc)."""
+
+    submit_command: str  # qsub / sbatch
+    submit_flags: tuple  # memo's own flags, before the user's
+    cancel_command: str  # qdel / scancel
+    detachable = True
+    template: str  # job script template in the project root
+    forbidden: dict  # option -> why memo sets it itself; checked in the user's args
+
+    def __init__(self, tasks: int, args: list):
+        super().__init__(tasks, args)
+        self.submission: Submission | None = None
+        self.options = WaitOptions()
+
+    # -- the Backend interface ------------------------------------------------------------
+
+    def check(self) -> None:
+        if self.tasks == 0 or self.tasks < -1:
+            raise BackendError(
+                f"--tasks {self.tasks}: give the number of array tasks, or -1 for one per point"
+            )
+        for arg in self.args:
+            for option, why in self.forbidden.items():
+                if arg == option or arg.startswith(option + "="):
+                    raise BackendError(f"scheduler option {arg}: {why}")
+        self.options = WaitOptions.from_env()
+        if shutil.which(self.submit_command) is None:
+            raise BackendError(
+                f"the {self.name} backend needs {self.submit_command} on PATH; "
+                f"run on the cluster's login node"
+            )
+
+    def threads(self) -> int:
+        """1 here; each array task sets and records the threads its allocation gives it."""
+        return 1
+
+    def run(self, job: Job, points: list) -> Iterator[Outcome]:
+        if not points:
+            return
+        yield from self.wait(self.submit(job, points))
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def submit(self, job: Job, points: list) -> Submission:
+        """Write the manifest and job script, submit the array; BackendError if refused."""
+        records = Path(job.results_dir).resolve() / job.experiment
+        job = dataclasses.replace(job, results_dir=str(records.parent))
+        refuse_overlap(self, records, points)
+        tasks = len(points) if self.tasks == -1 else min(self.tasks, len(points))
+        run_dir = records / RUNS / new_run_id()
+        manifest = run_dir / "manifest.json"
+        logs = logs_dir(job.experiment)
+        text = render(
+            self.template,
+            name=job_name(job.experiment),
+            tasks=str(tasks),
+            logs=str(logs),
+            project=shlex.quote(str(paths.PROJECT)),
+            python=shlex.quote(sys.executable),
+            manifest=shlex.quote(str(manifest)),
+        )
+        write_manifest(manifest, job, points, tasks, self.name)
+        (run_dir / "job.sh").write_text(text)
+        logs.mkdir(parents=True, exist_ok=True)  # the scheduler does not create it
+        baseline = record_inodes(records)
+        command = [self.submit_command, *self.submit_flags, *self.args, str(run_dir / "job.sh")]
+        result = scheduler(*command)
+        job_id = self.parse_job_id(result.stdout) if result.returncode == 0 else None
+        if not job_id:
+            why = (
+                last_line(result.stderr) or last_line(result.stdout) or f"exit {result.returncode}"
+            )
+            raise BackendError(f"{self.submit_command} refused the job: {why}")
+        self.submission = Submission(
+            job_id, run_dir, tasks, points, {p.id: baseline.get(p.id) for p in points}
+        )
+        stamp = {"job_id": job_id, "command": command, "submitted": now_iso()}
+        write_atomic(run_dir / "submitted.json", json.dumps(stamp, indent=1).encode())
+        print(
+            f"submitted {self.name} job {job_id}: {tasks} array tasks; "
+            f"run folder {run_dir}; logs {logs}/{job_id}.TASK.out|err",
+            flush=True,
+        )
+        return self.submission
+
+    def parse_job_id(self, stdout: str) -> str | None:
+        """The job id in the submit command's output, or None."""
+        raise NotImplementedError
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def wait(self, submission: Submission) -> Iterator[Outcome]:
+        """Yield an Outcome per point as its record appears, until all have one or the array
+        has left the queue (then the rest stay pending and a note says where to look)."""
+        records = submission.run_dir.parent.parent
+        pending = {p.id for p in submission.points}
+        next_ask, gone_at, unanswered = 0.0, None, 0
+        while pending:
+            for outcome in new_outcomes(records, pending, submission.baseline):
+                pending.discard(outcome.id)
+                yield outcome
+            now = time.monotonic()
+            if not pending or (gone_at is not None and now - gone_at >= self.options.grace_s):
+                break
+            if gone_at is None and now >= next_ask:
+                next_ask = now + self.options.queue_s
+                queued = self.in_queue(submission.job_id)
+                if queued is False:
+                    gone_at = now
+                unanswered = unanswered + 1 if queued is None else 0
+                if unanswered == 10:  # keep waiting: the records tell what finished anyway
+                    print(
+                        f"warning: {self.name} has not answered 10 times; still waiting",
+                        file=sys.stderr,
+                    )
+            time.sleep(self.options.records_s)
+        finished = {"ended": now_iso(), "unrecorded": sorted(pending)}
+        write_atomic(submission.run_dir / "ended.json", json.dumps(finished).encode())
+        if pending:
+            print(self.lost_note(submission, len(pending)), file=sys.stderr)
+
+    def in_queue(self, job_id: str) -> bool | None:
+        """True while any task of the array is queued or running, False once it has left the
+        queue, None if the scheduler did not answer."""
+        raise NotImplementedError
+
+    def task_failures(self, job_id: str) -> list:
+        """Lines naming array tasks that failed, from accounting if it has them (best effort)."""
+        return []
+
+    def lost_note(self, submission: Submission, missing: int) -> str:
+        logs = logs_dir(submission.run_dir.parent.parent.name)
+        lines = [
+            f"{self.name} job {submission.job_id} has left the queue, but {missing} of its "
+            f"points have no record: their tasks died or never started (time or memory limit, "
+            f"node failure, Python not found on the nodes?).",
+            f"  logs: {logs}/{submission.job_id}.*.err",
+        ]
+        lines += [f"  {line}" for line in self.task_failures(submission.job_id)[:10]]
+        lines.append("  they stay pending; rerun the same command to submit only them")
+        return "\n".join(lines)
+
+    def interrupted_note(self, experiment: str, done: int) -> str:
+        """Ctrl-C stops only the waiting: the job runs on."""
+        if self.submission is None:
+            return (
+                f"\ninterrupted before the job was submitted; nothing runs on the cluster "
+                f"(if {self.submit_command} was already answering, check your queue)"
+            )
+        job_id = self.submission.job_id
+        return (
+            f"\nstopped waiting; {self.name} job {job_id} keeps running on the cluster\n"
+            f"  follow it:  python run.py --name {experiment} --status\n"
+            f"  cancel it:  {self.cancel_command} {job_id}"
+        )
+
+
+# -- locations, the manifest --------------------------------------------------------------
+
+
+def logs_dir(experiment: str) -> Path:
+    """Where array tasks write ``JOBID.TASK.out`` and ``.err``: logs/NAME under the root."""
+    return paths.root().resolve() / "logs" / experiment
+
+
+def unfinished_runs(records: Path, status: dict) -> list:
+    """A line per submitted run not followed to its end (--no-wait, Ctrl-C) that still has
+    points without a record; ``status`` is {point id: status} of the records."""
+    lines = []
+    for stamp in sorted((records / RUNS).glob("*/submitted.json")):
+        run_dir = stamp.parent
+        if (run_dir / "ended.json").exists():
+            continue
+        try:
+            submitted = json.loads(stamp.read_text())
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        total = len(manifest["points"])
+        missing = sum(p["id"] not in status for p in manifest["points"])
+        if missing:
+            lines.append(
+                f"{manifest['backend']} job {submitted['job_id']} "
+                f"(submitted {submitted['submitted']}): {missing} of its {total} points "
+                f"have no record yet; run folder {run_dir}"
+            )
+    return lines
+
+
+def write_manifest(path: Path, job: Job, points: list, tasks: int, backend: str) -> None:
+    """Write the run's manifest once, atomically: everything an array task needs."""
+    # The task runs with the submitter's locations, whatever the node's environment says.
+    env = {"MEMO_ROOT": str(paths.root().resolve())}
+    if "MEMO_DATASETS" in os.environ:
+        env["MEMO_DATASETS"] = os.environ["MEMO_DATASETS"]
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "backend": backend,
+        "created": now_iso(),
+        "tasks": tasks,
+        "env": env,
+        "job": dataclasses.asdict(job),
+        "points": [dataclasses.asdict(p) for p in points],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(manifest, indent=1).encode())
+
+
+def read_manifest(path) -> dict:
+    """The manifest with ``job`` as a Job and ``points`` as Points; ValueError if unusable."""
+    manifest = json.loads(Path(path).read_text())
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(
+            f"manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}"
+        )
+    manifest["job"] = Job(**manifest["job"])
+    manifest["points"] = [Point(**p) for p in manifest["points"]]
+    return manifest
+
+
+def share(points: list, task: int, tasks: int) -> list:
+    """The points array task ``task`` (1-based) of ``tasks`` runs: every tasks-th from task-1.
+
+    >>> [share(list("abcdefg"), i, 3) for i in (1, 2, 3)]
+    [['a', 'd', 'g'], ['b', 'e'], ['c', 'f']]
+    """
+    return points[task - 1 :: tasks]
+
+
+def new_run_id() -> str:
+    """A sortable, unique run folder name: UTC time and a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- the job script -------------------------------------------------------------------------
+
+
+def render(template: str, **values: str) -> str:
+    """The template file from the project root with each ``{{key}}`` replaced.
+
+    Values go into ``#$``/``#SBATCH`` lines as they are, so paths there must not hold
+    spaces; the shell lines get quoted values.
+    """
+    text = (paths.PROJECT / template).read_text()
+    for key, value in values.items():
+        if key in ("logs", "name") and re.search(r"\s", value):
+            raise BackendError(
+                f"{key} {value!r} has a space, which job script options cannot hold; "
+                f"set MEMO_ROOT to a path without spaces"
+            )
+        text = text.replace("{{" + key + "}}", value)
+    left = re.findall(r"\{\{\w+\}\}", text)
+    if left:
+        raise BackendError(f"{template}: no value for {', '.join(sorted(set(left)))}")
+    return text
+
+
+def job_name(experiment: str) -> str:
+    """A job name schedulers accept: letters, digits, ``_.-``; not starting with a digit.
+
+    >>> job_name("mnist"), job_name("2layers/v1")
+    ('mnist', 'm2layers_v1')
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
+    return name if name[:1].isalpha() else "m" + name
+
+
+# -- the records ----------------------------------------------------------------------------
+
+
+def record_inodes(records: Path) -> dict:
+    """{point id: inode} of the record files; each write renames a new file into place, so a
+    changed inode means a new record. One listing, no stat per file (cheap on NFS)."""
+    try:
+        with os.scandir(records) as entries:
+            return {
+                e.name[:-5]: e.inode()
+                for e in entries
+                if e.name.endswith(".json") and not e.name.startswith((".", "_"))
+            }
+    except FileNotFoundError:
+        return {}
+
+
+def new_outcomes(records: Path, pending: set, baseline: dict) -> list:
+    """Outcomes of the pending points whose record is new since the baseline."""
+    outcomes = []
+    for point_id, inode in record_inodes(records).items():
+        if point_id not in pending or inode == baseline.get(point_id):
+            continue
+        try:
+            record = json.loads((records / f"{point_id}.json").read_bytes())
+        except (OSError, ValueError):  # replaced or unreadable this instant: next look
+            continue
+        error = record.get("error") or ""
+        message = error.strip().splitlines()[-1] if error.strip() else ""
+        outcomes.append(Outcome(point_id, record["status"], record.get("wall_time", 0.0), message))
+    return outcomes
+
+
+def refuse_overlap(backend: ClusterBackend, records: Path, points: list) -> None:
+    """BackendError if an earlier run that may still run any of these points is in the queue.
+
+    Runs that run.py saw to the end carry ended.json; others (--no-wait, Ctrl-C) are asked
+    about once and marked ended when gone. Two arrays running the same points would waste
+    the cluster's time and race on the records.
+    """
+    ids = {p.id for p in points}
+    for run_dir in sorted((records / RUNS).glob("*/submitted.json")):
+        run_dir = run_dir.parent
+        if (run_dir / "ended.json").exists():
+            continue
+        try:
+            job_id = json.loads((run_dir / "submitted.json").read_text())["job_id"]
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+            theirs = {p["id"] for p in manifest["points"]}
+        except (OSError, ValueError, KeyError):
+            continue
+        if manifest.get("backend") != backend.name or not ids & theirs:
+            continue  # another scheduler's job id means nothing to this one
+        queued = backend.in_queue(job_id)
+        if queued is False:
+            stamp = {"ended": now_iso(), "seen_gone_by": "a later submission"}
+            write_atomic(run_dir / "ended.json", json.dumps(stamp).encode())
+            continue
+        state = "is still in the queue" if queued else "may still be in the queue (no answer)"
+        raise BackendError(
+            f"{backend.name} job {job_id} {state} with {len(ids & theirs)} of these points; "
+            f"follow it with --status or cancel it ({backend.cancel_command} {job_id}), then rerun"
+        )

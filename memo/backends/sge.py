@@ -1,0 +1,75 @@
+"""Sun/Son of/Univa Grid Engine: an array job through qsub, followed with qstat.
+
+The job script is rendered from ``sge.sh`` in the project root (see cluster.py for the
+whole flow). Each task's threads come from its slots: ``-- -pe smp 4`` gives NSLOTS=4.
+"""
+
+import re
+
+from memo.backends.cluster import ClusterBackend, scheduler
+
+
+class SGEBackend(ClusterBackend):
+    """``--tasks N`` array tasks (-1: one per point); words after ``--`` go to qsub."""
+
+    name = "sge"
+    submit_command = "qsub"
+    submit_flags = ("-terse",)  # print only the job id
+    cancel_command = "qdel"
+    template = "sge.sh"
+    forbidden = {
+        "-t": "memo sets the array from --tasks",
+        "-sync": "run.py waits by itself (and --no-wait returns at once)",
+        "-b": "memo submits a job script; -b y would skip its #$ options",
+    }
+
+    def __init__(self, tasks: int, args: list):
+        super().__init__(tasks, args)
+        self.warned = set()
+
+    def parse_job_id(self, stdout: str) -> str | None:
+        """``-terse`` prints ``123`` or, for an array, ``123.1-4:1``.
+
+        >>> SGEBackend(1, []).parse_job_id("123.1-4:1\\n")
+        '123'
+        """
+        match = re.match(r"\s*(\d+)", stdout)
+        return match.group(1) if match else None
+
+    def in_queue(self, job_id: str) -> bool | None:
+        result = scheduler("qstat", "-j", job_id)
+        if result.returncode == 0:
+            self.warn_errors(job_id, result.stdout)
+            return True
+        if "do not exist" in result.stdout + result.stderr:
+            return False
+        return None
+
+    def warn_errors(self, job_id: str, text: str) -> None:
+        """Say once if a task sits in the error state (Eqw), which never leaves the queue."""
+        for line in text.splitlines():
+            if line.startswith("error reason") and job_id not in self.warned:
+                self.warned.add(job_id)
+                # "error reason    1:      11/22/2026 19:00:05 [0:14029]: error: can't open ..."
+                reason = re.sub(r"^error reason[^:]*:\s*(\S+ \S+ \[[^\]]*\]:\s*)?", "", line)
+                print(
+                    f"warning: sge job {job_id} has tasks in the error state (qstat -j {job_id}): "
+                    f"{reason}; fix it and run qmod -cj {job_id}, or qdel {job_id}",
+                    flush=True,
+                )
+
+    def task_failures(self, job_id: str) -> list:
+        result = scheduler("qacct", "-j", job_id)
+        if result.returncode != 0:
+            return []
+        failures = []
+        for block in result.stdout.split("=" * 10):
+            fields = dict(re.findall(r"^(taskid|failed|exit_status)\s+(.*?)\s*$", block, re.M))
+            failed = fields.get("failed", "0").split()[0]
+            status = fields.get("exit_status", "0").split()[0]
+            if "taskid" in fields and (failed != "0" or status != "0"):
+                failures.append(
+                    f"qacct: task {fields['taskid']}: failed {fields['failed']}, "
+                    f"exit status {fields['exit_status']}"
+                )
+        return failures

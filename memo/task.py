@@ -1,0 +1,122 @@
+"""One array task of a cluster run: ``python -m memo.task MANIFEST TASK_INDEX``.
+
+Task i of N (1-based, as SGE_TASK_ID and SLURM_ARRAY_TASK_ID count) runs the points
+``points[i-1::N]`` of the manifest one after the other with
+:func:`memo.worker.run_point`, skipping points whose record is already ok (a task the
+scheduler reran after a node failure). A failing point is a record and the task goes on.
+Threads come from the scheduler's allocation (NSLOTS on Grid Engine, SLURM_CPUS_PER_TASK
+on Slurm, else 1): they are set before numpy loads and recorded with every point.
+
+Exit codes: 0 every point of the share has a record, 2 bad arguments or manifest,
+130 interrupted (SIGTERM from the scheduler, Ctrl-C): the current point stays pending.
+"""
+
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import sys
+
+# Read by OpenBLAS/MKL/OpenMP (and so torch) when they load, i.e. only if set before.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+ALLOCATION_VARIABLES = ("NSLOTS", "SLURM_CPUS_PER_TASK")  # Grid Engine, Slurm
+
+
+def allocated_threads(env=os.environ) -> int:
+    """The cores the scheduler gave this task; 1 if it says nothing.
+
+    >>> allocated_threads({"NSLOTS": "4"}), allocated_threads({"SLURM_CPUS_PER_TASK": "2"})
+    (4, 2)
+    >>> allocated_threads({})
+    1
+    """
+    for variable in ALLOCATION_VARIABLES:
+        value = env.get(variable, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m memo.task MANIFEST TASK_INDEX", file=sys.stderr)
+        return 2
+    threads = allocated_threads()
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    # Imported only now: these load numpy, which reads the variables above.
+    from memo.backends.cluster import read_manifest, share
+    from memo.store import Store
+    from memo.worker import run_point
+
+    path, index = argv
+    try:
+        manifest = read_manifest(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"memo.task: cannot use manifest {path}: {e}", file=sys.stderr)
+        return 2
+    tasks = manifest["tasks"]
+    if not index.isdigit() or not 1 <= int(index) <= tasks:
+        print(f"memo.task: task index {index!r} is outside 1..{tasks}", file=sys.stderr)
+        return 2
+    os.environ.update(manifest["env"])  # the submitter's MEMO_ROOT and MEMO_DATASETS
+    job = dataclasses.replace(manifest["job"], threads=threads)
+    store = Store(job.experiment, job.results_dir)
+    mine = share(manifest["points"], int(index), tasks)
+    todo = [p for p in mine if recorded_status(store, p.id) != "ok"]
+    print(
+        f"task {index}/{tasks} on {socket.gethostname()}: {len(mine)} points, "
+        f"{len(mine) - len(todo)} already ok, {threads} threads",
+        flush=True,
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    done = 0
+    try:
+        with thread_limit(threads):
+            for point in todo:
+                if "torch" in sys.modules:  # a trial imported it; its pool is sized already
+                    sys.modules["torch"].set_num_threads(threads)
+                outcome = run_point(job, point)
+                done += 1
+                took = f"{outcome.status} in {outcome.wall_time:.1f} s"
+                tail = f": {outcome.message}" if outcome.message else ""
+                print(f"{point.id} #{point.index}: {took}{tail}", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(todo) - done} points left pending", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def recorded_status(store, point_id: str) -> str | None:
+    """The status of the point's record; None if it has none or it cannot be read."""
+    try:
+        return store.read(point_id).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def thread_limit(threads: int):
+    """Limit BLAS/OpenMP pools already loaded in this process (threadpoolctl, if installed)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

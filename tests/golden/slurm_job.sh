@@ -1,0 +1,14 @@
+#!/bin/bash
+# Slurm job script for memo. run.py --backend slurm renders it (double-brace fields filled in)
+# into results/NAME/_runs/RUN/job.sh and submits it with sbatch; the words after `--` on
+# run.py's command line override these options (e.g. --partition, --cpus-per-task, --time).
+# Array task i runs its share of the run's manifest: points[i-1::tasks].
+#SBATCH --job-name=exp
+#SBATCH --array=1-2
+#SBATCH --output=<root>/logs/exp/%A.%a.out
+#SBATCH --error=<root>/logs/exp/%A.%a.err
+#SBATCH --requeue
+set -eu
+cd <project>
+# memo/task.py sets BLAS/torch threads from SLURM_CPUS_PER_TASK (else 1) before numpy loads.
+exec <python> -m memo.task <root>/results/exp/_runs/<run>/manifest.json "$SLURM_ARRAY_TASK_ID"

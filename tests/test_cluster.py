@@ -1,0 +1,584 @@
+"""The cluster backends (sge, slurm): manifest, job script, array tasks, waiting.
+
+Most tests fake the scheduler: FAKE_SCHEDULER below is installed as qsub, qstat, qdel,
+qacct, sbatch, squeue, scancel and sacct, first on PATH. It records every call, and
+"runs" a submitted array in a detached process that starts each task's job script with
+bash, a bare environment and the scheduler's variables, as a compute node would.
+
+The tests marked ``sge`` and ``slurm`` use a real scheduler on this machine, started by
+``bash .ci/cluster.sh sge|slurm``; they are skipped unless MEMO_TEST_SGE=1 /
+MEMO_TEST_SLURM=1. Golden job scripts live in tests/golden/ (MEMO_UPDATE_GOLDEN=1 rewrites
+them).
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import run
+from memo import task
+from memo.backends.cluster import new_outcomes, read_manifest, record_inodes, share, write_manifest
+from memo.backends.sge import SGEBackend
+from memo.spec import load_spec
+from memo.store import Store
+from memo.worker import Job
+
+PROJECT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+KINDS = ("sge", "slurm")
+SUBMIT = {"sge": "qsub", "slurm": "sbatch"}
+CANCEL = {"sge": "qdel", "slurm": "scancel"}
+
+REAL = {  # marks for `pytest -m sge|slurm`, registered in pyproject.toml
+    kind: [
+        getattr(pytest.mark, kind),
+        pytest.mark.skipif(
+            os.environ.get(f"MEMO_TEST_{kind.upper()}") != "1",
+            reason=f"needs a real {kind} scheduler: start one with `bash .ci/cluster.sh "
+            f"{kind}` (as root, on a throwaway machine), then set MEMO_TEST_{kind.upper()}=1",
+        ),
+    ]
+    for kind in KINDS
+}
+
+FAKE_SCHEDULER = r'''
+import json, os, re, subprocess, sys, time
+from pathlib import Path
+
+STATE = Path(os.environ["FAKE_SCHED"])
+PROG = Path(sys.argv[0]).name
+
+
+def log(args):
+    with open(STATE / "calls.jsonl", "a") as f:
+        f.write(json.dumps({"prog": PROG, "args": args}) + "\n")
+
+
+def state(job):
+    path = STATE / "jobs" / f"{job}.state"
+    return path.read_text() if path.exists() else None
+
+
+def submit(kind, args):
+    if os.environ.get("FAKE_REFUSE"):
+        print(os.environ["FAKE_REFUSE"], file=sys.stderr)
+        return 1
+    script = Path(args[-1])
+    text = script.read_text()
+    prefix = "#$" if kind == "sge" else "#SBATCH"
+    words = [w for line in text.splitlines() if line.startswith(prefix) for w in line.split()[1:]]
+    words = [p for w in words for p in w.split("=", 1)] + args[:-1]
+
+    def option(*names):  # the last value given, as schedulers take it
+        found = [words[i + 1] for i in range(len(words) - 1) if words[i] in names]
+        return found[-1] if found else None
+
+    tasks = int(option("-t", "--array").split("-")[1])
+    if kind == "sge":
+        out, err = option("-o"), option("-e")
+        pe = [args[i + 2] for i in range(len(args) - 2) if args[i] == "-pe"]
+        extra = {"NSLOTS": pe[0] if pe else "1"}
+    else:
+        out, err = option("--output", "-o"), option("--error", "-e")
+        cpus = option("--cpus-per-task", "-c")
+        extra = {"SLURM_CPUS_PER_TASK": cpus} if cpus else {}
+    (STATE / "jobs").mkdir(exist_ok=True)
+    counter = STATE / "next_id"
+    job = int(counter.read_text()) if counter.exists() else 100
+    counter.write_text(str(job + 1))
+    (STATE / "jobs" / f"{job}.state").write_text("queued")
+    spec = dict(kind=kind, job=job, script=str(script), tasks=tasks, out=out, err=err, extra=extra)
+    subprocess.Popen(
+        [sys.executable, os.path.realpath(__file__), json.dumps(spec)], start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    print(f"{job}.1-{tasks}:1" if kind == "sge" else str(job))
+    return 0
+
+
+def log_path(pattern, kind, job, i):
+    if kind == "sge":
+        return pattern.replace("$JOB_ID", str(job)).replace("$TASK_ID", str(i))
+    return pattern.replace("%A", str(job)).replace("%a", str(i))
+
+
+def execute(spec):
+    """The array job: wait while held, then run every task's script at once, as nodes."""
+    kind, job = spec["kind"], spec["job"]
+    while (STATE / "hold").exists():
+        time.sleep(0.05)
+    (STATE / "jobs" / f"{job}.state").write_text("running")
+    lost = os.environ.get("FAKE_LOSE_TASKS", "").split(",")
+    procs, codes = {}, {}
+    for i in range(1, spec["tasks"] + 1):
+        if str(i) in lost:  # the node died before the task wrote anything
+            codes[i] = 137
+            continue
+        variables = {"JOB_ID": str(job), "SGE_TASK_ID": str(i)} if kind == "sge" else {
+            "SLURM_JOB_ID": str(job), "SLURM_ARRAY_JOB_ID": str(job), "SLURM_ARRAY_TASK_ID": str(i)}
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **variables, **spec["extra"]}
+        out = open(log_path(spec["out"], kind, job, i), "w")
+        err = open(log_path(spec["err"], kind, job, i), "w")
+        procs[i] = subprocess.Popen(
+            ["bash", spec["script"]], env=env, stdout=out, stderr=err, cwd="/"
+        )
+    for i, proc in procs.items():
+        codes[i] = proc.wait()
+    (STATE / "jobs" / f"{job}.acct").write_text(json.dumps(codes))
+    (STATE / "jobs" / f"{job}.state").write_text("done")
+
+
+def main():
+    if PROG == "fake_scheduler.py":
+        return execute(json.loads(sys.argv[1]))
+    args = sys.argv[1:]
+    log(args)
+    if PROG in ("qsub", "sbatch"):
+        return submit("sge" if PROG == "qsub" else "slurm", args)
+    if PROG == "qstat":
+        job = args[args.index("-j") + 1]
+        if state(job) in ("queued", "running"):
+            print(f"job_number:                 {job}")
+            if os.environ.get("FAKE_EQW"):
+                stamp = "11/22/2026 19:00:05 [0:14029]"
+                print(f"error reason    1:      {stamp}: {os.environ['FAKE_EQW']}")
+            return 0
+        print(f"Following jobs do not exist: \n{job}", file=sys.stderr)
+        return 1
+    if PROG == "squeue":
+        job = args[args.index("--jobs") + 1]
+        if state(job) in ("queued", "running"):
+            print("PENDING" if state(job) == "queued" else "RUNNING")
+        return 0
+    if PROG in ("qacct", "sacct"):
+        job = args[args.index("-j" if PROG == "qacct" else "--jobs") + 1]
+        acct = STATE / "jobs" / f"{job}.acct"
+        if not acct.exists():
+            print(f"error: job id {job} not found", file=sys.stderr)
+            return 1
+        for i, code in json.loads(acct.read_text()).items():
+            if PROG == "qacct":
+                print("=" * 62 + f"\nqname all.q\ntaskid {i}\nfailed 0\nexit_status {code}")
+            else:
+                print(f"{job}_{i}|{'COMPLETED' if code == 0 else 'NODE_FAIL'}|{code}:0")
+        return 0
+    return 0  # qdel, scancel: only recorded
+
+
+sys.exit(main())
+'''
+
+
+class Fake:
+    """The fake scheduler's state folder: its calls, holding and releasing jobs."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def calls(self, prog=None) -> list:
+        path = self.folder / "calls.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        calls = [json.loads(line) for line in lines]
+        return [c["args"] for c in calls if prog is None or c["prog"] == prog]
+
+    def hold(self):
+        (self.folder / "hold").touch()
+
+    def release(self):
+        (self.folder / "hold").unlink(missing_ok=True)
+
+    def wait_done(self, limit=60):
+        deadline = time.monotonic() + limit
+        for path in (self.folder / "jobs").glob("*.state"):
+            while path.read_text() != "done":
+                assert time.monotonic() < deadline, f"fake job {path.stem} did not finish"
+                time.sleep(0.05)
+
+
+@pytest.fixture
+def fake(root, monkeypatch):
+    """A fake qsub/sbatch & co. first on PATH, and quick polling."""
+    bin_dir, state = root / "bin", root / "sched"
+    bin_dir.mkdir()
+    state.mkdir()
+    script = bin_dir / "fake_scheduler.py"
+    script.write_text(f"#!{sys.executable}\n{FAKE_SCHEDULER}")
+    script.chmod(0o755)
+    for prog in ("qsub", "qstat", "qdel", "qacct", "sbatch", "squeue", "scancel", "sacct"):
+        (bin_dir / prog).symlink_to(script)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SCHED", str(state))
+    monkeypatch.setenv("MEMO_POLL_RECORDS_S", "0.05")
+    monkeypatch.setenv("MEMO_POLL_QUEUE_S", "0.1")
+    monkeypatch.setenv("MEMO_GRACE_S", "0")
+    fake = Fake(state)
+    yield fake
+    fake.release()  # no detached job outlives its test
+    if (state / "jobs").exists():
+        fake.wait_done()
+
+
+def grid(n=6, **defaults):
+    return {"trial": "synthetic", "param_grid": {"x": list(range(n))}, "defaults": defaults}
+
+
+def records(root, name="exp") -> dict:
+    folder = root / "results" / name
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("[0-9a-f]*.json")}
+
+
+def run_dirs(root, name="exp") -> list:
+    return sorted((root / "results" / name / "_runs").glob("*"))
+
+
+def task_lines(root, name="exp") -> list:
+    """Point ids in the 'ID #index: status' lines of every task log: who ran what."""
+    logs = (root / "logs" / name).glob("*.out")
+    return [
+        m.group(1)
+        for p in logs
+        for m in re.finditer(r"^([0-9a-f]{16}) #\d+: ", p.read_text(), re.M)
+    ]
+
+
+def only_run(root, name="exp") -> dict:
+    (folder,) = run_dirs(root, name)
+    return read_manifest(folder / "manifest.json") | {"folder": folder}
+
+
+# -- the manifest and a task's share ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 10, 23])
+def test_task_shares_cover_every_point_exactly_once(count):
+    points = list(range(count))
+    for tasks in {1, 2, 3, count, count + 5}:
+        size = min(tasks, count)  # the array size submit uses
+        shares = [share(points, i, size) for i in range(1, size + 1)]
+        assert sorted(p for s in shares for p in s) == points
+        assert all(shares), "an empty task"
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1  # balanced
+
+
+@pytest.mark.parametrize(("tasks", "size"), [("3", 3), ("50", 5), ("-1", 5)])
+def test_array_size_is_tasks_capped_by_points(write_spec, root, fake, tasks, size):
+    write_spec("exp", grid(5))
+    assert run.main(["--name", "exp", "--backend", "sge", "--tasks", tasks]) == 0
+    run_ = only_run(root)
+    assert run_["tasks"] == size
+    assert f"#$ -t 1-{size}\n" in (run_["folder"] / "job.sh").read_text()
+    ran = task_lines(root)
+    assert sorted(ran) == sorted(records(root)) and len(ran) == 5  # each point once
+
+
+# -- the job script ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_job_script_matches_golden_file(write_spec, root, fake, kind, capsys):
+    write_spec("exp", grid(3))
+    fake.hold()
+    assert run.main(["--name", "exp", "--backend", kind, "--tasks", "2", "--no-wait"]) == 0
+    out = capsys.readouterr().out
+    job_id = re.search(rf"submitted {kind} job (\d+)", out).group(1)
+    assert f"cancel it with: {CANCEL[kind]} {job_id}" in out
+    run_ = only_run(root)
+    text = (run_["folder"] / "job.sh").read_text()
+    for path, label in [
+        (str(run_["folder"]), "<root>/results/exp/_runs/<run>"),
+        (str(root.resolve()), "<root>"),
+        (str(PROJECT), "<project>"),
+        (sys.executable, "<python>"),
+    ]:
+        text = text.replace(path, label)
+    golden = GOLDEN / f"{kind}_job.sh"
+    if os.environ.get("MEMO_UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert text == golden.read_text()
+    submitted = json.loads((run_["folder"] / "submitted.json").read_text())
+    assert submitted["job_id"] == job_id
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scheduler_args_pass_through_after_memos_own(write_spec, root, fake, kind):
+    write_spec("exp", grid(2))
+    args = {
+        "sge": ["-q", "all.q", "-l", "h_rt=01:00:00", "-pe", "smp", "2"],
+        "slurm": ["--partition", "debug", "--time=1:00:00", "-c", "2"],
+    }[kind]
+    assert run.main(["--name", "exp", "--backend", kind, "--", *args]) == 0
+    (call,) = fake.calls(SUBMIT[kind])
+    flag = {"sge": "-terse", "slurm": "--parsable"}[kind]
+    assert call == [flag, *args, str(only_run(root)["folder"] / "job.sh")]
+    # The allocation sets each task's threads, and every record says so.
+    assert {r["threads"] for r in records(root).values()} == {2}
+    assert {r["backend"] for r in records(root).values()} == {kind}
+
+
+# -- what tasks run ---------------------------------------------------------------------------
+
+
+def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch):
+    for variable in task.THREAD_VARIABLES:  # main() sets them; give them back afterwards
+        monkeypatch.setenv(variable, "1")
+    monkeypatch.setenv("NSLOTS", "3")
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [0, 1, 2, 3, 4]}})
+    points = load_spec("exp").points()
+    job = Job("exp", "synthetic", str(root / "results"), None, 1, {"backend": "sge"})
+    manifest = root / "manifest.json"
+    monkeypatch.setenv("MEMO_DATASETS", str(root / "data"))
+    write_manifest(manifest, job, points, 2, "sge")
+    # A node knows nothing of the submitter's locations; the manifest brings them.
+    monkeypatch.delenv("MEMO_ROOT")
+    monkeypatch.setenv("MEMO_DATASETS", "/node/scratch")
+    assert task.main([str(manifest), "1"]) == 0
+    assert os.environ["MEMO_ROOT"] == str(root) and os.environ["MEMO_DATASETS"] == str(
+        root / "data"
+    )
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    mine = {p.id for p in points[0::2]}
+    assert set(records(root)) == mine
+    assert {r["threads"] for r in records(root).values()} == {3}
+    folder = root / "results" / "exp"
+    first, second = sorted(mine)[:2]
+    failed = json.loads((folder / f"{first}.json").read_text()) | {"status": "error"}
+    (folder / f"{first}.json").write_text(json.dumps(failed))
+    kept = (folder / f"{second}.json").stat().st_ino
+    assert task.main([str(manifest), "1"]) == 0  # as when the scheduler reruns the task
+    assert records(root)[first]["status"] == "ok"  # the failed point ran again
+    assert (folder / f"{second}.json").stat().st_ino == kept  # the ok point did not
+    assert task.main([str(manifest), "2"]) == 0
+    assert set(records(root)) == {p.id for p in points}
+
+
+def test_task_rejects_bad_arguments(root, capsys):
+    assert task.main([str(root / "missing.json"), "1"]) == 2
+    assert "cannot use manifest" in capsys.readouterr().err
+    job = Job("exp", "synthetic", str(root / "results"), None, 1, {})
+    write_manifest(root / "m.json", job, [], 2, "sge")
+    assert task.main([str(root / "m.json"), "3"]) == 2
+    assert "task index '3' is outside 1..2" in capsys.readouterr().err
+    assert task.main(["only-one"]) == 2
+
+
+def test_spec_edited_after_submission_does_not_change_the_work(write_spec, root, fake):
+    write_spec("exp", grid(6))
+    submitted = {p.id for p in load_spec("exp").points()}
+    fake.hold()  # the array waits in the queue...
+    assert run.main(["--name", "exp", "--backend", "sge", "--tasks", "2", "--no-wait"]) == 0
+    # ...while the spec gains points in front, which would shift every task's slice.
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [-3, -2, -1, *range(6)]}})
+    fake.release()
+    fake.wait_done()
+    assert set(records(root)) == submitted
+    assert sorted(task_lines(root)) == sorted(submitted)
+
+
+# -- waiting ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ctrl_c_while_waiting_leaves_the_job_running(write_spec, root, fake, kind):
+    write_spec("exp", grid(4))
+    fake.hold()
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT / "run.py"), "--name", "exp", "--backend", kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(fake.calls({"sge": "qstat", "slurm": "squeue"}[kind])) < 2:  # it is waiting
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    job_id = re.search(rf"submitted {kind} job (\d+)", out).group(1)
+    assert proc.returncode == 130, err
+    assert f"stopped waiting; {kind} job {job_id} keeps running on the cluster" in err
+    assert "python run.py --name exp --status" in err
+    assert f"{CANCEL[kind]} {job_id}" in err and "Traceback" not in err
+    assert fake.calls(CANCEL[kind]) == []
+    status = subprocess.run(
+        [sys.executable, str(PROJECT / "run.py"), "--name", "exp", "--status"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"{kind} job {job_id} (submitted " in status
+    assert "4 of its 4 points have no record yet" in status
+    fake.release()
+    fake.wait_done()
+    assert len(records(root)) == 4  # the job ran to the end without us
+    status = subprocess.run(
+        [sys.executable, str(PROJECT / "run.py"), "--name", "exp", "--status"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "exp: 4 points: 4 ok" in status and f"job {job_id}" not in status
+
+
+def test_waiting_reports_new_records_only(write_spec, root):
+    write_spec("exp", grid(2))
+    assert run.main(["--name", "exp"]) == 0  # two records, as from an earlier run
+    folder = root / "results" / "exp"
+    old = record_inodes(folder)
+    assert new_outcomes(folder, set(old), old) == []  # nothing new yet
+    first = sorted(old)[0]
+    record = json.loads((folder / f"{first}.json").read_text())
+    Store("exp").write(record | {"status": "error", "error": "Traceback\nValueError: boom\n"})
+    (outcome,) = new_outcomes(folder, set(old), old)
+    assert (outcome.id, outcome.status, outcome.message) == (first, "error", "ValueError: boom")
+    assert new_outcomes(folder, set(old) - {first}, old) == []  # no longer pending
+
+
+def test_task_in_error_state_is_reported_once(write_spec, root, fake, monkeypatch, capsys):
+    write_spec("exp", grid(1))
+    fake.hold()
+    assert run.main(["--name", "exp", "--backend", "sge", "--no-wait"]) == 0
+    job_id = re.search(r"submitted sge job (\d+)", capsys.readouterr().out).group(1)
+    monkeypatch.setenv("FAKE_EQW", 'error: can\'t open output file "/gone/x"')
+    backend = SGEBackend(1, [])
+    assert backend.in_queue(job_id) is True and backend.in_queue(job_id) is True
+    out = capsys.readouterr().out
+    assert out == (
+        f"warning: sge job {job_id} has tasks in the error state (qstat -j {job_id}): "
+        f'error: can\'t open output file "/gone/x"; fix it and run qmod -cj {job_id}, '
+        f"or qdel {job_id}\n"
+    )
+
+
+def test_lost_task_leaves_points_pending_and_rerun_submits_only_those(
+    write_spec, root, fake, cli, monkeypatch
+):
+    write_spec("exp", grid(6))
+    monkeypatch.setenv("FAKE_LOSE_TASKS", "2")
+    result = cli("--name", "exp", "--backend", "sge", "--tasks", "3", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "exp: 6 points: 4 ok, 0 error, 0 timeout, 2 pending" in result.stdout
+    job_id = re.search(r"submitted sge job (\d+)", result.stdout).group(1)
+    assert f"sge job {job_id} has left the queue, but 2 of its points have no record" in (
+        result.stderr
+    )
+    assert "qacct: task 2: failed 0, exit status 137" in result.stderr
+    lost = set(only_run(root)["points"][i].id for i in (1, 4))
+    assert lost.isdisjoint(records(root))
+    monkeypatch.delenv("FAKE_LOSE_TASKS")
+    result = cli("--name", "exp", "--backend", "sge", "--tasks", "3")
+    assert result.returncode == 0, result.stderr
+    assert "running 2 of 6 points" in result.stdout
+    newest = read_manifest(run_dirs(root)[-1] / "manifest.json")
+    assert {p.id for p in newest["points"]} == lost and newest["tasks"] == 2
+
+
+def test_rerun_submits_nothing_when_done_and_refuses_while_a_job_runs(write_spec, root, fake, cli):
+    write_spec("exp", grid(3))
+    fake.hold()
+    assert cli("--name", "exp", "--backend", "slurm", "--no-wait").returncode == 0
+    result = cli("--name", "exp", "--backend", "slurm")
+    assert result.returncode == 2
+    assert re.search(r"slurm job \d+ is still in the queue with 3 of these points", result.stderr)
+    assert len(fake.calls("sbatch")) == 1
+    fake.release()
+    fake.wait_done()
+    result = cli("--name", "exp", "--backend", "slurm")
+    assert result.returncode == 0 and "running 0 of 3 points" in result.stdout
+    assert len(fake.calls("sbatch")) == 1 and len(run_dirs(root)) == 1
+
+
+# -- mistakes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_missing_submit_command_exits_2_with_one_line(write_spec, root, cli, monkeypatch, kind):
+    write_spec("exp", grid(1))
+    monkeypatch.setenv("PATH", str(root))  # nothing there
+    result = cli("--name", "exp", "--backend", kind)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: the {kind} backend needs {SUBMIT[kind]} on PATH; run on the cluster's login node\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "message"),
+    [
+        ("sge", ["-t", "1-5"], "scheduler option -t: memo sets the array from --tasks"),
+        ("sge", ["-sync", "y"], "scheduler option -sync: run.py waits by itself"),
+        ("slurm", ["--array=1-5"], "scheduler option --array=1-5: memo sets the array"),
+        ("slurm", ["--tasks", "0"], "--tasks 0: give the number of array tasks, or -1"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(write_spec, root, fake, cli, kind, args, message):
+    write_spec("exp", grid(1))
+    if args[0] == "--tasks":
+        result = cli("--name", "exp", "--backend", kind, *args)
+    else:
+        result = cli("--name", "exp", "--backend", kind, "--", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1
+    assert fake.calls(SUBMIT[kind]) == []
+
+
+def test_refused_submission_exits_2_with_the_schedulers_reason(
+    write_spec, root, fake, cli, monkeypatch
+):
+    write_spec("exp", grid(1))
+    reason = 'Unable to run job: Job was rejected because job requests unknown queue "nope".'
+    monkeypatch.setenv("FAKE_REFUSE", reason)
+    result = cli("--name", "exp", "--backend", "sge", "--", "-q", "nope")
+    assert result.returncode == 2
+    assert result.stderr == f"error: qsub refused the job: {reason}\n"
+
+
+def test_no_wait_is_only_for_cluster_backends(write_spec, root, cli):
+    write_spec("exp", grid(1))
+    result = cli("--name", "exp", "--no-wait")
+    assert result.returncode == 2
+    assert result.stderr == "error: --no-wait is for the cluster backends, not joblib\n"
+
+
+# -- a real scheduler -------------------------------------------------------------------------
+
+REAL_ARGS = {
+    "sge": ["-q", "all.q", "-pe", "smp", "2"],
+    "slurm": ["--partition", "debug", "-c", "2"],
+}
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=REAL[k]) for k in KINDS])
+def test_real_scheduler_runs_every_point_once(write_spec, root, cli, monkeypatch, kind):
+    monkeypatch.setenv("MEMO_POLL_RECORDS_S", "0.2")
+    monkeypatch.setenv("MEMO_POLL_QUEUE_S", "1")
+    monkeypatch.setenv("MEMO_GRACE_S", "5")
+    spec = {
+        "trial": "synthetic",
+        "param_grid": [{"x": list(range(6)), "duration": [0.1]}, {"x": [99], "fail": [True]}],
+    }
+    write_spec("exp", spec)
+    start = time.monotonic()
+    result = cli("--name", "exp", "--backend", kind, "--tasks", "3", "--", *REAL_ARGS[kind])
+    assert result.returncode == 1, result.stdout + result.stderr  # the failing point
+    assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    recs = records(root)
+    assert sorted(r["status"] for r in recs.values()) == ["error"] + ["ok"] * 6
+    (failed,) = [r for r in recs.values() if r["status"] == "error"]
+    assert "RuntimeError: failing on purpose at x=99" in failed["error"]
+    assert {(r["backend"], r["threads"], r["host"]) for r in recs.values()} == {
+        (kind, 2, socket.gethostname())
+    }
+    assert sorted(task_lines(root)) == sorted(recs)  # every point ran exactly once
+    assert only_run(root)["tasks"] == 3
+    print(f"{kind}: 7 points in 3 tasks took {time.monotonic() - start:.1f} s")
+
+    result = cli("--name", "exp", "--backend", kind, "--tasks", "3", "--", *REAL_ARGS[kind])
+    assert result.returncode == 1 and "running 0 of 7 points" in result.stdout
+    assert len(run_dirs(root)) == 1  # nothing submitted
