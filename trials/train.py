@@ -1,0 +1,468 @@
+"""Train one network with SGD or Adam and measure it (Zhang et al. 2017, Mehta et al. 2021).
+
+Reads top to bottom: data (memo.datasets: corruption, label noise, preprocessing; as tensors
+on the device by memo.tensordata), model (memo.nets), the epoch loop (memo.training) with its
+probes (memo.probes) and checkpoints (memo.checkpoints: a killed point resumes from its last
+one), the result. A NaN or infinite training loss raises FloatingPointError naming the epoch.
+Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
+fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
+``interp_loss``. With ``forgetting`` a second phase follows (see Params).
+
+Returned scalars: train_loss, train_acc, test_loss, test_acc, test_error (test_true_acc
+against the labels before test label noise), interpolated, interp_epoch, interp_step,
+interp_time (s), interp_test_acc, interp_test_error (None when the run never
+interpolated, or was not evaluated per epoch), epochs_run, steps, train_time (s, with
+per-epoch evaluation), epoch_time (s, mean training pass), n_params, train_size, test_size,
+num_classes, the realised corruption rates, resumed_from (0: no checkpoint used).
+
+Per-epoch lists ("*_curve"; epoch 1 first): with ``curves``: batch_loss/batch_acc (running,
+train mode), train_loss/train_acc and test_loss/test_acc (eval mode), test_true_acc, lr,
+weight_norm, grad_norm (mean over the epoch's steps). With ``oscillation``:
+osc_{train,test}_{both,either}. Alignment lists per measurement: align_step, align_repr,
+align_grad_<layer>, plus *_final scalars. Noise ramp lists per level: noise_level_log_alpha,
+noise_level_info, noise_level_{train,test}_acc, and noise_half_log_alpha_{train,test}.
+"""
+
+import dataclasses
+import importlib.util
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+# Which Params each model reads (memo.nets.options(model) minus the init options);
+# tests check this against memo.nets, so it can stay free of a torch import.
+MODEL_OPTIONS = {
+    "mlp": ("hidden", "bias", "activation"),
+    "convnet": ("bias", "activation"),
+    "alexnet": (),
+    "inception": ("batch_norm",),
+    "wrn": ("depth", "width", "dropout"),
+}
+
+
+@dataclass
+class Params:
+    # data
+    dataset: str = "digits"  # a name memo.datasets knows (python data.py --list)
+    preprocess: str = "channel_std"  # memo.datasets.preprocess steps joined by "+"; "" for none
+    holdout: float = 0.2  # share held out as test split when the dataset has none (fixed split)
+    n_train: int | None = None  # keep the first n training examples (None: all)
+    label_noise: float = 0.0  # p: each training label redrawn uniformly with prob. p (1: random)
+    label_noise_test: float = 0.0  # the same for the test labels, drawn independently
+    corruption: Literal["none", "shuffled_pixels", "random_pixels", "gaussian"] = "none"  # images
+    corruption_p: float = 1.0  # share of the images (train and test) corrupted
+    augment: Literal["none", "crop", "flip", "crop+flip"] = "none"  # random crop and/or h-flip
+    crop_padding: int = 4  # zero padding per side of the random crop, in pixels
+    # model
+    model: Literal["mlp", "convnet", "alexnet", "inception", "wrn"] = "mlp"  # see memo.nets
+    hidden: str = "512"  # mlp: hidden widths joined by "x", e.g. "512x512"; "0": linear model
+    activation: Literal["relu", "sin", "sigmoid", "tanh"] = "relu"  # mlp, convnet
+    bias: bool = True  # mlp, convnet: layers with biases
+    batch_norm: bool = True  # inception: with batch norm
+    depth: int = 28  # wrn: 6n + 4
+    width: int = 1  # wrn: widening factor
+    dropout: float = 0.0  # wrn: dropout between the convs of each block
+    init: Literal["default", "glorot", "he", "mehta"] = "default"  # mehta: 1st layer N(0, σ²)
+    init_scale: float = 1.0  # multiplies every weight after the init
+    init_std: float | None = None  # σ of the first layer; with init "mehta" only
+    # training
+    loss: Literal["ce", "hinge", "squared"] = "ce"  # cross-entropy, multiclass hinge, squared
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.01  # initial learning rate
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd, needs momentum > 0
+    weight_decay: float = 0.0  # L2 penalty coefficient (coupled, as torch's optimizers)
+    lr_schedule: Literal["constant", "step", "exponential", "cosine"] = "constant"  # per epoch
+    milestones: str = ""  # step: epochs after which lr *= lr_factor, comma list, e.g. "60,120"
+    lr_factor: float | None = None  # step: per milestone (None: 0.1); exponential: per epoch (0.95)
+    batch_size: int = 128
+    epochs: int = 100  # at most this many epochs (phase 1 with forgetting)
+    stop_at_interpolation: bool = True  # stop once the training set is fit (interp_acc/_loss)
+    interp_acc: float = 1.0  # interpolated: train accuracy (eval mode) >= this ...
+    interp_loss: float | None = None  # ... or train loss (eval mode) < this (None: accuracy only)
+    eval_batch_size: int = 2048  # examples per forward pass when evaluating
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available
+    checkpoint_every: int = 10  # epochs between checkpoints, to resume after a kill; 0: never
+    # probes (all off by default)
+    curves: bool = False  # per-epoch curves (see the module docstring)
+    oscillation: bool = False  # per epoch: share correct in both / either of consecutive epochs
+    alignment: bool = False  # Mehta et al.'s in-class alignment (memo.alignment)
+    align_every: int = 500  # steps between alignment measurements (and at the start and end)
+    align_samples: int = 128  # size of the fixed training subsample measured
+    noise_levels: int = 0  # after training: weight-noise ramp over this many α levels; 0: off
+    noise_log_alpha: float = -8.0  # ln α of the first level of the ramp
+    noise_factor: float = 2.0  # α is multiplied by this from one level to the next
+    noise_epochs: int = 1  # noisy passes over each split per level; accuracies averaged
+    forgetting: bool = False  # phase 1 on train + test, phase 2 (forget_epochs) on train only
+    forget_epochs: int = 50  # epochs of phase 2
+    forget_reset_optimizer: bool = False  # phase 2 starts with fresh optimizer state
+    tensorboard: bool = False  # also write the curves as TensorBoard events (results/tensorboard)
+
+    def __post_init__(self):
+        for name in ("label_noise", "label_noise_test", "corruption_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability, in [0, 1]; got {getattr(self, name)}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout is a share of the examples, in [0, 1); got {self.holdout}")
+        positive = ("lr", "batch_size", "epochs", "eval_batch_size", "align_every")
+        positive += ("align_samples", "noise_factor", "noise_epochs", "forget_epochs")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("n_train", "init_std", "interp_loss", "lr_factor"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or null, got {value}")
+        for name in ("crop_padding", "momentum", "weight_decay", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.noise_levels < 0:
+            raise ValueError(f"noise_levels must be >= 0 (0: no ramp), got {self.noise_levels}")
+        if not 0 < self.interp_acc <= 1:
+            raise ValueError(f"interp_acc is an accuracy in (0, 1], got {self.interp_acc}")
+        self.check_model()
+        self.check_optimizer()
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("tensorboard: the package is not installed; pip install tensorboard")
+        if self.alignment and importlib.util.find_spec("memo.alignment") is None:
+            raise ValueError("alignment: memo/alignment.py is missing from this checkout")
+
+    def check_model(self):
+        defaults = {f.name: f.default for f in dataclasses.fields(Params)}
+        for option in ("hidden", "bias", "activation", "batch_norm", "depth", "width", "dropout"):
+            if (
+                getattr(self, option) != defaults[option]
+                and option not in MODEL_OPTIONS[self.model]
+            ):
+                users = [m for m, opts in MODEL_OPTIONS.items() if option in opts]
+                raise ValueError(
+                    f"{option} applies to model {' or '.join(users)}, not {self.model!r}; drop it"
+                )
+        if (self.init == "mehta") != (self.init_std is not None):
+            raise ValueError(
+                "init_std (the first layer's σ) goes with init 'mehta', and only there"
+            )
+
+    def check_optimizer(self):
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
+        milestones = self.milestone_list()
+        if (self.lr_schedule == "step") != bool(milestones):
+            raise ValueError("milestones go with lr_schedule 'step', which needs them: '60,120'")
+        if milestones and (milestones != sorted(set(milestones)) or milestones[0] < 1):
+            raise ValueError(f"milestones must be increasing epochs >= 1, got {self.milestones!r}")
+        if self.lr_factor is not None and self.lr_schedule not in ("step", "exponential"):
+            raise ValueError("lr_factor goes with lr_schedule 'step' or 'exponential'")
+
+    def milestone_list(self) -> list:
+        try:
+            return [int(m) for m in self.milestones.replace(" ", "").split(",") if m]
+        except ValueError:
+            raise ValueError(
+                f"milestones: write epochs as a comma list, e.g. '60,120'; got {self.milestones!r}"
+            ) from None
+
+
+FIELDS = [f.name for f in dataclasses.fields(Params)]
+
+
+def trial(params: dict) -> dict:
+    import torch
+
+    from memo import checkpoints, probes, tensordata, training
+
+    p = Params(**{k: params[k] for k in FIELDS if k in params})
+    seed = params.get("seed", 0)
+    device = tensordata.pick_device(p.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fastest conv kernels; determinism is CPU-only
+
+    # Data: arrays (memo.datasets) -> tensors on the device, in the model's layout.
+    data = tensordata.load_data(
+        p.dataset,
+        p.preprocess,
+        p.n_train,
+        p.holdout,
+        p.label_noise,
+        p.label_noise_test,
+        p.corruption,
+        p.corruption_p,
+        seed,
+    )
+    conv = p.model != "mlp"
+    labels = lambda a: torch.as_tensor(a, device=device)
+    sets = {"train": (tensordata.Inputs(data.X, conv, device), labels(data.y))}
+    if data.X_test is not None:
+        sets["test"] = (tensordata.Inputs(data.X_test, conv, device), labels(data.y_test))
+    y_true = labels(data.y_test_true) if p.label_noise_test > 0 else None
+    train, y = sets["train"]
+    if p.forgetting and "test" not in sets:
+        raise ValueError(
+            f"forgetting trains on train + test; {p.dataset!r} has no test split (set holdout)"
+        )
+    if p.augment != "none" and train.image is None:
+        raise ValueError(f"augment needs images; {p.dataset!r} with {p.preprocess!r} gives vectors")
+
+    # Model, loss, optimizer. The seed fixes the init; the generator the data order.
+    torch.manual_seed(seed)
+    model = build_model(p, train, data.num_classes, device)
+    loss_fn = training.LOSSES[p.loss]
+    optimizer = new_optimizer(p, model)
+    generator = torch.Generator(device).manual_seed(seed)
+
+    # Phases: (training inputs, labels, max epochs, may stop at interpolation).
+    phases = [(train, y, p.epochs, p.stop_at_interpolation)]
+    if p.forgetting:
+        (test, y_test), both = sets["test"], _concat(data.X, data.X_test)
+        both = tensordata.Inputs(both, conv, device), torch.cat([y, y_test])
+        phases = [(*both, p.epochs, p.stop_at_interpolation), (train, y, p.forget_epochs, False)]
+
+    # Resume from a checkpoint of the same params if a killed run left one.
+    checkpoint = checkpoints.Checkpoint(params)
+    saved = checkpoint.load() if p.checkpoint_every else None
+    state = {"phase": 0, "epoch": 0, "epochs_done": 0, "step": 0, "elapsed": 0.0}
+    state.update(train_seconds=0.0, history={}, interp=None, previous={}, marks={})
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        checkpoints.set_rng_state(generator, saved["rng"])
+        state = saved["state"]
+        state["previous"] = {k: v.to(device) for k, v in state["previous"].items()}
+    resumed_from = state["epochs_done"]
+    history = state["history"]
+
+    def evaluate(part):
+        return training.evaluate(model, *sets[part], loss_fn, p.eval_batch_size)
+
+    curves = p.curves or p.forgetting
+    per_epoch = curves or p.oscillation or p.stop_at_interpolation  # evaluate train each epoch
+    probe = None
+    if p.alignment:
+        probe = probes.AlignmentProbe(model, loss_fn, train, y, p.align_samples, seed, history)
+        if state["step"] == 0:
+            probe(0)
+    if p.oscillation and not state["previous"]:  # epoch 1 is compared with the init
+        state["previous"] = {k: evaluate(k).pred == sets[k][1] for k in sets}
+    log = checkpoints.CurveLog(params, state["epochs_done"]) if p.tensorboard else None
+
+    try:
+        for index in range(state["phase"], len(phases)):
+            inputs, targets, max_epochs, may_stop = phases[index]
+            if index == 1 and state["epoch"] == 0 and p.forget_reset_optimizer:
+                optimizer = new_optimizer(p, model)
+            trainer = training.Trainer(
+                model,
+                optimizer,
+                loss_fn,
+                inputs,
+                targets,
+                p.batch_size,
+                generator,
+                padding=p.crop_padding if "crop" in p.augment else 0,
+                flip="flip" in p.augment,
+                grad_norm=p.curves,
+                accuracy=curves,
+                on_step=probe,
+                every=p.align_every,
+                step=state["step"],
+            )
+            stop = False
+            while state["epoch"] < max_epochs and not stop:
+                start = time.perf_counter()
+                lr = training.learning_rate(
+                    state["epoch"], p.lr, p.lr_schedule, max_epochs, p.milestone_list(), p.lr_factor
+                )
+                stats = trainer.epoch(lr)
+                epoch = state["epochs_done"] + 1
+                if not math.isfinite(stats["loss"]):
+                    raise FloatingPointError(
+                        f"training loss is {stats['loss']} in epoch {epoch}; lower lr or init_scale"
+                    )
+                state.update(epoch=state["epoch"] + 1, epochs_done=epoch, step=trainer.step)
+                state["train_seconds"] += stats["seconds"]
+                evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
+                if per_epoch and "train" not in evals:
+                    evals["train"] = evaluate("train")
+                row = epoch_row(p, curves, stats, lr, evals, sets, y_true, model, state)
+                for key, value in row.items():
+                    history.setdefault(f"{key}_curve", []).append(value)
+                state["elapsed"] += time.perf_counter() - start
+                if "train" in evals and index == 0:
+                    # Fit: the phase's training set (phase 1 of forgetting: train + test).
+                    fit = [evals[k] for k in (sets if p.forgetting else ["train"])]
+                    sizes = [len(sets[k][1]) for k in (sets if p.forgetting else ["train"])]
+                    acc = sum(e.acc * n for e, n in zip(fit, sizes)) / sum(sizes)
+                    loss = sum(e.loss * n for e, n in zip(fit, sizes)) / sum(sizes)
+                    fits = acc >= p.interp_acc or (
+                        p.interp_loss is not None and loss < p.interp_loss
+                    )
+                    if fits and state["interp"] is None:
+                        at = evals.get("test") or (evaluate("test") if "test" in sets else None)
+                        state["interp"] = {
+                            "epoch": epoch,
+                            "step": trainer.step,
+                            "time": state["elapsed"],
+                            "test_acc": at.acc if at else None,
+                        }
+                    stop = fits and may_stop
+                if log:
+                    log.write(epoch, row)
+                if p.checkpoint_every and epoch % p.checkpoint_every == 0 and not stop:
+                    checkpoint.save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "rng": checkpoints.rng_state(generator),
+                            "state": state,
+                        }
+                    )
+            state.update(phase=index + 1, epoch=0)
+            state["marks"][f"phase{index + 1}_end"] = state["epochs_done"]
+    except FloatingPointError:
+        checkpoint.delete()  # a NaN comes back on every rerun: start afresh if retried
+        raise
+
+    # Final measurements.
+    final = {k: evaluate(k) for k in sets}
+    result = summary(p, final, state, data, sets, y_true, model)
+    result["resumed_from"] = resumed_from
+    if probe is not None:
+        if history["align_step"][-1] != state["step"]:
+            probe(state["step"])
+        finals = {f"{k}_final": v[-1] for k, v in history.items() if k.startswith("align_")}
+        result.update(finals, align_seconds=probe.seconds)  # this run's, not a killed one's
+        del result["align_step_final"]
+    result.update(history)
+    if p.noise_levels:
+        result.update(noise_ramp(p, model, loss_fn, sets, final, data.num_classes))
+    if log:
+        log.close()
+    checkpoint.delete()
+    return result
+
+
+def build_model(p: Params, train, num_classes: int, device):
+    """The model of ``p`` for the training inputs' shape, on ``device``."""
+    import torch
+
+    from memo.nets import make_model
+
+    if train.conv:
+        H, W, C = train.image
+        shape = (C, H, W)
+    else:
+        shape = tuple(train.X.shape[1:])
+    options = {k: getattr(p, k) for k in MODEL_OPTIONS[p.model]}
+    options.update(init=p.init, init_scale=p.init_scale)
+    if p.init_std is not None:
+        options["init_std"] = p.init_std
+    model = make_model(p.model, shape, num_classes, **options).to(device)
+    if train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def new_optimizer(p: Params, model):
+    from memo.training import make_optimizer
+
+    return make_optimizer(
+        model.parameters(), p.optimizer, p.lr, p.momentum, p.nesterov, p.weight_decay
+    )
+
+
+def epoch_row(p: Params, curves: bool, stats, lr, evals, sets, y_true, model, state) -> dict:
+    """One epoch's values of the curves (each becomes ``<key>_curve``)."""
+    from memo import probes, training
+
+    row = {}
+    if curves:
+        row.update(batch_loss=stats["loss"], batch_acc=stats["acc"])
+        for k, e in evals.items():
+            row.update({f"{k}_loss": e.loss, f"{k}_acc": e.acc})
+        if y_true is not None:
+            row["test_true_acc"] = _accuracy(evals["test"].pred, y_true)
+    if p.curves:
+        row.update(lr=lr, weight_norm=training.weight_norm(model), grad_norm=stats["grad_norm"])
+    if p.oscillation:
+        for k in sets:
+            correct = evals[k].pred == sets[k][1]
+            both, either = probes.oscillation(state["previous"][k], correct)
+            row.update({f"osc_{k}_both": both, f"osc_{k}_either": either})
+            state["previous"][k] = correct
+    return row
+
+
+def summary(p: Params, final: dict, state: dict, data, sets: dict, y_true, model) -> dict:
+    """The scalar results: final losses and accuracies, interpolation, sizes, times."""
+    from memo.nets import count_params
+
+    tr, te = final["train"], final.get("test")
+    interp = state["interp"] or {}
+    test_acc = interp.get("test_acc")
+    result = {
+        "train_loss": tr.loss,
+        "train_acc": tr.acc,
+        "test_loss": te.loss if te else None,
+        "test_acc": te.acc if te else None,
+        "test_error": 1 - te.acc if te else None,
+        "interpolated": tr.acc >= p.interp_acc
+        or (p.interp_loss is not None and tr.loss < p.interp_loss),
+        "interp_epoch": interp.get("epoch"),
+        "interp_step": interp.get("step"),
+        "interp_time": interp.get("time"),
+        "interp_test_acc": test_acc,
+        "interp_test_error": None if test_acc is None else 1 - test_acc,
+        "epochs_run": state["epochs_done"],
+        "steps": state["step"],
+        "train_time": state["elapsed"],
+        "epoch_time": state["train_seconds"] / max(1, state["epochs_done"]),
+        "n_params": count_params(model),
+        "train_size": len(sets["train"][1]),
+        "test_size": len(sets["test"][1]) if te else 0,
+        "num_classes": data.num_classes,
+        "label_noise_rate": data.rates.get("labels", 0.0),
+        "label_noise_test_rate": data.rates.get("test_labels", 0.0),
+        "corruption_rate": data.rates.get("images", 0.0),
+    }
+    if y_true is not None:
+        result["test_true_acc"] = _accuracy(te.pred, y_true)
+    if p.forgetting:
+        end = state["marks"]["phase1_end"]
+        result["forget_start"] = end
+        result["forget_train_acc_before"] = state["history"]["train_acc_curve"][end - 1]
+        result["forget_test_acc_before"] = state["history"]["test_acc_curve"][end - 1]
+    return result
+
+
+def noise_ramp(p: Params, model, loss_fn, sets: dict, final: dict, num_classes: int) -> dict:
+    """The ramp's lists per level, and for each split the ln α at which its accuracy first
+    falls below halfway between the clean accuracy and chance (None if it never does)."""
+    from memo import probes
+
+    ramp = probes.noise_ramp(
+        model,
+        sets,
+        loss_fn,
+        p.noise_levels,
+        p.noise_log_alpha,
+        p.noise_factor,
+        p.noise_epochs,
+        p.eval_batch_size,
+    )
+    result = {key.replace("noise_", "noise_level_", 1): values for key, values in ramp.items()}
+    for k in sets:
+        halfway = (final[k].acc + 1 / num_classes) / 2
+        below = [i for i, a in enumerate(ramp[f"noise_{k}_acc"]) if a < halfway]
+        result[f"noise_half_log_alpha_{k}"] = ramp["noise_log_alpha"][below[0]] if below else None
+    return result
+
+
+def _concat(a, b):
+    import numpy as np
+
+    return np.concatenate([a, b])
+
+
+def _accuracy(pred, labels) -> float:
+    return (pred == labels).float().mean().item()
