@@ -1,4 +1,4 @@
-"""The constructive memorization algorithm, reference form.
+"""The constructive memorization algorithm: the network, its reference form and pruning.
 
 Dirksen, Finke, Genzel: "Memorization with neural nets: going beyond the worst case",
 JMLR 2024 (arXiv 2310.00327), Algorithm 2. Comments in [brackets] point at its lines.
@@ -20,18 +20,29 @@ network or several fire, so such a point always counts as wrong.
 On the training data no class network fires on a point of another class, so the
 training score is 1 exactly when every point of every covered class is covered.
 
-This is the readable form (``method="reference"`` once a fast form joins it as
-``method="fast"``): it loops over candidates and neurons one by one. It keeps the
-(N, n) first-layer activations of the training set in memory while fitting; elsewhere
-it works on blocks of rows.
+Two forms build the same network for the same seed. ``method="reference"`` is the
+readable one: it loops over candidates one by one and keeps the (N, n) float32
+first-layer activations of the training set in memory. ``method="fast"`` (memo/fast.py)
+evaluates blocks of candidates with one matrix product each, keeps threshold activations
+as bits, and runs on a GPU through torch when asked. Both draw the candidates of a class
+in one random permutation, skipping points already covered: given what happened so
+far, the next uncovered point of a uniform permutation is uniform among the untried
+uncovered points, so this is the paper's "draw uniformly at random" [Line 4].
+
+``prune`` drops neurons that later ones make redundant and first-layer units that
+separate nothing, keeping the predictions on the training set.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from memo import fast
+
 ACTIVATIONS = ("thres", "relu")
-BLOCK = 2**22  # values in an (rows, n) block of first-layer activations: 16 MiB of float32
+METHODS = ("fast", "reference")
+BLOCK = 2**20  # values in an (rows, n) block of first-layer activations: 4 MiB of float32
 
 
 @dataclass
@@ -48,6 +59,20 @@ class Network:
     centers: list  # per class network: (K_c,) int, the training point each neuron was made from
     tried: list  # per class network: candidates drawn
     rejected: list  # per class network: candidates drawn that gave no neuron (m <= 0)
+    covered: list = dataclasses.field(default_factory=list)  # per class: its points covered
+
+    def training_score(self, y) -> float:
+        """``score(X, y)`` on the training data, known from fitting without evaluating.
+
+        No class network fires on another class's training point (m is the minimum over
+        them), so a training point is right iff a neuron of its class covers it, or its
+        label has no class network (the smaller label of two).
+        """
+        if len(self.covered) != len(self.classes):
+            raise ValueError("training_score needs a network made by fit (it counts coverage)")
+        y = np.asarray(y)
+        wrong = sum(int((y == c).sum()) - k for c, k in zip(self.classes, self.covered))
+        return (len(y) - wrong) / len(y)
 
     @property
     def K(self) -> list:
@@ -69,32 +94,58 @@ class Network:
         """First-layer activations ``σ(W x + b)`` of every row of X: (N, n) float32."""
         X = _as_2d(X, self.W.shape[1])
         H = np.empty((len(X), len(self.W)), dtype=np.float32)
-        for rows in _blocks(len(X), len(self.W)):
-            H[rows] = _sigma(X[rows] @ self.W.T + self.b, self.activation)
+        for rows, block in self.hidden_blocks(X):
+            H[rows] = block
         return H
+
+    def hidden_blocks(self, X):
+        """(row slice, activations) per block of rows of X, always the same blocks for X.
+
+        Every computation of the training activations goes through here, so fit and
+        later calls get the same bits (a matrix product's rounding may depend on its shape).
+        """
+        for rows, Z in self.preactivation_blocks(X):
+            yield rows, _sigma(Z, self.activation)
+
+    def preactivation_blocks(self, X):
+        """(row slice, ``W x + b``) per block of rows of X, as hidden_blocks."""
+        X = _as_2d(X, self.W.shape[1])
+        for rows in _blocks(len(X), len(self.W)):
+            Z = X[rows] @ self.W.T
+            Z += self.b
+            yield rows, Z
 
     def neurons(self, X, i) -> np.ndarray:
         """Layer-2 pre-activations ``m - <u, h(x)>`` of class network i: (N, K_i) float32."""
         X = _as_2d(X, self.W.shape[1])
         out = np.empty((len(X), self.K[i]), dtype=np.float32)
-        for rows in _blocks(len(X), len(self.W)):
-            out[rows] = self.m[i] - _inner(self.hidden(X[rows]), self.U[i])
+        for rows, H in self.hidden_blocks(X):
+            out[rows] = self.m[i] - _inner(H, self.U[i])
         return out
 
     def fires(self, X) -> np.ndarray:
         """Whether each class network fires on each row of X: (N, len(classes)) bool."""
         X = _as_2d(X, self.W.shape[1])
         out = np.empty((len(X), len(self.classes)), dtype=bool)
-        for rows in _blocks(len(X), len(self.W)):
-            H = self.hidden(X[rows])
-            for i, (U, m) in enumerate(zip(self.U, self.m)):
-                # [Line 12] OR: σ(t) > 0 iff t > 0 for both activations.
-                out[rows, i] = (m - _inner(H, U) > 0).any(axis=1)
+        # The neurons of all classes in few products per block (BLOCK values each).
+        U, m = np.concatenate(self.U), np.concatenate(self.m)
+        network = np.repeat(np.arange(len(self.classes)), self.K)
+        for rows, H in self.hidden_blocks(X):
+            out[rows] = False
+            step = max(1, BLOCK // len(H))
+            for part in (slice(k, k + step) for k in range(0, len(m), step)):
+                on = fast.below(H, U[part], m[part], self.activation == "thres", _inner)
+                for i in np.unique(network[part]):
+                    # [Line 12] OR: σ(t) > 0 iff t > 0 for both activations.
+                    out[rows, i] |= on[:, network[part] == i].any(axis=1)
         return out
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels; with three or more labels, -1 where no or several networks fire."""
-        fires = self.fires(X)
+    def predict(self, X, fires=None) -> np.ndarray:
+        """Predicted labels; with three or more labels, -1 where no or several networks fire.
+
+        fires: ``self.fires(X)`` if already computed.
+        """
+        fires = self.fires(X) if fires is None else fires
         if len(self.labels) == 2:
             return np.where(fires[:, 0], self.labels[1], self.labels[0])
         # -1 must fit, also when the labels are unsigned (e.g. uint8 images' labels).
@@ -107,19 +158,35 @@ class Network:
     def score(self, X, y) -> float:
         """Accuracy; a point that no or several class networks claim is always wrong."""
         y = np.asarray(y)
-        correct = self.predict(X) == y
+        fires = self.fires(X)
+        correct = self.predict(X, fires) == y
         if len(self.labels) > 2:
             # predict's -1 would match a true label -1.
-            correct &= self.fires(X).sum(axis=1) == 1
+            correct &= fires.sum(axis=1) == 1
         return float(correct.mean())
 
 
-def fit(X, y, n_iter, max_bias, activation="thres", seed=0) -> Network:
+def fit(
+    X,
+    y,
+    n_iter,
+    max_bias,
+    activation="thres",
+    seed=0,
+    method="fast",
+    device="auto",
+    max_tried=None,
+) -> Network:
     """Build a network that memorizes (X, y).
 
     X: (N, d) points; y: (N,) labels, at least two distinct ones. n_iter: width n of the
     first layer. max_bias: λ, the first-layer biases are uniform in [-λ, λ].
     activation: "thres" or "relu". seed: an int or anything numpy's SeedSequence takes.
+    method: "fast" or "reference"; both give the same network for the same seed.
+    device (fast only): "auto" (a CUDA GPU through torch if there is one, else numpy),
+    "cpu" (numpy), "cuda" or "torch-cpu" (torch on the CPU); the same network on each.
+    max_tried: stop each class after this many candidates (to time a prefix of a long
+    fit; the network then need not memorize); None runs to the end.
 
     The random numbers come from independent streams of ``SeedSequence(seed)``: the
     first for layer 1, then one per class network in label order, so adding a class
@@ -127,6 +194,8 @@ def fit(X, y, n_iter, max_bias, activation="thres", seed=0) -> Network:
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if not (isinstance(n_iter, (int, np.integer)) and n_iter >= 1):
         raise ValueError(
             f"n_iter (the first layer's width) must be an integer >= 1, got {n_iter!r}"
@@ -150,35 +219,104 @@ def fit(X, y, n_iter, max_bias, activation="thres", seed=0) -> Network:
     b = rng.uniform(-max_bias, max_bias, n_iter).astype(np.float32)
 
     net = Network(W, b, activation, labels, classes, U=[], m=[], centers=[], tried=[], rejected=[])
-    H = net.hidden(X)
+    if method == "reference":
+        H = net.hidden(X)
+        cover = lambda in_class, rng: _cover(H, in_class, rng, max_tried)  # noqa: E731
+    else:
+        where = fast.torch_device(device)
+        # The threshold needs only the sign of W x + b: skip making σ's float 0/1s.
+        blocks = net.preactivation_blocks(X) if activation == "thres" else net.hidden_blocks(X)
+        acts = fast.Activations(blocks, len(X), n_iter, activation, y, where)
+        cover = lambda in_class, rng: fast.cover(  # noqa: E731
+            acts, in_class, rng, _inner, max_tried
+        )
     for c, stream in zip(classes, streams):
-        U, m, centers, tried, rejected = _cover(H, y == c, np.random.default_rng(stream))
+        U, m, centers, tried, rejected, covered = cover(y == c, np.random.default_rng(stream))
         net.U.append(U)
         net.m.append(m)
         net.centers.append(centers)
         net.tried.append(tried)
         net.rejected.append(rejected)
+        net.covered.append(covered)
     return net
 
 
-def _cover(H, in_class, rng):
+def prune(net: Network, X, y) -> Network:
+    """A smaller network that makes the same predictions on its training data (X, y).
+
+    Second layer: going from the last neuron of a class network back to the first, a
+    neuron is dropped when the kept later ones already cover every training point it
+    covers (the OR then fires on the same points). First layer: a unit is dropped when
+    no kept neuron sums it (u_i = 0 in every mask), and, with the threshold, when it is
+    active on no training point (it adds 0 to every training sum). With ReLU units of
+    the second kind stay: dropping zeros changes how a float sum is rounded.
+
+    The pruned network's predictions on X are checked against the original's; if
+    dropping units changed any (a matrix product may round differently at another
+    shape), only the neurons are dropped. ``tried``, ``rejected`` and ``covered`` stay.
+    """
+    X = _as_2d(X, net.W.shape[1])
+    y = np.asarray(y)
+    exact = net.activation == "thres"
+    # Which neuron covers which of its class's points, on the fit's blocks of rows.
+    covers = [[] for _ in net.classes]
+    active = np.zeros(len(net.W), dtype=bool)
+    for rows, H in net.hidden_blocks(X):
+        active |= (H > 0).any(axis=0)
+        for i, c in enumerate(net.classes):
+            own = y[rows] == c
+            covers[i].append(fast.below(H[own], net.U[i], net.m[i], exact, _inner))
+    keep = []
+    for cov in covers:
+        cov = np.concatenate(cov)
+        kept = np.zeros(cov.shape[1], dtype=bool)
+        done = np.zeros(len(cov), dtype=bool)
+        for k in reversed(range(cov.shape[1])):
+            if (cov[:, k] & ~done).any():
+                kept[k] = True
+                done |= cov[:, k]
+        keep.append(kept)
+    fewer = dataclasses.replace(
+        net,
+        U=[U[k] for U, k in zip(net.U, keep)],
+        m=[m[k] for m, k in zip(net.m, keep)],
+        centers=[c[k] for c, k in zip(net.centers, keep)],
+    )
+    used = np.concatenate(fewer.U).any(axis=0)
+    units = used & active if exact else used
+    if not units.any():  # no neuron left to sum anything: keep the layer as it is
+        return fewer
+    narrow = dataclasses.replace(
+        fewer,
+        W=net.W[units],
+        b=net.b[units],
+        U=[U[:, units] for U in fewer.U],
+    )
+    return narrow if np.array_equal(narrow.fires(X), fewer.fires(X)) else fewer
+
+
+def _cover(H, in_class, rng, max_tried=None):
     """[Lines 2-11] Greedy random covering of one class against all other points.
 
-    H: (N, n) first-layer activations of the training points; in_class: (N,) bool.
-    Returns U (K, n) bool, m (K,) float32, centers (K,) int, tried, rejected.
+    H: (N, n) first-layer activations of the training points; in_class: (N,) bool;
+    max_tried: stop after so many candidates (None: when none is left). Returns U (K, n)
+    bool, m (K,) float32, centers (K,) int, tried, rejected, and the number of the
+    class's points covered.
     """
     own = np.flatnonzero(in_class)
     other = ~in_class
     # [Line 2] No neurons yet; every point of the class is a candidate.
     U, m, centers = [], [], []
-    untried = np.ones(len(own), dtype=bool)
     covered = np.zeros(len(own), dtype=bool)
     tried = rejected = 0
-    # [Line 3] Go on while an untried point of the class is not covered yet.
-    while (candidates := np.flatnonzero(untried & ~covered)).size:
-        # [Line 4] Draw a candidate uniformly at random and remove it from the candidates.
-        k = rng.choice(candidates)
-        untried[k] = False
+    # [Lines 3-4] Draw untried uncovered candidates uniformly at random, until none is
+    # left: go through one random permutation of the class, skipping covered points
+    # (see the module docstring).
+    for k in rng.permutation(len(own)):
+        if covered[k]:
+            continue
+        if tried == max_tried:
+            break
         tried += 1
         # [Line 5] u marks the units inactive at the candidate; m is the smallest
         # <u, h(x)> over the other classes, so the neuron σ(m - <u, h(x)>) never fires there.
@@ -202,21 +340,26 @@ def _cover(H, in_class, rng):
         np.array(centers, dtype=np.int64),
         tried,
         rejected,
+        int(covered.sum()),
     )
 
 
 def _inner(H, U) -> np.ndarray:
     """``<u, h>`` for every row h of H and every mask u in U: (len(H), len(U)) float32.
 
-    Each value is numpy's sum along one row of ``H[:, u]``, so it depends on that row
-    and u only, never on the other rows or masks. fit needs this: m is the minimum of
+    Each value is numpy's (pairwise) sum along one row of ``H[:, u]``, made C-contiguous
+    first, so it depends on that row and u only, never on the other rows or masks. fit needs this: m is the minimum of
     these sums over the other classes, and a later call on the training points must
     reproduce them bit for bit, or with ReLU (non-integer sums; BLAS may sum in any
-    order) the point at the minimum could fire.
+    order) the point at the minimum could fire. With the threshold the sums are
+    integers below 2**24, exact in float32 in any order, so a matrix product gives the
+    same bits; memo/fast.py uses that, and for ReLU falls back on this sum near m.
     """
     out = np.empty((len(H), len(U)), dtype=np.float32)
     for k, u in enumerate(U):
-        out[:, k] = H[:, u].sum(axis=1)
+        # compress copies in C order, so numpy sums each row on its own (pairwise). H[:, u]
+        # would copy in Fortran order: rows summed left to right, but a single row pairwise.
+        out[:, k] = np.compress(u, H, axis=1).sum(axis=1)
     return out
 
 

@@ -310,6 +310,8 @@ def test_trial_returns_memo_columns_as_plain_numbers(monkeypatch, with_test):
         "n_params",
         "candidates_tried",
         "candidates_rejected",
+        "radius",
+        "separation",
     } | ({"test_score"} if with_test else set())
     assert set(result) == expected
     for key, value in result.items():

@@ -4,6 +4,11 @@ Fits on the training split, then reports the training accuracy (1.0 means the ne
 interpolates), the layer sizes, the parameter count and how many candidates the
 covering tried and rejected; ``test_score`` too when the dataset has a test split.
 Column names follow patrickfinke/memo, so its plots and results read the same.
+
+Also reported, for plotting K against the paper's bound: the data's radius R (largest
+norm) and class separation δ (smallest distance between points of different labels),
+computed once per dataset and process (see :func:`separation` for the cost). With
+``prune`` the pruned network's sizes come as ``*_pruned`` columns beside the raw ones.
 """
 
 import dataclasses
@@ -11,8 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 import algorithm
-from memo.datasets import load_dataset
+from memo.datasets import PREPROCESS, load_dataset, preprocess
+
+KD_TREE_DIMS = 16  # δ by k-d tree up to this many features, else by blocked brute force
+_PREPARED = {}  # (id(dataset), preprocess) -> (dataset, X, X_test, R, δ); see _prepared
 
 
 @dataclass
@@ -21,25 +31,52 @@ class Params:
     n_iter: int = 100  # width n of the random first layer
     max_bias: float = 1.0  # λ: first-layer biases are uniform in [-λ, λ]
     activation: Literal["thres", "relu"] = "thres"  # σ of both hidden layers
+    method: Literal["fast", "reference"] = "fast"  # same network either way; reference is slow
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # fast only: auto takes a CUDA GPU if any
+    preprocess: str = ""  # memo.datasets.preprocess steps, e.g. "maxnorm" (radius 1, as memo)
+    prune: bool = False  # also report the sizes of algorithm.prune's smaller network
+    verify: bool = False  # score by evaluating the net (as long as the fit), not from the fit
 
     def __post_init__(self):
         if self.n_iter < 1:
             raise ValueError(f"n_iter (the first layer's width) must be >= 1, got {self.n_iter}")
         if self.max_bias < 0:
             raise ValueError(f"max_bias must be >= 0, got {self.max_bias}")
+        steps = [s for s in self.preprocess.split("+") if s] if self.preprocess != "none" else []
+        unknown = [s for s in steps if s not in PREPROCESS]
+        if unknown:
+            raise ValueError(
+                f"preprocess {self.preprocess!r}: unknown step {unknown[0]!r}; "
+                f"choose from {', '.join(PREPROCESS)} joined by '+'"
+            )
 
 
 def trial(params: dict) -> dict:
     names = [f.name for f in dataclasses.fields(Params)]
     p = Params(**{k: params[k] for k in names if k in params})
     ds = load_dataset(p.dataset)
-    X = ds.X.reshape(len(ds.X), -1)
+    X, X_test, R, delta = _prepared(ds, p.preprocess)
 
     start = time.perf_counter()
-    net = algorithm.fit(X, ds.y, p.n_iter, p.max_bias, p.activation, seed=params["seed"])
+    net = algorithm.fit(
+        X,
+        ds.y,
+        p.n_iter,
+        p.max_bias,
+        p.activation,
+        seed=params["seed"],
+        method=p.method,
+        device=p.device,
+    )
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    score = net.score(X, ds.y)
+    # The covering knows which training points it covered, and no class network fires
+    # on another class's points, so this is exactly net.score(X, y) (tested).
+    score = net.training_score(ds.y)
+    if p.verify:
+        evaluated = net.score(X, ds.y)
+        if evaluated != score:
+            raise RuntimeError(f"evaluated training score {evaluated} != covering's {score}")
     score_time = time.perf_counter() - start
 
     n, d = net.W.shape
@@ -57,6 +94,79 @@ def trial(params: dict) -> dict:
     result["n_params"] = net.n_params
     result["candidates_tried"] = sum(net.tried)
     result["candidates_rejected"] = sum(net.rejected)
-    if ds.X_test is not None:
-        result["test_score"] = net.score(ds.X_test.reshape(len(ds.X_test), -1), ds.y_test)
+    result["radius"] = R
+    result["separation"] = delta
+    if X_test is not None:
+        result["test_score"] = net.score(X_test, ds.y_test)
+    if p.prune:
+        start = time.perf_counter()
+        small = algorithm.prune(net, X, ds.y)
+        result["prune_time"] = time.perf_counter() - start
+        result["first_dim_out_pruned"] = int(small.W.shape[0])
+        result["second_dim_out_pruned"] = sum(small.K)
+        result["n_params_pruned"] = small.n_params
+        if X_test is not None:
+            result["test_score_pruned"] = small.score(X_test, ds.y_test)
     return result
+
+
+def _prepared(ds, how: str):
+    """(X, X_test, R, δ) of a dataset after preprocessing, flattened to (N, D).
+
+    Kept for the last two (dataset, preprocess) pairs of this process: a worker runs
+    many points on one dataset, and preprocessing copies it. load_dataset returns one
+    object per name and process, so its id is a key (the entry holds the object).
+    """
+    key = (id(ds), how)
+    if key not in _PREPARED:
+        X = ds.X.reshape(len(ds.X), -1)
+        X_test = None if ds.X_test is None else ds.X_test.reshape(len(ds.X_test), -1)
+        if how:
+            X, X_test = preprocess(X, X_test, how)
+        if len(_PREPARED) >= 2:
+            del _PREPARED[next(iter(_PREPARED))]
+        _PREPARED[key] = (ds, X, X_test, radius(X), separation(X, ds.y))
+    return _PREPARED[key][1:]
+
+
+def radius(X) -> float:
+    """R: the largest Euclidean norm of a row of X, in float64.
+
+    >>> radius(np.array([[3.0, 4.0], [1.0, 0.0]]))
+    5.0
+    """
+    step = max(1, 2**20 // max(1, X.shape[1]))
+    return max(
+        float(np.linalg.norm(np.asarray(X[i : i + step], dtype=np.float64), axis=1).max())
+        for i in range(0, len(X), step)
+    )
+
+
+def separation(X, y) -> float:
+    """δ: the smallest Euclidean distance between two points with different labels.
+
+    Each label against the later ones, never all pairs at once: with at most
+    KD_TREE_DIMS features by a k-d tree (scipy; O(N log N), 1M two-moons points in a
+    few seconds); with more by sklearn's blocked nearest-neighbour search (O(N² D) flops
+    in bounded memory: for 70k MNIST images about a minute of one core). Distances are
+    float64; by brute force a pair of near-duplicates may come out ~1e-8 |x| off.
+
+    >>> separation(np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 0, 1]))
+    3.0
+    """
+    labels, codes = np.unique(np.asarray(y), return_inverse=True)
+    best = np.inf
+    for k in range(len(labels) - 1):
+        A, B = np.asarray(X[codes == k]), np.asarray(X[codes > k])
+        if len(A) > len(B):
+            A, B = B, A  # query the smaller set against the larger
+        if X.shape[1] <= KD_TREE_DIMS:
+            from scipy.spatial import cKDTree
+
+            dist, _ = cKDTree(np.asarray(B, dtype=np.float64)).query(A.astype(np.float64))
+        else:
+            from sklearn.metrics import pairwise_distances_argmin_min
+
+            _, dist = pairwise_distances_argmin_min(A, B)
+        best = min(best, float(dist.min()))
+    return best
