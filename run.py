@@ -173,4 +173,5 @@ def _interrupt(signum, frame):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `run.py --dry-run | head` ends quietly
     sys.exit(main())
