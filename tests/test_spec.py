@@ -174,3 +174,20 @@ def test_grid_order_is_parameter_grids(write_spec):
     assert len(points) == len(expected)
     for point, combo in zip(points, expected):
         assert {k: point.params[k] for k in combo} == combo
+
+
+@pytest.mark.parametrize(
+    "dataset, message",
+    [
+        ("moonz", "unknown dataset 'moonz'"),
+        ("mnist", "is not downloaded yet; run: python data.py --name mnist"),
+    ],
+)
+@pytest.mark.parametrize("trial", ["memorize", "train"])
+def test_dataset_is_checked_before_anything_runs(
+    write_spec, monkeypatch, tmp_path, trial, dataset, message
+):
+    monkeypatch.setenv("MEMO_DATASETS", str(tmp_path / "no-datasets"))
+    write_spec("exp", {"trial": trial, "param_grid": {"dataset": [dataset]}})
+    with pytest.raises(SpecError, match=message):
+        load_spec("exp").points()

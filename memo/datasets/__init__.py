@@ -8,6 +8,7 @@ parsers), ``transforms`` (preprocessing and corruptions).
 from memo.datasets.cache import Dataset, DatasetError
 from memo.datasets.registry import (
     check_available,
+    check_param,
     dataset_names,
     describe,
     entry,
@@ -23,6 +24,7 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "check_available",
+    "check_param",
     "corrupt",
     "dataset_names",
     "describe",
