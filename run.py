@@ -100,9 +100,15 @@ def main(argv=None) -> int:
     done = rows.status()
     rerun = {"error", "timeout"} if args.retry_failed else set()
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
+    problem = missing_data(todo)
     if args.dry_run:
         print(report.dry_run(spec.name, points, done, todo))
+        if problem:
+            print(f"note: {problem}")
         return 0
+    if problem:
+        print(f"error: {spec.path}: {problem}", file=sys.stderr)
+        return 2
 
     job = Job(
         experiment=spec.name,
@@ -151,6 +157,18 @@ def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
     print(f"not waiting; follow it with: python run.py --name {name} --status")
     print(f"cancel it with: {backend.cancel_command} {job_id}")
     return 0
+
+
+def missing_data(points: list) -> str | None:
+    """Why the datasets the points name (param ``dataset``) cannot be loaded, if they can't."""
+    from memo.datasets import DatasetError, check_available
+
+    for name in sorted({p.params["dataset"] for p in points if "dataset" in p.params}):
+        try:
+            check_available(name)
+        except DatasetError as e:
+            return str(e)
+    return None
 
 
 def finish(name: str, store: Store, points: list, rows) -> int:

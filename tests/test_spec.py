@@ -184,10 +184,16 @@ def test_grid_order_is_parameter_grids(write_spec):
     ],
 )
 @pytest.mark.parametrize("trial", ["memorize", "train"])
-def test_dataset_is_checked_before_anything_runs(
-    write_spec, monkeypatch, tmp_path, trial, dataset, message
+def test_datasets_are_checked_before_anything_runs(
+    write_spec, monkeypatch, tmp_path, root, capsys, trial, dataset, message
 ):
+    import run
+
     monkeypatch.setenv("MEMO_DATASETS", str(tmp_path / "no-datasets"))
-    write_spec("exp", {"trial": trial, "param_grid": {"dataset": [dataset]}})
-    with pytest.raises(SpecError, match=message):
-        load_spec("exp").points()
+    path = write_spec("exp", {"trial": trial, "param_grid": {"dataset": [dataset]}})
+    assert run.main(["--name", "exp"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and message in err and err.count("\n") == 1
+    assert not (root / "results").exists()
+    assert run.main(["--name", "exp", "--dry-run"]) == 0  # counting needs no data
+    assert "note: " in capsys.readouterr().out

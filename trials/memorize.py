@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 import algorithm
-from memo.datasets import PREPROCESS, check_param, load_dataset, preprocess
+from memo.datasets import PREPROCESS, load_dataset, preprocess
 
 KD_TREE_DIMS = 16  # δ by k-d tree up to this many features, else by blocked brute force
 _PREPARED = {}  # (id(dataset), preprocess) -> (dataset, X, X_test, R, δ); see _prepared
@@ -38,7 +38,6 @@ class Params:
     verify: bool = False  # score by evaluating the net (as long as the fit), not from the fit
 
     def __post_init__(self):
-        check_param(self.dataset)
         if self.n_iter < 1:
             raise ValueError(f"n_iter (the first layer's width) must be >= 1, got {self.n_iter}")
         if self.max_bias < 0:

@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from memo.datasets import check_param
-
 # Which Params each model reads (memo.nets.options(model) minus the init options);
 # tests check this against memo.nets, so it can stay free of a torch import.
 MODEL_OPTIONS = {
@@ -102,7 +100,6 @@ class Params:
     tensorboard: bool = False  # also write the curves as TensorBoard events (results/tensorboard)
 
     def __post_init__(self):
-        check_param(self.dataset)
         for name in ("label_noise", "label_noise_test", "corruption_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability, in [0, 1]; got {getattr(self, name)}")

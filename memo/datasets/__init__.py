@@ -8,7 +8,6 @@ parsers), ``transforms`` (preprocessing and corruptions).
 from memo.datasets.cache import Dataset, DatasetError
 from memo.datasets.registry import (
     check_available,
-    check_param,
     dataset_names,
     describe,
     entry,
@@ -24,7 +23,6 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "check_available",
-    "check_param",
     "corrupt",
     "dataset_names",
     "describe",

@@ -218,18 +218,6 @@ def check_available(name: str) -> None:
         )
 
 
-@functools.lru_cache(maxsize=None)
-def check_param(name: str) -> None:
-    """check_available for a trial's ``dataset`` param, as the ValueError specs report.
-
-    Cached per name: a spec checks every point before anything runs.
-    """
-    try:
-        check_available(name)
-    except DatasetError as e:
-        raise ValueError(str(e)) from None
-
-
 def is_present(name: str) -> bool:
     """Whether name is on disk, ready to load without building."""
     e = entry(name)
