@@ -295,8 +295,8 @@ def test_job_script_matches_golden_file(write_spec, root, fake, kind, capsys):
     for path, label in [
         (str(run_["folder"]), "<root>/results/exp/_runs/<run>"),
         (str(root.resolve()), "<root>"),
+        (sys.executable, "<python>"),  # before <project>: a venv may live inside it
         (str(PROJECT), "<project>"),
-        (sys.executable, "<python>"),
     ]:
         text = text.replace(path, label)
     golden = GOLDEN / f"{kind}_job.sh"
