@@ -6,13 +6,11 @@ params: ``results/checkpoints/<kind>/<hash>.pt`` and ``results/tensorboard/<hash
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 
 from memo import paths
+from memo.store import atomic_file
 
 
 def params_key(params: dict) -> str:
@@ -45,16 +43,8 @@ class Checkpoint:
 
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({**state, "params": self.params}, f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.path) as f:
+            torch.save({**state, "params": self.params}, f)
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)

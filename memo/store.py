@@ -7,6 +7,7 @@ shared counter. The collected table ``results/NAME.csv`` and the row cache
 will; the cache is checked against each record's size, mtime and inode.
 """
 
+import contextlib
 import json
 import os
 import pickle
@@ -229,12 +230,24 @@ def _is_record(name: str) -> bool:
     return name.endswith(".json") and not name.startswith((".", "_"))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A binary file handle whose contents appear at ``path`` whole, or not at all.
+
+    It writes a hidden temp file beside ``path`` and renames it into place when the block
+    ends; if the block raises, the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open(tmp, "wb") as handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    with atomic_file(path) as handle:
+        handle.write(data)

@@ -12,13 +12,12 @@ boundary_2d read datasets), "results" (``load_table``) or "curves" (``load_curve
 Each function's docstring lists its keys; memo/plots/tables.py and data.py hold them.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from memo import paths
+from memo.store import atomic_file
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
 from memo.plots import data, tables  # noqa: F401 (importing them registers their types)
 
@@ -58,19 +57,13 @@ def save(fig, stem: Path, formats=("png", "pdf")) -> list:
     with matplotlib.rc_context(style()):
         for fmt in formats:
             path = stem.with_name(f"{stem.name}.{fmt}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    # No creation date in PDFs: the same results give the same bytes.
-                    fig.savefig(
-                        handle,
-                        format=fmt,
-                        metadata={"CreationDate": None} if fmt == "pdf" else None,
-                    )
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_file(path) as handle:
+                # No creation date in PDFs: the same results give the same bytes.
+                fig.savefig(
+                    handle,
+                    format=fmt,
+                    metadata={"CreationDate": None} if fmt == "pdf" else None,
+                )
             written.append(path)
     return written
 
