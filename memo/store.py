@@ -65,7 +65,7 @@ class Store:
         names, stamps, rows, corrupt = [], [], [], []
         with os.scandir(self.dir) as entries:
             for entry in entries:
-                if not _is_record(entry.name):
+                if not is_record(entry.name):
                     continue
                 st = entry.stat()
                 stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -96,7 +96,7 @@ class Store:
         """Every readable record in full (with curves); unreadable ones are skipped."""
         records = []
         for path in sorted(self.dir.glob("*.json")):
-            if _is_record(path.name):
+            if is_record(path.name):
                 try:
                     records.append(json.loads(path.read_bytes()))
                 except ValueError:
@@ -202,7 +202,7 @@ def flatten(record: dict, curves: bool = False) -> dict:
     for key in META_COLUMNS:
         if record.get(key) is not None:
             value = record[key]
-            row[key] = value.strip().splitlines()[-1] if key == "error" else value
+            row[key] = error_line(value) if key == "error" else value
     return row
 
 
@@ -226,8 +226,19 @@ def to_json(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _is_record(name: str) -> bool:
+def is_record(name: str) -> bool:
+    """Whether a file name in a records folder is a record (not a temp file or cache)."""
     return name.endswith(".json") and not name.startswith((".", "_"))
+
+
+def error_line(error: str | None) -> str:
+    """The last line of a traceback (the exception and its message); "" for none.
+
+    >>> error_line("Traceback (most recent call last):\\n  ...\\nValueError: bad\\n")
+    'ValueError: bad'
+    """
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @contextlib.contextmanager

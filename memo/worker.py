@@ -24,7 +24,7 @@ import numpy as np
 
 from memo import paths
 from memo.spec import Point, trial_module
-from memo.store import Store
+from memo.store import Store, error_line
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
 
@@ -95,8 +95,7 @@ def run_point(job: Job, point: Point) -> Outcome:
     except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
         record.update(status="error", metrics={}, error=f"metrics are not JSON-ready: {e}")
         Store(job.experiment, job.results_dir).write(record)
-    message = error.strip().splitlines()[-1] if error else ""
-    return Outcome(point.id, record["status"], wall, message)
+    return Outcome(point.id, record["status"], wall, error_line(error))
 
 
 def check_metrics(metrics, params: dict) -> str | None:

@@ -36,7 +36,7 @@ from typing import Iterator
 from memo import paths
 from memo.backends.base import Backend, BackendError
 from memo.spec import Point
-from memo.store import write_atomic
+from memo.store import error_line, is_record, write_atomic
 from memo.worker import Job, Outcome
 
 RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
@@ -388,11 +388,7 @@ def record_inodes(records: Path) -> dict:
     changed inode means a new record. One listing, no stat per file (cheap on NFS)."""
     try:
         with os.scandir(records) as entries:
-            return {
-                e.name[:-5]: e.inode()
-                for e in entries
-                if e.name.endswith(".json") and not e.name.startswith((".", "_"))
-            }
+            return {e.name[:-5]: e.inode() for e in entries if is_record(e.name)}
     except FileNotFoundError:
         return {}
 
@@ -407,8 +403,7 @@ def new_outcomes(records: Path, pending: set, baseline: dict) -> list:
             record = json.loads((records / f"{point_id}.json").read_bytes())
         except (OSError, ValueError):  # replaced or unreadable this instant: next look
             continue
-        error = record.get("error") or ""
-        message = error.strip().splitlines()[-1] if error.strip() else ""
+        message = error_line(record.get("error"))
         outcomes.append(Outcome(point_id, record["status"], record.get("wall_time", 0.0), message))
     return outcomes
 
