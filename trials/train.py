@@ -97,7 +97,7 @@ class Params:
     forgetting: bool = False  # phase 1 on train + test, phase 2 (forget_epochs) on train only
     forget_epochs: int = 50  # epochs of phase 2
     forget_reset_optimizer: bool = False  # phase 2 starts with fresh optimizer state
-    tensorboard: bool = False  # also write the curves as TensorBoard events (results/tensorboard)
+    tensorboard: bool = False  # the curves also as TensorBoard events (results/tensorboard)
 
     def __post_init__(self):
         for name in ("label_noise", "label_noise_test", "corruption_p"):
@@ -123,10 +123,10 @@ class Params:
             raise ValueError(f"interp_acc is an accuracy in (0, 1], got {self.interp_acc}")
         self.check_model()
         self.check_optimizer()
+        if self.tensorboard and not (self.curves or self.oscillation):
+            raise ValueError("tensorboard writes the per-epoch curves: set curves true too")
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ValueError("tensorboard: the package is not installed; pip install tensorboard")
-        if self.alignment and importlib.util.find_spec("memo.alignment") is None:
-            raise ValueError("alignment: memo/alignment.py is missing from this checkout")
 
     def check_model(self):
         defaults = {f.name: f.default for f in dataclasses.fields(Params)}
@@ -322,6 +322,9 @@ def trial(params: dict) -> dict:
     except FloatingPointError:
         checkpoint.delete()  # a NaN comes back on every rerun: start afresh if retried
         raise
+    finally:
+        if log:
+            log.close()  # flushes the events, also of a run that is interrupted
 
     # Final measurements.
     final = {k: evaluate(k) for k in sets}
@@ -336,8 +339,6 @@ def trial(params: dict) -> dict:
     result.update(history)
     if p.noise_levels:
         result.update(noise_ramp(p, model, loss_fn, sets, final, data.num_classes))
-    if log:
-        log.close()
     checkpoint.delete()
     return result
 
