@@ -6,16 +6,21 @@ Everything is measured in this run on this machine, so the ratios hold on a nois
 - epoch time of memo.training.Trainer vs the usual ``DataLoader(TensorDataset, shuffle=True)``
   loop, same model, data, batch size (128) and optimizer (SGD, momentum 0.9), for an MLP
   3072->512->10 on 50,000 examples, an MLP 64->256->10 on digits and Mehta's ConvNet on
-  10,000 32x32x3 examples (random data where the real set is not needed);
+  10,000 32x32x3 examples (random data where the real set is not needed); on digits also
+  the epoch as trials/train.py runs it at its defaults (the training pass, then the training
+  set's loss and accuracy in eval mode, to stop at interpolation) against the DataLoader loop
+  with the textbook evaluation, and our training pass against a bare loop (the eager floor);
 - the MLP 3072->512->10 epoch in GFLOP/s (its matmuls' FLOPs / epoch time) against the
   same matmuls (forward and backward shapes, the same batches) run bare;
 - the alignment probe's overhead at trials/train.py's defaults (align_every, align_samples)
-  on an MLP on mnist5k: training time with the probe / without - 1.
+  on an MLP on mnist5k: the whole trial's time with the probe / without - 1, and the
+  probe's own time (timed inside the run) as a share of the training time.
 Goals (issue): large MLP >= 70% of the matmul rate; small models >= 2x faster than the
 DataLoader loop; alignment overhead <= 20%. Each timing is the best of ``--epochs`` epochs
 (10x as many on digits, whose epochs take milliseconds) after one warm-up epoch; the
 alignment rows train 30 epochs (960 steps) with and without the probe, best of
-``--epochs`` + 1 runs each of the whole trial (loading, training, evaluation, every probe call).
+``--epochs`` + 1 runs each of the whole trial (loading, training, evaluation, every probe
+call) after a warm-up run.
 """
 
 import argparse
@@ -34,6 +39,7 @@ from memo import training  # noqa: E402
 from memo.nets import make_model  # noqa: E402
 
 BATCH = 128
+EVAL_BATCH = 2048  # trials/train.py's eval_batch_size
 
 
 def best_of(fns: dict, repeats: int) -> dict:
@@ -66,12 +72,40 @@ def dataloader_epoch(model, optimizer, X, y):
     return total
 
 
-def compare(name, model_name, shape, X, y, repeats: int, extra=None, **options) -> dict:
-    """Epoch seconds (ours, DataLoader, and any ``extra`` functions timed in the same rounds)
-    for one model on one dataset."""
+def dataloader_evaluate(model, X, y):
+    """The textbook evaluation: eval mode, no_grad, a DataLoader in batches of EVAL_BATCH."""
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for xb, yb in DataLoader(TensorDataset(X, y), batch_size=EVAL_BATCH):
+            out = model(xb)
+            loss += F.cross_entropy(out, yb, reduction="sum").item()
+            correct += (out.argmax(1) == yb).sum().item()
+    model.train()
+    return loss / len(y), correct / len(y)
+
+
+def bare_epoch(model, optimizer, X, y):
+    """The least an eager loop can do: slices of a permutation, no DataLoader, no bookkeeping."""
+    order = torch.randperm(len(y))
+    for start in range(0, len(y), BATCH):
+        idx = order[start : start + BATCH]
+        loss = F.cross_entropy(model(X[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def compare(name, model_name, shape, X, y, repeats, extra=None, evaluate=False, **options):
+    """Epoch seconds of our loop and the DataLoader loop (and a bare loop with ``evaluate``,
+    and any ``extra`` functions, timed in the same rounds) for one model on one dataset.
+
+    With ``evaluate`` an epoch is a training pass and the loss and accuracy of the training
+    set in eval mode, as trials/train.py runs one at its defaults (stop_at_interpolation).
+    """
     conv = model_name != "mlp"
     epochs = {}
-    for loop in ("ours", "dataloader"):
+    for loop in ("ours", "dataloader", "bare") if evaluate else ("ours", "dataloader"):
         torch.manual_seed(0)
         model = make_model(model_name, shape, 10, **options)
         optimizer = training.make_optimizer(model.parameters(), "sgd", 0.01)
@@ -83,17 +117,35 @@ def compare(name, model_name, shape, X, y, repeats: int, extra=None, **options) 
                 model, optimizer, training.cross_entropy, inputs, labels, BATCH, gen
             )
             epochs[loop] = lambda: trainer.epoch(0.01)
+            if evaluate:
+                fit = lambda m=model: training.evaluate(
+                    m, inputs, labels, training.cross_entropy, EVAL_BATCH
+                )
+                epochs["ours+eval"] = lambda: (trainer.epoch(0.01), fit())
         else:
             Xt = torch.tensor(X)
             Xt = Xt.permute(0, 3, 1, 2).contiguous() if conv else Xt.reshape(len(Xt), -1)
             yt = torch.tensor(y)
-            epochs[loop] = lambda m=model, o=optimizer: dataloader_epoch(m, o, Xt, yt)
+            loop_epoch = dataloader_epoch if loop == "dataloader" else bare_epoch
+            epochs[loop] = lambda m=model, o=optimizer, f=loop_epoch: f(m, o, Xt, yt)
+            if loop == "dataloader" and evaluate:
+                epochs["dataloader+eval"] = lambda m=model, o=optimizer: (
+                    dataloader_epoch(m, o, Xt, yt),
+                    dataloader_evaluate(m, Xt, yt),
+                )
     times = best_of({**epochs, **(extra or {})}, repeats)
-    print(
-        f"{name:<28} ours {times['ours']:8.3f} s  dataloader {times['dataloader']:8.3f} s  "
-        f"speed-up {times['dataloader'] / times['ours']:5.2f}x",
-        flush=True,
-    )
+    rows = [("", "ours", "dataloader")]
+    if evaluate:
+        rows += [
+            (" + train eval", "ours+eval", "dataloader+eval"),
+            (" vs bare loop", "ours", "bare"),
+        ]
+    for suffix, a, b in rows:
+        print(
+            f"{name + suffix:<34} ours {times[a]:8.4f} s  {b:<15} {times[b]:8.4f} s  "
+            f"speed-up {times[b] / times[a]:5.2f}x",
+            flush=True,
+        )
     return times
 
 
@@ -118,7 +170,8 @@ def matmul_rate(n: int, d: int, h: int, k: int):
 
 
 def alignment_overhead(repeats: int):
-    """Seconds of a whole trial at its default probe settings, without and with alignment."""
+    """Seconds of a whole trial at its default probe settings, without and with alignment,
+    and the probe's own seconds (timed inside the run) as a share of the training time."""
     from trials.train import Params, trial
 
     defaults = Params()
@@ -130,21 +183,24 @@ def alignment_overhead(repeats: int):
         "checkpoint_every": 0,
         "seed": 0,
     }
-    seconds = {False: [], True: []}
+    trial({**params, "alignment": True})  # warm-up: the dataset cache, torch.func, allocator
+    seconds, shares = {False: [], True: []}, []
     for _ in range(repeats):  # interleaved, as in best_of
         for on in (False, True):
             start = time.perf_counter()
-            trial({**params, "alignment": on})
+            result = trial({**params, "alignment": on})
             seconds[on].append(time.perf_counter() - start)  # the whole trial, every probe call
+            if on:
+                shares.append(result["align_seconds"] / result["train_time"])
     seconds = {on: min(times) for on, times in seconds.items()}
-    overhead = seconds[True] / seconds[False] - 1
     print(
-        f"{'alignment probe (mnist5k)':<28} off {seconds[False]:8.3f} s  on {seconds[True]:8.3f} s"
-        f"  overhead {100 * overhead:5.1f}% (every {defaults.align_every} steps, "
+        f"{'alignment probe (mnist5k)':<34} off {seconds[False]:8.3f} s  on {seconds[True]:8.3f} s"
+        f"  wall {100 * (seconds[True] / seconds[False] - 1):+5.1f}%, probe's own time "
+        f"{100 * min(shares):.1f}% of training (every {defaults.align_every} steps, "
         f"{defaults.align_samples} samples)",
         flush=True,
     )
-    return overhead
+    return min(shares)
 
 
 def main(argv=None) -> int:
@@ -170,7 +226,7 @@ def main(argv=None) -> int:
     )
     ours, bare_rate = flops / big["ours"] / 1e9, flops / big["matmuls"] / 1e9
     print(
-        f"{'MLP 3072-512-10 GFLOP/s':<28} ours {ours:8.1f}    matmuls    {bare_rate:8.1f}    "
+        f"{'MLP 3072-512-10 GFLOP/s':<34} ours {ours:8.1f}    matmuls         {bare_rate:8.1f}    "
         f"ratio {ours / bare_rate:5.2f}",
         flush=True,
     )
@@ -186,18 +242,14 @@ def main(argv=None) -> int:
         np.asarray(digits.X),
         np.asarray(digits.y),
         10 * args.epochs,
+        evaluate=True,
         hidden="256",
     )
     if not args.skip_convnet:
         X = rng.standard_normal((10_000, 32, 32, 3), dtype=np.float32)
         compare("ConvNet, 10k 32x32x3", "convnet", (3, 32, 32), X, labels(10_000), args.epochs)
     if not args.skip_alignment:
-        try:
-            import memo.alignment  # noqa: F401
-        except ImportError:
-            print("alignment probe: memo/alignment.py is missing; overhead not measured")
-        else:
-            alignment_overhead(args.epochs + 1)
+        alignment_overhead(args.epochs + 1)
     return 0
 
 
