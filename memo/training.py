@@ -134,7 +134,7 @@ def evaluate(model, inputs: Inputs, y, loss_fn, batch_size: int) -> Evaluation:
             start += len(xb)
         pred = torch.cat(preds)
         loss = total.item() / len(y)
-        acc = (pred == y).float().mean().item()
+        acc = (pred == y).sum().item() / len(y)  # a count: 9/10 is not 0.8999999
     model.train(was_training)
     return Evaluation(loss, acc, pred)
 
@@ -178,6 +178,8 @@ class Trainer:
         self.on_step, self.every = on_step, every
         self.step = step  # optimizer steps taken so far, over every epoch
         self.params = [p for p in model.parameters() if p.requires_grad]
+        norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+        self.batch_norm = any(isinstance(m, norms) for m in model.modules())
 
     def epoch(self, lr: float) -> dict:
         """Train one epoch at ``lr``: {"loss", "acc", "grad_norm", "seconds"}, the means over
@@ -190,8 +192,8 @@ class Trainer:
         order = torch.randperm(n, generator=self.generator, device=dev)
         losses, correct, norms = [], [], []  # device scalars, summed once at the end
         augmenting = self.padding or self.flip
-        # A last batch of one example is left out: batch norm cannot train on it.
-        end = n - 1 if n % self.batch_size == 1 and n > 1 else n
+        # Batch norm cannot train on a last batch of one example: it is left out there.
+        end = n - 1 if self.batch_norm and n % self.batch_size == 1 and n > 1 else n
         for start in range(0, end, self.batch_size):
             idx = order[start : start + self.batch_size]
             xb, yb = self.inputs.take(idx), self.y.index_select(0, idx)

@@ -119,14 +119,15 @@ def test_mehta_init_sets_sigma_on_the_first_layer_only():
 
 
 @pytest.mark.parametrize("name", ["mlp", "wrn"])
-def test_init_scale_multiplies_the_default_weights(name):
+def test_init_scale_multiplies_the_default_weights_and_biases(name):
     torch.manual_seed(1)
     base = make_model(name, (3, 8, 8), 10)
     torch.manual_seed(1)
     scaled = make_model(name, (3, 8, 8), 10, init_scale=3.0)
-    for (key, p), q in zip(base.named_parameters(), scaled.parameters()):
-        factor = 3.0 if key.endswith("weight") and p.dim() > 1 else 1.0  # not biases, not BN
-        torch.testing.assert_close(q, factor * p)
+    for a, b in zip(base.modules(), scaled.modules()):
+        factor = 3.0 if isinstance(a, (torch.nn.Linear, torch.nn.Conv2d)) else 1.0  # not BN
+        for p, q in zip(a.parameters(recurse=False), b.parameters(recurse=False)):
+            torch.testing.assert_close(q, factor * p)
 
 
 def test_sin_activation_is_applied():

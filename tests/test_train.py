@@ -72,6 +72,18 @@ def checkpoints(root) -> list:
         ({"interp_acc": 0.0}, "interp_acc is an accuracy"),
         ({"noise_levels": -1}, "noise_levels must be >= 0"),
         ({"tensorboard": True}, "tensorboard writes the per-epoch curves: set curves true"),
+        ({"init_scale": 0.0}, "init_scale must be > 0"),
+        ({"model": "wrn", "width": 0}, "width must be > 0"),
+        ({"model": "wrn", "dropout": 1.0}, "dropout is a probability"),
+        ({"augment": "crop", "crop_padding": 0}, "crop_padding > 0"),
+        # params that nothing would read: the point would repeat another under a new id
+        ({"optimizer": "adam", "momentum": 0.5}, "momentum applies with optimizer 'sgd' only"),
+        ({"augment": "flip", "crop_padding": 2}, "crop_padding applies with augment 'crop'"),
+        ({"corruption_p": 0.5}, "corruption_p applies with a corruption other than 'none'"),
+        ({"forget_epochs": 10}, "forget_epochs applies with forgetting true only"),
+        ({"forget_reset_optimizer": True}, "forget_reset_optimizer applies with forgetting"),
+        ({"align_every": 10}, "align_every applies with alignment true only"),
+        ({"noise_factor": 4.0}, "noise_factor applies with noise_levels > 0 only"),
     ],
 )
 def test_params_reject_bad_values_and_combinations(given, message):
@@ -236,11 +248,24 @@ def test_stops_at_interpolation_and_records_when(root):
     assert by_loss["epochs_run"] == 1 and by_loss["interp_epoch"] == 1
 
 
-def test_a_last_batch_of_one_is_left_out_for_batch_norm(root):
+def test_a_last_batch_of_one_is_left_out_for_batch_norm_only(root):
     params = {**TINY, "model": "wrn", "depth": 10, "n_train": 129, "epochs": 1}
     del params["hidden"]
     r = trial(params)  # batches of 64, 64 and 1: batch norm cannot train on the last
     assert r["steps"] == 2 and math.isfinite(r["train_loss"])
+    assert run(root, n_train=129, epochs=1)["steps"] == 3  # an MLP trains on every example
+
+
+def test_accuracy_is_a_count_not_a_float32_mean():
+    model = torch.nn.Linear(10, 10)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(10))
+        model.bias.zero_()
+    inputs = tensordata.Inputs(np.eye(10, dtype=np.float32), False, torch.device("cpu"))
+    labels = torch.arange(10)
+    labels[9] = 0  # 9 of 10 right
+    evaluation = training.evaluate(model, inputs, labels, training.cross_entropy, 4)
+    assert evaluation.acc == 0.9  # a float32 mean gives 0.8999999761581421 < 0.9
 
 
 def test_conv_models_train_with_augmentation(root):
@@ -272,6 +297,8 @@ def test_forgetting_runs_two_phases(root):
     reset = run(root, **common, label_noise_test=1.0, forget_reset_optimizer=True)
     assert reset["train_loss_curve"][:3] == kept["train_loss_curve"][:3]
     assert reset["train_loss_curve"][3:] != kept["train_loss_curve"][3:]
+    decaying = run(root, **common, curves=True, lr_schedule="exponential", lr_factor=0.5)
+    assert decaying["lr_curve"] == [0.01 * 0.5**e for e in range(5)]  # on across the phases
 
 
 def test_noise_ramp_goes_from_clean_to_chance(root):
@@ -294,6 +321,15 @@ def test_noise_ramp_goes_from_clean_to_chance(root):
 
 # ---------------------------------------------------------------------------------------------
 # Failures, checkpoints, resume
+
+
+def test_a_network_that_diverges_in_its_last_step_is_an_error(root):
+    # One step per epoch: the loss it sees is finite, the weights it leaves are not.
+    params = dict(n_train=64, epochs=1, lr=1e30, momentum=0.0, stop_at_interpolation=False)
+    with pytest.raises(FloatingPointError, match="training loss is nan in epoch 1"):
+        run(root, **params)
+    with pytest.raises(FloatingPointError, match="in epoch 1"):
+        run(root, **{**params, "stop_at_interpolation": True})  # by the per-epoch evaluation
 
 
 def test_nan_loss_is_an_error_record_with_the_epoch(root):

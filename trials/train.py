@@ -3,15 +3,18 @@
 Reads top to bottom: data (memo.datasets: corruption, label noise, preprocessing; as tensors
 on the device by memo.tensordata), model (memo.nets), the epoch loop (memo.training) with its
 probes (memo.probes) and checkpoints (memo.checkpoints: a killed point resumes from its last
-one), the result. A NaN or infinite training loss raises FloatingPointError naming the epoch.
+one), the result. A NaN or infinite training loss (of a batch, or of the training set after an
+epoch or at the end) raises FloatingPointError naming the epoch.
 Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
 fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
-``interp_loss``. With ``forgetting`` a second phase follows (see Params).
+``interp_loss``. With ``forgetting`` a second phase follows (see Params); the lr schedule
+runs on over both phases (``epochs`` + ``forget_epochs`` long).
 
 Returned scalars: train_loss, train_acc, test_loss, test_acc, test_error (test_true_acc
-against the labels before test label noise), interpolated, interp_epoch, interp_step,
-interp_time (s), interp_test_acc, interp_test_error (None when the run never
-interpolated, or was not evaluated per epoch), epochs_run, steps, train_time (s, with
+against the labels before test label noise), interpolated (the final network fits its
+training set), interp_epoch, interp_step, interp_time (s), interp_test_acc, interp_test_error
+(the first epoch at which phase 1's set was fit: the training set, or train + test with
+forgetting; None when it never was, or was not evaluated per epoch), epochs_run, steps, train_time (s, with
 per-epoch evaluation), epoch_time (s, mean training pass), n_params, train_size, test_size,
 num_classes, the realised corruption rates, resumed_from (0: no checkpoint used).
 
@@ -64,7 +67,7 @@ class Params:
     width: int = 1  # wrn: widening factor
     dropout: float = 0.0  # wrn: dropout between the convs of each block
     init: Literal["default", "glorot", "he", "mehta"] = "default"  # mehta: 1st layer N(0, σ²)
-    init_scale: float = 1.0  # multiplies every weight after the init
+    init_scale: float = 1.0  # multiplies every weight and bias after the init
     init_std: float | None = None  # σ of the first layer; with init "mehta" only
     # training
     loss: Literal["ce", "hinge", "squared"] = "ce"  # cross-entropy, multiclass hinge, squared
@@ -105,8 +108,8 @@ class Params:
                 raise ValueError(f"{name} is a probability, in [0, 1]; got {getattr(self, name)}")
         if not 0 <= self.holdout < 1:
             raise ValueError(f"holdout is a share of the examples, in [0, 1); got {self.holdout}")
-        positive = ("lr", "batch_size", "epochs", "eval_batch_size", "align_every")
-        positive += ("align_samples", "noise_factor", "noise_epochs", "forget_epochs")
+        positive = ("lr", "batch_size", "epochs", "eval_batch_size", "align_every", "width")
+        positive += ("align_samples", "noise_factor", "noise_epochs", "forget_epochs", "init_scale")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -121,12 +124,36 @@ class Params:
             raise ValueError(f"noise_levels must be >= 0 (0: no ramp), got {self.noise_levels}")
         if not 0 < self.interp_acc <= 1:
             raise ValueError(f"interp_acc is an accuracy in (0, 1], got {self.interp_acc}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout is a probability, in [0, 1); got {self.dropout}")
+        if "crop" in self.augment and self.crop_padding == 0:
+            raise ValueError("augment 'crop' needs crop_padding > 0 (0 crops nothing)")
+        self.check_applies()
         self.check_model()
         self.check_optimizer()
         if self.tensorboard and not (self.curves or self.oscillation):
             raise ValueError("tensorboard writes the per-epoch curves: set curves true too")
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ValueError("tensorboard: the package is not installed; pip install tensorboard")
+
+    def check_applies(self):
+        """Reject a param set away from its default where nothing reads it."""
+        defaults = {f.name: f.default for f in dataclasses.fields(Params)}
+        readers = {
+            "momentum": ("optimizer 'sgd'", self.optimizer == "sgd"),
+            "crop_padding": ("augment 'crop' or 'crop+flip'", "crop" in self.augment),
+            "corruption_p": ("a corruption other than 'none'", self.corruption != "none"),
+            "forget_epochs": ("forgetting true", self.forgetting),
+            "forget_reset_optimizer": ("forgetting true", self.forgetting),
+            "align_every": ("alignment true", self.alignment),
+            "align_samples": ("alignment true", self.alignment),
+            "noise_log_alpha": ("noise_levels > 0", self.noise_levels > 0),
+            "noise_factor": ("noise_levels > 0", self.noise_levels > 0),
+            "noise_epochs": ("noise_levels > 0", self.noise_levels > 0),
+        }
+        for name, (reader, read) in readers.items():
+            if not read and getattr(self, name) != defaults[name]:
+                raise ValueError(f"{name} applies with {reader} only; drop it")
 
     def check_model(self):
         defaults = {f.name: f.default for f in dataclasses.fields(Params)}
@@ -213,6 +240,7 @@ def trial(params: dict) -> dict:
 
     # Phases: (training inputs, labels, max epochs, may stop at interpolation).
     phases = [(train, y, p.epochs, p.stop_at_interpolation)]
+    total = p.epochs + (p.forget_epochs if p.forgetting else 0)  # the lr schedule's length
     if p.forgetting:
         (test, y_test), both = sets["test"], _concat(data.X, data.X_test)
         both = tensordata.Inputs(both, conv, device), torch.cat([y, y_test])
@@ -270,20 +298,24 @@ def trial(params: dict) -> dict:
             stop = False
             while state["epoch"] < max_epochs and not stop:
                 start = time.perf_counter()
-                lr = training.learning_rate(
-                    state["epoch"], p.lr, p.lr_schedule, max_epochs, p.milestone_list(), p.lr_factor
+                lr = training.learning_rate(  # counted over both phases of forgetting
+                    state["epochs_done"],
+                    p.lr,
+                    p.lr_schedule,
+                    total,
+                    p.milestone_list(),
+                    p.lr_factor,
                 )
                 stats = trainer.epoch(lr)
                 epoch = state["epochs_done"] + 1
-                if not math.isfinite(stats["loss"]):
-                    raise FloatingPointError(
-                        f"training loss is {stats['loss']} in epoch {epoch}; lower lr or init_scale"
-                    )
+                _check_finite(stats["loss"], epoch)
                 state.update(epoch=state["epoch"] + 1, epochs_done=epoch, step=trainer.step)
                 state["train_seconds"] += stats["seconds"]
                 evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
                 if per_epoch and "train" not in evals:
                     evals["train"] = evaluate("train")
+                if "train" in evals:
+                    _check_finite(evals["train"].loss, epoch)  # the epoch's last steps too
                 row = epoch_row(p, curves, stats, lr, evals, sets, y_true, model, state)
                 for key, value in row.items():
                     history.setdefault(f"{key}_curve", []).append(value)
@@ -319,6 +351,8 @@ def trial(params: dict) -> dict:
                     )
             state.update(phase=index + 1, epoch=0)
             state["marks"][f"phase{index + 1}_end"] = state["epochs_done"]
+        final = {k: evaluate(k) for k in sets}  # the final measurements
+        _check_finite(final["train"].loss, state["epochs_done"])
     except FloatingPointError:
         checkpoint.delete()  # a NaN comes back on every rerun: start afresh if retried
         raise
@@ -326,8 +360,6 @@ def trial(params: dict) -> dict:
         if log:
             log.close()  # flushes the events, also of a run that is interrupted
 
-    # Final measurements.
-    final = {k: evaluate(k) for k in sets}
     result = summary(p, final, state, data, sets, y_true, model)
     result["resumed_from"] = resumed_from
     if probe is not None:
@@ -465,5 +497,12 @@ def _concat(a, b):
     return np.concatenate([a, b])
 
 
+def _check_finite(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"training loss is {loss} in epoch {epoch}; lower lr or init_scale"
+        )
+
+
 def _accuracy(pred, labels) -> float:
-    return (pred == labels).float().mean().item()
+    return (pred == labels).sum().item() / len(labels)  # a count: 9/10 is not 0.8999999

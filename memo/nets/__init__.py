@@ -56,7 +56,7 @@ def init_weights(model, init="default", init_scale=1.0, init_std=None):
     ``init``: "default" keeps torch's init; "glorot" (uniform) and "he" (normal, fan_in, std
     sqrt(2/fan_in)) zero the biases, as Keras does; "mehta" draws the first layer from
     N(0, init_std^2) and the rest glorot (Mehta et al. 2021). ``init_scale`` then multiplies
-    every weight (not the biases).
+    every weight and bias: the whole initial parameter vector of those layers is scaled.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
@@ -76,6 +76,8 @@ def init_weights(model, init="default", init_scale=1.0, init_std=None):
             if init != "default" and layer.bias is not None:
                 layer.bias.zero_()
             layer.weight.mul_(float(init_scale))
+            if layer.bias is not None:
+                layer.bias.mul_(float(init_scale))
     return model
 
 
