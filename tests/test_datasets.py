@@ -97,6 +97,32 @@ def test_load_is_cached_in_process_and_on_disk_as_memory_maps(store, monkeypatch
     np.testing.assert_array_equal(again.X, first.X)
 
 
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda d: (d / "X.npy").write_bytes((d / "X.npy").read_bytes()[:-100]),
+            "X.npy is damaged",
+        ),
+        (lambda d: (d / "y.npy").write_bytes(b"not an array"), "y.npy is damaged"),
+        (lambda d: (d / "X.npy").unlink(), "mismatched arrays"),
+        (lambda d: np.save(d / "y.npy", np.zeros(3, np.int64)), "mismatched arrays"),
+    ],
+)
+def test_a_damaged_cache_is_one_error_naming_the_file_and_the_fix(store, damage, message):
+    datasets.prepare("lines")
+    damage(store / "lines")
+    datasets.load_dataset.cache_clear()
+    rebuild = f"delete {store / 'lines'} and run: python data.py --name lines"
+    with pytest.raises(DatasetError, match=message) as error:
+        datasets.load_dataset("lines")
+    assert str(error.value).endswith(rebuild)
+    with pytest.raises(DatasetError, match=message):
+        datasets.check_available("lines")  # what run.py asks before it runs any point
+    result = run_cli(store, "--list")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+
+
 def test_moons_sizes_are_prefixes_of_one_draw_scaled_over_the_whole_draw(offline):
     full = datasets.load_dataset("moons_size_1000k")
     assert full.X.shape == (10**6, 2) and full.X.dtype == np.float32
@@ -464,7 +490,7 @@ def test_image_std_keeps_blank_images_finite():
 
 
 def test_preprocess_errors_name_the_choices():
-    with pytest.raises(DatasetError, match="unknown preprocessing step 'crop'.*crop28"):
+    with pytest.raises(DatasetError, match="unknown step 'crop'; choose from .*crop28"):
         preprocess(np.zeros((1, 32, 32, 3)), None, "div255+crop")
     with pytest.raises(DatasetError, match="crop28 needs images"):
         preprocess(np.zeros((1, 2)), None, "crop28")

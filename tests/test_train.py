@@ -73,6 +73,7 @@ def checkpoints(root) -> list:
         ({"noise_levels": -1}, "noise_levels must be >= 0"),
         ({"tensorboard": True}, "tensorboard writes the per-epoch curves: set curves true"),
         ({"init_scale": 0.0}, "init_scale must be > 0"),
+        ({"preprocess": "div256"}, "preprocess 'div256': unknown step 'div256'; choose from"),
         ({"model": "wrn", "width": 0}, "width must be > 0"),
         ({"model": "wrn", "dropout": 1.0}, "dropout is a probability"),
         ({"augment": "crop", "crop_padding": 0}, "crop_padding > 0"),

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 import algorithm
-from memo.datasets import PREPROCESS, load_dataset, preprocess
+from memo.datasets import load_dataset, preprocess, preprocess_steps
 
 KD_TREE_DIMS = 16  # δ by k-d tree up to this many features, else by blocked brute force
 _PREPARED = {}  # (id(dataset), preprocess) -> (dataset, X, X_test, R, δ); see _prepared
@@ -42,13 +42,7 @@ class Params:
             raise ValueError(f"n_iter (the first layer's width) must be >= 1, got {self.n_iter}")
         if self.max_bias < 0:
             raise ValueError(f"max_bias must be >= 0, got {self.max_bias}")
-        steps = [s for s in self.preprocess.split("+") if s] if self.preprocess != "none" else []
-        unknown = [s for s in steps if s not in PREPROCESS]
-        if unknown:
-            raise ValueError(
-                f"preprocess {self.preprocess!r}: unknown step {unknown[0]!r}; "
-                f"choose from {', '.join(PREPROCESS)} joined by '+'"
-            )
+        preprocess_steps(self.preprocess)
 
 
 def trial(params: dict) -> dict:

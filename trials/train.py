@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from memo.datasets import preprocess_steps
+
 # Which Params each model reads (memo.nets.options(model) minus the init options);
 # tests check this against memo.nets, so it can stay free of a torch import.
 MODEL_OPTIONS = {
@@ -124,6 +126,7 @@ class Params:
             raise ValueError(f"noise_levels must be >= 0 (0: no ramp), got {self.noise_levels}")
         if not 0 < self.interp_acc <= 1:
             raise ValueError(f"interp_acc is an accuracy in (0, 1], got {self.interp_acc}")
+        preprocess_steps(self.preprocess)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout is a probability, in [0, 1); got {self.dropout}")
         if "crop" in self.augment and self.crop_padding == 0:

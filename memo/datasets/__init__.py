@@ -15,7 +15,13 @@ from memo.datasets.registry import (
     needs_download,
     prepare,
 )
-from memo.datasets.transforms import CORRUPTIONS, PREPROCESS, corrupt, preprocess
+from memo.datasets.transforms import (
+    CORRUPTIONS,
+    PREPROCESS,
+    corrupt,
+    preprocess,
+    preprocess_steps,
+)
 
 __all__ = [
     "CORRUPTIONS",
@@ -31,4 +37,5 @@ __all__ = [
     "needs_download",
     "prepare",
     "preprocess",
+    "preprocess_steps",
 ]

@@ -50,17 +50,31 @@ def folder(name: str) -> Path:
 
 
 def is_cached(name: str) -> bool:
-    return (folder(name) / "y.npy").is_file()
+    return folder(name).is_dir()  # written whole or not at all (see the module doc)
 
 
 def read(name: str) -> Dataset:
-    """Memory-map a cached dataset, so that joblib workers share its pages."""
+    """Memory-map a cached dataset, so that joblib workers share its pages.
+
+    A damaged folder (a file cut short, deleted or overwritten since it was written) raises
+    DatasetError naming the file and how to rebuild it.
+    """
     where = folder(name)
     arrays = {}
+    rebuild = f"delete {where} and run: python data.py --name {name}"
     for key in ARRAYS:
         path = where / f"{key}.npy"
         if path.is_file():
-            arrays[key] = np.load(path, mmap_mode="r")
+            try:
+                arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise DatasetError(f"{path} is damaged ({e}); {rebuild}") from None
+    for X, y in (("X", "y"), ("X_test", "y_test")):
+        if (X in arrays) != (y in arrays) or (X in arrays and len(arrays[X]) != len(arrays[y])):
+            shapes = {k: arrays[k].shape for k in (X, y) if k in arrays}
+            raise DatasetError(f"{where} holds mismatched arrays {shapes}; {rebuild}")
+    if "X" not in arrays:
+        raise DatasetError(f"{where} has no X.npy and y.npy; {rebuild}")
     return Dataset(name, **arrays)
 
 

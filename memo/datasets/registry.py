@@ -209,13 +209,17 @@ def _missing_download(name: str) -> str | None:
 
 
 def check_available(name: str) -> None:
-    """Raise DatasetError if name is unknown or needs a download not yet done."""
+    """Raise DatasetError if name is unknown, needs a download not yet done, or is on disk
+    but damaged."""
     missing = _missing_download(name)
     if missing:
         via = "" if missing == name else f" needs {missing!r}, which"
         raise DatasetError(
             f"dataset {name!r}{via} is not downloaded yet; run: python data.py --name {missing}"
         )
+    if is_present(name):
+        e = entry(name)
+        cache.read(e.needs if e.prefix else name)  # reads the headers only (memory maps)
 
 
 def is_present(name: str) -> bool:

@@ -92,15 +92,30 @@ def preprocess(X, X_test=None, how: str = ""):
         >>> preprocess(X, X, "maxnorm")[1].ravel().tolist()
         [0.0, 1.0]
     """
+    try:
+        steps = preprocess_steps(how)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     X, X_test = _both(lambda A: np.asarray(A, dtype=np.float32), X, X_test)
-    for step in how.split("+") if how not in ("", "none") else []:
-        if step not in PREPROCESS:
-            raise DatasetError(
-                f"unknown preprocessing step {step!r} in {how!r}; "
-                f"choose from {', '.join(PREPROCESS)} joined by '+', e.g. 'crop28+image_std'"
-            )
+    for step in steps:
         X, X_test = _both(lambda A: A.astype(np.float32), *PREPROCESS[step](X, X_test))
     return X, X_test
+
+
+def preprocess_steps(how: str) -> list:
+    """The steps of a preprocess param; ValueError naming an unknown one (trials' Params).
+
+    >>> preprocess_steps("div255+flatten"), preprocess_steps("none")
+    (['div255', 'flatten'], [])
+    """
+    steps = how.split("+") if how not in ("", "none") else []
+    for step in steps:
+        if step not in PREPROCESS:
+            raise ValueError(
+                f"preprocess {how!r}: unknown step {step!r}; "
+                f"choose from {', '.join(PREPROCESS)} joined by '+', e.g. 'crop28+image_std'"
+            )
+    return steps
 
 
 # Corruptions (Zhang et al. 2017, "Understanding deep learning requires rethinking
