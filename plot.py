@@ -8,13 +8,16 @@ name and renamed, so a crash never leaves half a figure. The plot types and thei
 are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
 
 Results: heatmap, slices, line and scatter read results/NAME.csv (ok rows only); curves
-read the per-epoch records through memo.store. Plots that read datasets instead
-(dataset_2d, dataset_images, boundary_2d) are drawn even when there are no results yet.
+read the per-epoch records of the points in that CSV through memo.store, so every plot
+shows the grid as run.py last collected it (`run.py --collect` rewrites the CSV). A note
+says when that is only part of the grid. Plots that read datasets instead (dataset_2d,
+dataset_images, boundary_2d) are drawn even when there are no results yet.
 
 Exit status: 0 when every selected plot was drawn; 1 when some plot failed (one line
 each on stderr naming the plot and the key; the others are still drawn); 2 when the
 experiment or its "plots" list is missing or bad, or some selected plot needs results
-that do not exist yet (one line; the plots that need no results are still drawn).
+that do not exist yet or cannot be read (one line; the plots that need no results are
+still drawn).
 """
 
 import argparse
@@ -106,9 +109,11 @@ def main(argv=None) -> int:
             if needs and needs not in tables:
                 try:
                     tables[needs] = loaders[needs](args.name)
-                except plots.MissingResults as e:
+                except (plots.MissingResults, plots.BadResults) as e:
                     tables[needs] = e
-            if isinstance(tables.get(needs), plots.MissingResults):
+                if needs == "results" and not isinstance(tables[needs], Exception):
+                    note_pending(args.name, tables[needs])
+            if isinstance(tables.get(needs), Exception):
                 waiting.append(name)
                 continue
             drawn = plots.draw(cfg, tables.get(needs))
@@ -127,12 +132,29 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
     if waiting:
-        where = paths.results_dir() / f"{args.name}.csv"
+        problem = next(e for e in tables.values() if isinstance(e, Exception))
+        if isinstance(problem, plots.BadResults):
+            return fail(f"{problem}. Not drawn: {', '.join(waiting)}")
         return fail(
-            f"no results for {args.name} ({where}); run `python run.py --name {args.name}`"
+            f"no results for {args.name} ({problem}); run `python run.py --name {args.name}`"
             f" first. Not drawn: {', '.join(waiting)}"
         )
     return 1 if failed else 0
+
+
+def note_pending(name: str, table) -> None:
+    """Say so when the figures show only part of the grid (points pending or failed)."""
+    from memo.spec import SpecError, load_spec
+
+    try:
+        total = len(load_spec(name).points())
+    except SpecError:
+        return  # the spec changed into a bad one since the run; the figures still show the CSV
+    if len(table) < total:
+        print(
+            f"note: {len(table)} of {total} grid points have ok results; the figures show"
+            f" those (python run.py --name {name} --status says why the rest have none)"
+        )
 
 
 if __name__ == "__main__":

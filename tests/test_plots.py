@@ -508,15 +508,19 @@ def test_end_to_end_on_moons(root, cli):
         assert net.neurons(region["center"][None], i)[0, k] > 0
 
 
-def test_cli_curves_read_the_store_records(root, capsys):
+def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
     from memo.store import Store
 
     store = Store("e")
-    for i, (lr, acc) in enumerate([(0.1, [0.5, 0.9]), (0.1, [0.7, 1.0]), (0.01, [0.1, 0.2])]):
+    runs = [(0.1, [0.5, 0.9]), (0.1, [0.7, 1.0]), (0.01, [0.1, 0.2]), (0.01, [0.9, 0.9])]
+    for i, (lr, acc) in enumerate(runs):
         params = {"lr": lr}
         metrics = {"train_acc": acc, "score": acc[-1]}
         store.write(dict(id=f"p{i}", _index=i, seed=i, status="ok", params=params, metrics=metrics))
-    store.write(dict(id="bad", _index=3, seed=3, status="error", params={"lr": 0.1}, metrics={}))
+    store.write(dict(id="bad", _index=4, seed=4, status="error", params={"lr": 0.1}, metrics={}))
+    # p3 is no longer in the grid: run.py keeps its record but leaves it out of the table.
+    table = pd.DataFrame({"id": ["p0", "p1", "p2", "bad"], "status": ["ok"] * 3 + ["error"]})
+    table.to_csv(root / "results" / "e.csv", index=False)
     curves = {"type": "curves", "name": "acc", "metric": "train_acc", "hue": "lr"}
     experiment(root, [curves], with_results=False)
     drawn = plots.draw(plots.validate(curves), plots.load_curves("e"))
@@ -525,6 +529,11 @@ def test_cli_curves_read_the_store_records(root, capsys):
     assert plot.main(["--name", "e", "--format", "png"]) == 0, capsys.readouterr().err
     assert (root / "plots" / "e" / "acc.png").is_file()
     capsys.readouterr()
-    shutil.rmtree(root / "results" / "e")
-    assert plot.main(["--name", "e"]) == 2  # no records: the curves wait for run.py
+    (root / "results" / "e.csv").write_text('id,status\n"p0,ok\n')
+    assert plot.main(["--name", "e"]) == 2  # a damaged table: one line, how to rewrite it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot read {root / 'results' / 'e.csv'}")
+    assert "rewrite it with: python run.py --name e --collect. Not drawn: acc" in err[0]
+    (root / "results" / "e.csv").unlink()
+    assert plot.main(["--name", "e"]) == 2  # no table: the curves wait for run.py
     assert "no results for e" in capsys.readouterr().err

@@ -27,6 +27,7 @@ __all__ = [
     "Drawn",
     "PlotError",
     "MissingResults",
+    "BadResults",
     "draw",
     "load_curves",
     "load_table",
@@ -37,6 +38,10 @@ __all__ += ["style", "validate"]
 
 class MissingResults(FileNotFoundError):
     """The experiment has no results yet (run.py has not written them)."""
+
+
+class BadResults(ValueError):
+    """results/NAME.csv is there but cannot be read; the message says how to rewrite it."""
 
 
 def draw(cfg: dict, df: pd.DataFrame | None = None) -> Drawn:
@@ -68,31 +73,36 @@ def save(fig, stem: Path, formats=("png", "pdf")) -> list:
     return written
 
 
-def load_table(name: str) -> pd.DataFrame:
-    """results/NAME.csv, status == "ok" rows only; MissingResults if there is none."""
+def load_table(name: str, **read_csv) -> pd.DataFrame:
+    """results/NAME.csv (the grid's points as run.py last collected them), status == "ok"
+    rows only; MissingResults if there is none, BadResults if it cannot be read."""
     path = paths.results_dir() / f"{name}.csv"
     if not path.is_file():
         raise MissingResults(path)
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, **read_csv)
     except pd.errors.EmptyDataError:
         df = pd.DataFrame()
+    except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
+        reason = str(e).strip().splitlines()[-1]
+        raise BadResults(
+            f"cannot read {path} ({reason}); rewrite it with: python run.py --name {name} --collect"
+        ) from None
     if "status" in df:
         df = df[df["status"] == "ok"]
     return df.reset_index(drop=True)
 
 
 def load_curves(name: str) -> pd.DataFrame:
-    """The ok records with their per-epoch list columns, from ``memo.store.load_results``."""
-    try:
-        from memo.store import load_results
-    except ImportError as e:
-        raise PlotError(
-            "type", f"curves plots need memo.store.load_results, which is not available ({e})"
-        ) from None
+    """The ok records with their per-epoch list columns, of the points in results/NAME.csv.
+
+    The CSV decides which points, as for the other plots: records of points no longer in
+    the grid (kept by run.py when a spec changes) are left out.
+    """
+    from memo.store import load_results
+
+    ids = load_table(name, usecols=["id", "status"], dtype={"id": str})["id"]
     df = load_results(name, curves=True)
-    if len(df) == 0 and not (paths.results_dir() / name).is_dir():
-        raise MissingResults(paths.results_dir() / name)
-    if "status" in df:
-        df = df[df["status"] == "ok"]
+    if len(df):
+        df = df[df["id"].isin(set(ids))]
     return df.reset_index(drop=True)

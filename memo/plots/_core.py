@@ -145,6 +145,21 @@ def _is_name(v) -> bool:  # a plot name becomes a file name
     return isinstance(v, str) and v.strip() != "" and not any(c in v for c in "/\\") and v[0] != "."
 
 
+def _text(path, value):
+    """A label: a string whose $...$ math matplotlib can typeset (checked before drawing)."""
+    if not isinstance(value, str):
+        raise PlotError(path, f"must be a string; got {value!r}")
+    from matplotlib import cbook
+    from matplotlib.mathtext import MathTextParser
+
+    if cbook.is_math_text(value):
+        try:
+            MathTextParser("path").parse(value)
+        except ValueError as e:
+            reason = str(e).strip().splitlines()[-1]
+            raise PlotError(path, f"matplotlib cannot typeset {value!r}: {reason}") from None
+
+
 # Checks by key name: a key means the same wherever it appears (pivot.round, model.seed, ...).
 _bool = _check(lambda v: isinstance(v, bool), "true or false")
 _num = _check(_is_num, "a number")
@@ -158,7 +173,8 @@ CHECKS = {
     **dict.fromkeys(
         "mark_every rows cols img_width img_height img_channels resolution".split(), _count
     ),
-    **dict.fromkeys("xlabel ylabel title dataset x y metric idx col val activation".split(), _str),
+    **dict.fromkeys("dataset x y metric idx col val activation".split(), _str),
+    **dict.fromkeys("xlabel ylabel title".split(), _text),
     **dict.fromkeys(["xlim", "ylim"], _pair),
     **dict.fromkeys(["slices", "classes", "labels"], _list),
     "n_iter": _count,
@@ -315,7 +331,8 @@ def summarize(df: pd.DataFrame, by: list, values: pd.Series, kind: str) -> pd.Da
     """Mean, std, n and band (low, high) of ``values`` per group of the ``by`` columns."""
     frame = df[by].copy()
     frame["_v"] = values
-    out = frame.groupby(by, sort=True)["_v"].agg(mean="mean", std="std", n="count").reset_index()
+    groups = frame.groupby(by, sort=True, dropna=False)  # a null param value is a group too
+    out = groups["_v"].agg(mean="mean", std="std", n="count").reset_index()
     out["low"], out["high"] = band(out["mean"], out["std"], out["n"], kind)
     return out
 
@@ -340,9 +357,11 @@ def colors(n: int) -> list:
 def fmt(value) -> str:
     """A grid value as a short label that keeps its kind.
 
-    >>> fmt(0.15000000000000002), fmt(2.0), fmt(50), fmt("thres")
-    ('0.15', '2.0', '50', 'thres')
+    >>> fmt(0.15000000000000002), fmt(2.0), fmt(50), fmt("thres"), fmt(float("nan"))
+    ('0.15', '2.0', '50', 'thres', 'None')
     """
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return "None"  # a param left at its null default, as the spec wrote it
     if isinstance(value, (float, np.floating)):
         text = f"{float(value):.6g}"
         return text if any(c in text for c in ".enai") else f"{text}.0"

@@ -234,7 +234,7 @@ def line(cfg: dict, df: pd.DataFrame) -> Drawn:
     df, hue = _xy_frame(cfg, df)
     stats = summarize(df, hue + [cfg["x"]], numeric(df, cfg["y"], "y"), cfg["band"])
     fig, ax = _xy_axes(cfg)
-    groups = list(stats.groupby(hue, sort=True)) if hue else [((), stats)]
+    groups = list(stats.groupby(hue, sort=True, dropna=False)) if hue else [((), stats)]
     for color, (key, part) in zip(colors(len(groups)), groups):
         label = group_label(hue, key) if hue else None
         ax.plot(part[cfg["x"]], part["mean"], color=color, label=label, marker="o", markersize=2)
@@ -259,7 +259,7 @@ def scatter(cfg: dict, df: pd.DataFrame) -> Drawn:
     points = df[hue + [cfg["x"]]].copy()
     points[cfg["y"]] = numeric(df, cfg["y"], "y")
     fig, ax = _xy_axes(cfg)
-    groups = list(points.groupby(hue, sort=True)) if hue else [((), points)]
+    groups = list(points.groupby(hue, sort=True, dropna=False)) if hue else [((), points)]
     for color, (key, part) in zip(colors(len(groups)), groups):
         label = group_label(hue, key) if hue else None
         ax.scatter(
@@ -319,12 +319,13 @@ def curves(cfg: dict, df: pd.DataFrame) -> Drawn:
     hue = hue_columns(df, cfg["hue"])
     runs = need(df, cfg["metric"], "metric").map(lambda v: _curve(cfg["metric"], v))
     parts = []
-    for key, part in df.groupby(hue, sort=True) if hue else [((), df)]:
+    for key, part in df.groupby(hue, sort=True, dropna=False) if hue else [((), df)]:
         key = key if isinstance(key, tuple) else (key,)
         arrays = list(runs[part.index])
         M = np.full((len(arrays), max(map(len, arrays))), np.nan)
         for i, a in enumerate(arrays):
             M[i, : len(a)] = a
+        M[~np.isfinite(M)] = np.nan  # an inf or NaN epoch leaves the mean, as it leaves n
         n = np.isfinite(M).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.nansum(M, axis=0) / n
