@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     except datasets.DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # say, MEMO_DATASETS names a file, or a disk that is full
+        print(f"error: {error.filename or 'datasets'}: {error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -135,9 +135,12 @@ def main(argv=None) -> int:
         problem = next(e for e in tables.values() if isinstance(e, Exception))
         if isinstance(problem, plots.BadResults):
             return fail(f"{problem}. Not drawn: {', '.join(waiting)}")
+        if any((paths.results_dir() / args.name).glob("*.json")):  # records, but no table
+            todo = f"write it from the records with `python run.py --name {args.name} --collect`"
+        else:
+            todo = f"run `python run.py --name {args.name}` first"
         return fail(
-            f"no results for {args.name} ({problem}); run `python run.py --name {args.name}`"
-            f" first. Not drawn: {', '.join(waiting)}"
+            f"no results for {args.name} ({problem}); {todo}. Not drawn: {', '.join(waiting)}"
         )
     return 1 if failed else 0
 

@@ -2,8 +2,9 @@
 
 Each point of experiments/NAME.json becomes one record in results/NAME/; rerunning
 skips points that already have a record, so an interrupted run resumes where it
-stopped. At the end results/NAME.csv holds one row per point. Exit codes: 0 every point
-ok, 1 some point failed or is pending, 2 bad input, 130 interrupted.
+stopped. At the end results/NAME.csv holds one row per point. Exit codes (of a run,
+--status and --collect alike): 0 every point ok, 1 some point failed or is pending, 2 bad
+input, 130 interrupted.
 
 On a cluster (``--backend sge|slurm``) the points run as one array job of --tasks tasks;
 words after ``--`` go to qsub/sbatch. run.py waits for the records (Ctrl-C stops only the
@@ -11,8 +12,10 @@ waiting) unless given --no-wait; see memo/backends/cluster.py.
 """
 
 import argparse
+import math
 import signal
 import sys
+import tempfile
 import time
 
 from memo import report
@@ -66,13 +69,24 @@ def parse_args(argv):
         "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
     )
     args = parser.parse_args(argv)
-    if args.timeout is not None and args.timeout <= 0:
-        parser.error(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    if args.timeout is not None and not (0 < args.timeout < math.inf):
+        parser.error(
+            f"--timeout {args.timeout:g}: give a positive number of seconds (none: no limit)"
+        )
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # before or after the points ran (those have their own note)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def run(args) -> int:
+    """run.py's work for parsed ``args``; returns the exit code."""
     try:
         spec = load_spec(args.name)
         points = spec.points()
@@ -93,7 +107,8 @@ def main(argv=None) -> int:
         print(report.status(spec.name, points, rows))
         for line in unfinished_runs(store.dir, rows.status()):
             print(line)
-        return 0
+        done = rows.status()
+        return 0 if all(done.get(p.id) == "ok" for p in points) else 1
     if args.collect:
         return finish(spec.name, store, points, rows)
 
@@ -108,6 +123,10 @@ def main(argv=None) -> int:
         return 0
     if problem:
         print(f"error: {spec.path}: {problem}", file=sys.stderr)
+        return 2
+    problem = unwritable(store.dir)
+    if problem and todo:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     job = Job(
@@ -159,6 +178,16 @@ def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
     return 0
 
 
+def unwritable(folder) -> str | None:
+    """Why records cannot be written into ``folder``, if they can't (checked before running)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as e:
+        return f"cannot write records into {folder}: {e.strerror or e}"
+
+
 def missing_data(points: list) -> str | None:
     """Why the datasets the points name (param ``dataset``) cannot be loaded, if they can't."""
     from memo.datasets import DatasetError, check_available
@@ -173,7 +202,11 @@ def missing_data(points: list) -> str | None:
 
 def finish(name: str, store: Store, points: list, rows) -> int:
     """Write the table, print the summary line; 0 if every point is ok, else 1."""
-    frame = store.write_table(points, rows)
+    try:
+        frame = store.write_table(points, rows)
+    except OSError as e:  # say, a colleague's read-only results
+        print(f"error: cannot write {store.table_path}: {e.strerror or e}", file=sys.stderr)
+        return 2
     status = rows.status()
     print(report.table_summary(frame, points))
     print(report.summary_line(name, points, status))

@@ -619,6 +619,13 @@ def test_cli_errors_are_one_line_and_exit_2(store, args, message):
     assert not (store / "lines").exists()  # names are checked before any work
 
 
+def test_cli_unusable_cache_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run_cli(tmp_path / "file" / "datasets", "--name", "lines")
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path / 'file' / 'datasets'}: Not a directory\n"
+
+
 def test_cli_default_builds_every_offline_dataset(monkeypatch, capsys):
     built = []
     monkeypatch.setattr(datasets, "prepare", lambda name, download: built.append(name))

@@ -85,6 +85,7 @@ def test_validate_fills_defaults_and_expands_flags():
         ({"type": "heatmap", "pivot": PIVOT, "name": "../x"}, "name", "file name"),
         ({"type": "heatmap", "pivot": PIVOT, "contours": 3}, "contours", "true, false or"),
         ({"type": "dataset_2d", "dataset": "m", "xticks": "no"}, "xticks", "true or false"),
+        ({"type": "heatmap", "pivot": PIVOT, "xlabel": "$\\frac{a$"}, "xlabel", "cannot typeset"),
     ],
 )
 def test_validate_names_the_bad_key(keys, key, match):
@@ -278,6 +279,18 @@ def test_curves_mean_and_band_per_epoch(band):
     ]
 
 
+def test_curves_leave_out_inf_epochs_and_keep_null_hue_values():
+    df = curve_frame()
+    df.loc[3, "train_acc"] = [0.1, float("inf"), 0.3]
+    df["init_std"] = [None, None, None, 0.5, 0.5]  # a param left at its null default
+    drawn = draw("curves", df, metric="train_acc", hue="init_std", band="none")
+    second = drawn.data[drawn.data["init_std"] == 0.5]
+    assert second["n"].tolist() == [2, 1, 2] and second["mean"].tolist()[1] == 0.2
+    assert drawn.data["init_std"].isna().sum() == 3  # the null group is drawn, not dropped
+    legend = [t.get_text() for t in drawn.fig.axes[0].get_legend().get_texts()]
+    assert legend == ["0.5", "None"]
+
+
 def test_curves_reject_a_scalar_metric():
     with pytest.raises(PlotError, match="not a per-epoch list") as e:
         draw("curves", results(), metric="score")
@@ -417,6 +430,15 @@ def test_cli_draws_good_plots_and_names_each_bad_one(root, capsys):
     assert files == ["cut.pdf", "cut.png", "map.pdf", "map.png"]
 
 
+def test_cli_notes_when_the_figures_show_part_of_the_grid(root, capsys):
+    experiment(root, GOOD)
+    spec = json.loads((root / "experiments" / "e.json").read_text())
+    spec.update(trial="synthetic", param_grid={"x": list(range(100))})
+    (root / "experiments" / "e.json").write_text(json.dumps(spec))
+    assert plot.main(["--name", "e", "--format", "png"]) == 0
+    assert "note: 27 of 100 grid points have ok results" in capsys.readouterr().out
+
+
 def test_cli_only_and_format(root, capsys):
     experiment(root, GOOD)
     assert plot.main(["--name", "e", "--only", "cut", "--format", "png"]) == 0
@@ -535,5 +557,6 @@ def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
     assert len(err) == 1 and err[0].startswith(f"error: cannot read {root / 'results' / 'e.csv'}")
     assert "rewrite it with: python run.py --name e --collect. Not drawn: acc" in err[0]
     (root / "results" / "e.csv").unlink()
-    assert plot.main(["--name", "e"]) == 2  # no table: the curves wait for run.py
-    assert "no results for e" in capsys.readouterr().err
+    assert plot.main(["--name", "e"]) == 2  # no table (say, an interrupted run): --collect
+    err = capsys.readouterr().err
+    assert "no results for e" in err and "`python run.py --name e --collect`" in err

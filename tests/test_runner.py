@@ -118,7 +118,7 @@ def test_dry_run_status_and_collect(write_spec, root, capsys):
 
     run.main(["--name", "exp"])
     capsys.readouterr()
-    assert run.main(["--name", "exp", "--status"]) == 0
+    assert run.main(["--name", "exp", "--status"]) == 1  # as a run: not every point is ok
     out = capsys.readouterr().out
     assert "3 ok, 3 error, 0 timeout, 0 pending" in out
     assert "last failures:" in out and "RuntimeError: failing on purpose at x=" in out
@@ -182,6 +182,35 @@ def test_backend_mistakes_exit_2(write_spec, root, cli):
     )
     result = cli("--name", "exp", "--tasks", "0")
     assert result.returncode == 2 and "--tasks 0" in result.stderr
+    for limit in ("nan", "inf", "-1"):
+        result = cli("--name", "exp", "--timeout", limit)
+        assert result.returncode == 2 and f"--timeout {limit}: give a positive" in result.stderr
+    assert not (root / "results" / "exp").exists()
+
+
+def test_a_results_folder_that_cannot_be_written_is_one_line_before_any_point_runs(
+    write_spec, root, capsys, monkeypatch
+):
+    def refused(dir):  # as on a read-only disk (the tests run as root: chmod would not do)
+        raise PermissionError(13, "Permission denied")
+
+    write_spec("exp", grid_spec(2))
+    monkeypatch.setattr(run.tempfile, "TemporaryFile", refused)
+    assert run.main(["--name", "exp"]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        err == f"error: cannot write records into {root / 'results' / 'exp'}: Permission denied\n"
+    )
+    assert "running" not in out and records(root) == {}
+
+
+def test_ctrl_c_before_the_points_run_is_one_line(write_spec, root, capsys, monkeypatch):
+    def interrupted(name):
+        raise KeyboardInterrupt  # say, while a huge grid expands
+
+    monkeypatch.setattr(run, "load_spec", interrupted)
+    assert run.main(["--name", "exp"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
 
 
 def wait_for_records(folder, count, proc, limit=60):

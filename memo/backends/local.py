@@ -37,7 +37,9 @@ class JoblibBackend(Backend):
                 yield run_point(job, point)
             return
         parallel = joblib.Parallel(
-            n_jobs=self.workers(), return_as="generator_unordered", batch_size="auto"
+            n_jobs=max(1, min(self.workers(), len(points))),  # no idle processes for few points
+            return_as="generator_unordered",
+            batch_size="auto",
         )
         with joblib.parallel_config(backend="loky", inner_max_num_threads=job.threads):
             yield from parallel(joblib.delayed(run_point)(job, p) for p in points)
