@@ -6,6 +6,8 @@ ParameterGrid does; each value is a list or a generator (see :func:`expand_value
 error raises :class:`SpecError` with one line naming the file, the key and the value.
 """
 
+import bisect
+import collections
 import dataclasses
 import decimal
 import functools
@@ -14,6 +16,8 @@ import importlib
 import itertools
 import json
 import math
+import pkgutil
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -21,12 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+import trials
 from memo import paths
 
-TRIALS_DIR = paths.PROJECT / "trials"
 TOP_KEYS = ("trial", "param_grid", "defaults", "plots", "description")
 TRIAL_ALIASES = {"algorithm": "memorize"}  # patrickfinke/memo's name for the same trial
 UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
+UNIVERSAL_LIMIT = 2**63  # both in [0, 2**63): numpy, torch and the CSV's int64 columns take them
+MAX_VALUES = 1_000_000  # per generator
+MAX_POINTS = 10_000_000  # per spec
 GENERATORS = {
     "range": ("start", "stop", "step"),
     "linspace": ("start", "stop", "num", "endpoint"),
@@ -59,10 +66,10 @@ class Spec:
     plots: list
 
     def points(self) -> list:
-        """All points in ParameterGrid order (deterministic)."""
+        """All points in ParameterGrid order (deterministic); a point given twice is an error."""
         fields = trial_fields(self.trial)
         params_cls = trial_params_class(self.trial)
-        points = []
+        points, seen = [], set()
         for index, combo in enumerate(grid_product(self.grid)):
             params = dict(self.defaults)
             for key, value in combo.items():
@@ -71,8 +78,24 @@ class Spec:
                 else:
                     params[key] = value
             _check_point(self, params_cls, params, index)
-            points.append(make_point(self.trial, fields, params, index))
+            point = make_point(self.trial, fields, params, index)
+            if point.id in seen:
+                first = next(p.index for p in points if p.id == point.id)
+                raise SpecError(
+                    f"{self.path}: {self._origin(index)} gives the same point as "
+                    f"{self._origin(first)} (a param equal to its default counts as unset); "
+                    "remove one"
+                )
+            seen.add(point.id)
+            points.append(point)
         return points
+
+    def _origin(self, index: int) -> str:
+        """Where point INDEX comes from, e.g. 'param_grid[1] {"x": 2} (point 3)'."""
+        combo = next(itertools.islice(grid_product(self.grid), index, None))
+        ends = list(itertools.accumulate(math.prod(map(len, g.values())) for g in self.grid))
+        key = f"param_grid[{bisect.bisect_right(ends, index)}]" if len(ends) > 1 else "param_grid"
+        return f"{key} {_show(combo)} (point {index})"
 
 
 def grid_product(grids: list):
@@ -123,12 +146,12 @@ def load_spec(name: str) -> Spec:
         raise SpecError(
             f"{where}: no such experiment file; known experiments: {', '.join(known) or 'none'}"
         )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    namesake = paths.experiments_dir() / f"{path.stem}.json"
+    if namesake.is_file() and namesake.read_bytes() != path.read_bytes():
         raise SpecError(
-            f"{where}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from None
+            f"{where}: would share results/{path.stem} with {namesake}; rename one of the files"
+        )
+    raw = _read_json(where, path)
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: the top level must be an object with keys {', '.join(TOP_KEYS)}")
     unknown = sorted(set(raw) - set(TOP_KEYS))
@@ -141,7 +164,9 @@ def load_spec(name: str) -> Spec:
     fields = trial_fields(trial)
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
-        raise SpecError(f"{where}: defaults must be an object of param: value, got {defaults!r}")
+        raise SpecError(
+            f"{where}: defaults must be an object of param: value, got {_show(defaults)}"
+        )
     defaults = {k: _check_value(where, f"defaults.{k}", trial, k, v) for k, v in defaults.items()}
     grids = raw["param_grid"]
     if isinstance(grids, dict):
@@ -154,10 +179,45 @@ def load_spec(name: str) -> Spec:
         )
         for i, g in enumerate(grids)
     ]
+    size = sum(math.prod(map(len, g.values())) for g in grid)
+    if size > MAX_POINTS:
+        shape = " + ".join(" * ".join(f"{len(v):,} {k}" for k, v in g.items()) for g in grid)
+        raise SpecError(
+            f"{where}: param_grid: {_count(size)} points ({shape}), more than {MAX_POINTS:,}; "
+            "use fewer values or split the experiment"
+        )
     plots = raw.get("plots", [])
     if not isinstance(plots, list):
         raise SpecError(f"{where}: plots must be a list of objects, got {type(plots).__name__}")
     return Spec(name=path.stem, path=path, trial=trial, grid=grid, defaults=defaults, plots=plots)
+
+
+def _read_json(where: str, path: Path):
+    """The parsed file; not UTF-8, invalid JSON or a key given twice is a SpecError."""
+
+    def unique_keys(pairs: list) -> dict:
+        obj = {}
+        for key, value in pairs:
+            if key in obj:
+                raise SpecError(
+                    f"{where}: key {key!r} appears twice in one object (values "
+                    f"{_show(obj[key])} and {_show(value)}); keep one"
+                )
+            obj[key] = value
+        return obj
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+    except UnicodeDecodeError as e:
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise SpecError(
+            f"{where}: not UTF-8 text (byte {e.object[e.start]:#04x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise SpecError(
+            f"{where}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
 
 
 def trial_module(trial: str) -> types.ModuleType:
@@ -181,29 +241,51 @@ def trial_hints(trial: str) -> dict:
 
 
 def known_trials() -> list:
-    names = {p.stem for p in TRIALS_DIR.glob("*.py")} - {"__init__"}
-    return sorted(names | set(TRIAL_ALIASES))
+    """The modules in trials/ that define both ``trial`` and ``Params``, and the aliases."""
+    return sorted({n for n in _trial_modules() if _is_trial(n)} | set(TRIAL_ALIASES))
+
+
+def _trial_modules() -> set:
+    return {m.name for m in pkgutil.iter_modules(trials.__path__)}
+
+
+@functools.cache
+def _is_trial(name: str) -> bool:
+    module = trial_module(name)
+    return hasattr(module, "trial") and hasattr(module, "Params")
 
 
 def _resolve_trial(where: str, trial) -> str:
-    if not isinstance(trial, str) or trial not in known_trials():
+    name = TRIAL_ALIASES.get(trial, trial) if isinstance(trial, str) else None
+    if name not in _trial_modules() or not _is_trial(name):
         raise SpecError(
-            f"{where}: trial {trial!r} is unknown; known trials: {', '.join(known_trials())}"
+            f"{where}: trial {_show(trial)} is unknown; known trials: {', '.join(known_trials())}"
         )
-    return TRIAL_ALIASES.get(trial, trial)
+    return name
 
 
 def _expand_grid(where: str, key: str, trial: str, fields: dict, grid) -> dict:
     if not isinstance(grid, dict) or not grid:
-        raise SpecError(f"{where}: {key} must be a non-empty object of param: values, got {grid!r}")
-    expanded = {}
+        raise SpecError(
+            f"{where}: {key} must be a non-empty object of param: values, got {_show(grid)}"
+        )
+    expanded, set_at = {}, {}  # set_at: param -> the key path that sets it
     for name, value in grid.items():
         at = f"{key}.{name}"
-        if isinstance(value, dict) and value.get("type_") == "zip":
-            if name in fields or name in UNIVERSAL:
+        zipped = isinstance(value, dict) and value.get("type_") == "zip"
+        if zipped and (name in fields or name in UNIVERSAL):
+            raise SpecError(
+                f"{where}: {at}: a zip group's key is a label, not a param; rename it (e.g. 'zip1')"
+            )
+        setters = [(p, f"{at}.{p}") for p in value if p != "type_"] if zipped else [(name, at)]
+        for param, path in setters:
+            if param in set_at:
                 raise SpecError(
-                    f"{where}: {at}: a zip group's key is a label, not a param; rename it (e.g. 'zip1')"
+                    f"{where}: {path}: {param!r} is also set by {set_at[param]}; "
+                    "set each param in one place"
                 )
+            set_at[param] = path
+        if zipped:
             expanded[name] = _expand_zip(where, at, trial, value)
         else:
             values = expand_value(where, at, value)
@@ -221,7 +303,7 @@ def _expand_zip(where: str, at: str, trial: str, group: dict) -> list:
         columns[name] = [_check_value(where, f"{at}.{name}", trial, name, v) for v in values]
     lengths = {name: len(v) for name, v in columns.items()}
     if len(set(lengths.values())) > 1:
-        raise SpecError(f"{where}: {at}: zipped lists differ in length: {lengths}")
+        raise SpecError(f"{where}: {at}: zipped lists differ in length: {_show(lengths)}")
     return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
@@ -231,7 +313,8 @@ def expand_value(where: str, at: str, value) -> list:
     ``range`` follows numpy's arange (start 0 and step 1 by default, stop exclusive) but
     counts in exact decimal, so ``stop`` is never overshot by rounding error and 0.15
     stays 0.15. ``linspace``/``logspace`` take numpy's arguments. Floats are rounded to
-    12 significant digits so values line up across grids.
+    12 significant digits so values line up across grids; a generator must give distinct
+    values, at most MAX_VALUES of them.
 
     >>> expand_value("f", "k", {"type_": "range", "start": 0.1, "stop": 0.3, "step": 0.05})
     [0.1, 0.15, 0.2, 0.25]
@@ -241,17 +324,17 @@ def expand_value(where: str, at: str, value) -> list:
     [0.01, 0.1, 1.0]
     """
     if isinstance(value, list):
-        values = value
+        values = [_clean(v) for v in value]
     elif isinstance(value, dict):
         values = _generate(where, at, value)
     else:
         raise SpecError(
-            f'{where}: {at}: {value!r} must be a list of values or a {{"type_": ...}} object; '
-            f"for one value write [{json.dumps(value)}] or put it in defaults"
+            f'{where}: {at}: {_show(value)} must be a list of values or a {{"type_": ...}} object; '
+            f"for one value write [{_show(value)}] or put it in defaults"
         )
     if not values:
         raise SpecError(f"{where}: {at}: expands to no values; the grid would be empty")
-    return [_clean(v) for v in values]
+    return values
 
 
 def _generate(where: str, at: str, spec: dict) -> list:
@@ -259,7 +342,7 @@ def _generate(where: str, at: str, spec: dict) -> list:
     if kind not in GENERATORS or kind == "zip":
         valid = ", ".join(k for k in GENERATORS if k != "zip")
         hint = " (zip groups go directly under param_grid)" if kind == "zip" else ""
-        raise SpecError(f"{where}: {at}: unknown type_ {kind!r}; valid: {valid}{hint}")
+        raise SpecError(f"{where}: {at}: unknown type_ {_show(kind)}; valid: {valid}{hint}")
     allowed = GENERATORS[kind]
     extra = sorted(set(spec) - set(allowed) - {"type_"})
     if extra:
@@ -269,20 +352,22 @@ def _generate(where: str, at: str, spec: dict) -> list:
         if key not in spec:
             raise SpecError(f"{where}: {at}: {kind} needs {key!r}")
     for key, v in spec.items():
+        if key == "endpoint" and not isinstance(v, bool):
+            raise SpecError(f"{where}: {at}.endpoint: {_show(v)} must be true or false")
         numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if key not in ("type_", "endpoint") and not (numeric and math.isfinite(v)):
-            raise SpecError(f"{where}: {at}.{key}: {v!r} is not a finite number")
+        if key not in ("type_", "endpoint") and not (numeric and _finite(v)):
+            raise SpecError(f"{where}: {at}.{key}: {_show(v)} is not a finite number")
     if kind == "range":
-        return _arange(where, at, spec.get("start", 0), spec["stop"], spec.get("step", 1))
-    if not isinstance(spec["num"], int) or spec["num"] < 1:
-        raise SpecError(f"{where}: {at}.num: {spec['num']!r} must be a positive integer")
-    endpoint = spec.get("endpoint", True)
-    if kind == "linspace":
-        return np.linspace(spec["start"], spec["stop"], spec["num"], endpoint=endpoint).tolist()
-    base = spec.get("base", 10.0)
-    return np.logspace(
-        spec["start"], spec["stop"], spec["num"], endpoint=endpoint, base=base
-    ).tolist()
+        values = _arange(where, at, spec.get("start", 0), spec["stop"], spec.get("step", 1))
+    else:
+        values = _spaced(where, at, kind, spec)
+    repeated = [v for v, n in collections.Counter(values).items() if n > 1]
+    if repeated:
+        raise SpecError(
+            f"{where}: {at}: {kind} gives {_show(repeated[0])} more than once (values are rounded "
+            "to 12 significant digits); use fewer values or a wider span"
+        )
+    return values
 
 
 def _arange(where: str, at: str, start, stop, step) -> list:
@@ -290,10 +375,41 @@ def _arange(where: str, at: str, start, stop, step) -> list:
         raise SpecError(f"{where}: {at}.step: must not be 0")
     d_start, d_stop, d_step = (decimal.Decimal(repr(x)) for x in (start, stop, step))
     count = max(0, math.ceil((d_stop - d_start) / d_step))
-    values = [d_start + i * d_step for i in range(count)]
+    _check_count(where, at, "range", count, "a larger step")
+    exact = (d_start + i * d_step for i in range(count))
     if all(isinstance(x, int) for x in (start, stop, step)):
-        return [int(v) for v in values]
-    return [float(v) for v in values]
+        return [int(v) for v in exact]
+    values = [_clean(float(v)) for v in exact]
+    return [v for v in values if (v < stop if step > 0 else v > stop)]  # rounding may reach stop
+
+
+def _spaced(where: str, at: str, kind: str, spec: dict) -> list:
+    """linspace or logspace values; logspace's are > 0, so 0.0 is an underflow."""
+    num, base = spec["num"], spec.get("base", 10.0)
+    if not isinstance(num, int) or num < 1:
+        raise SpecError(f"{where}: {at}.num: {_show(num)} must be a positive integer")
+    if base <= 0:
+        raise SpecError(f"{where}: {at}.base: {_show(base)} must be > 0")
+    _check_count(where, at, kind, num, "a smaller num")
+    space = np.linspace if kind == "linspace" else functools.partial(np.logspace, base=base)
+    with np.errstate(all="ignore"):  # overflow gives Infinity, caught below
+        array = space(spec["start"], spec["stop"], num, endpoint=spec.get("endpoint", True))
+    values = [_clean(v) for v in array.tolist()]
+    bad = [v for v in values if not math.isfinite(v) or (kind == "logspace" and v == 0)]
+    if bad:
+        raise SpecError(
+            f"{where}: {at}: {kind} reaches {_show(bad[0])}, beyond the float range; "
+            "narrow start and stop"
+        )
+    return values
+
+
+def _check_count(where: str, at: str, kind: str, count: int, fix: str) -> None:
+    if count > MAX_VALUES:
+        raise SpecError(
+            f"{where}: {at}: {kind} gives {_count(count)} values, more than {MAX_VALUES:,}; "
+            f"use {fix}"
+        )
 
 
 def _clean(value):
@@ -317,10 +433,33 @@ def _check_value(where: str, at: str, trial: str, name: str, value):
         raise SpecError(
             f"{where}: {at}: trial {trial!r} has no param {name!r}; it accepts {', '.join(accepted)}"
         )
+    if not _finite(value):
+        raise SpecError(
+            f"{where}: {at}: {_show(value)} is not finite; write finite numbers (NaN, Infinity and "
+            "numbers beyond 1.8e308 in size are not)"
+        )
     ok, value = _conform(expected, value)
     if not ok:
-        raise SpecError(f"{where}: {at}: {value!r} is not {_describe(expected)}")
+        raise SpecError(f"{where}: {at}: {_show(value)} is not {_describe(expected)}")
+    if name in UNIVERSAL and not 0 <= value < UNIVERSAL_LIMIT:
+        raise SpecError(f"{where}: {at}: {name} must be from 0 to 2**63 - 1, got {value}")
     return value
+
+
+def _finite(value) -> bool:
+    """Whether no number in VALUE (at any depth) is NaN, infinite or beyond the float range."""
+    if isinstance(value, (list, dict)):
+        return all(map(_finite, value.values() if isinstance(value, dict) else value))
+    return not isinstance(value, (int, float)) or abs(value) <= sys.float_info.max
+
+
+def _show(value) -> str:
+    """A value as the spec file writes it: JSON."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**12 else f"{decimal.Decimal(n):.1e}"
 
 
 def _conform(expected, value):

@@ -32,6 +32,20 @@ def test_range_follows_memo_semantics():
     ]
 
 
+def test_range_stays_below_stop_after_rounding():
+    third = 0.3333333333333333
+    assert expand_value("f", "k", {"type_": "range", "stop": 1, "step": third}) == [
+        0.0,
+        0.333333333333,
+        0.666666666667,
+    ]
+    assert expand_value("f", "k", {"type_": "range", "stop": -1, "step": -third}) == [
+        0.0,
+        -0.333333333333,
+        -0.666666666667,
+    ]
+
+
 def test_linspace_and_logspace_are_rounded():
     assert expand_value("f", "k", {"type_": "linspace", "start": 0, "stop": 1, "num": 11})[3] == 0.3
     assert expand_value("f", "k", {"type_": "logspace", "start": -3, "stop": 1, "num": 5}) == [
@@ -94,19 +108,31 @@ def test_memo_grid_of_127500_points_counts_right(write_spec):
     assert len({p.id for p in points}) == 127_500
 
 
+def syn(grid, **rest) -> dict:
+    return {"trial": SYN, "param_grid": grid, **rest}
+
+
+def gen(kind: str, **args) -> dict:
+    return {"type_": kind, **args}
+
+
+def zipped(**lists) -> dict:
+    return {"type_": "zip", **lists}
+
+
 BAD_SPECS = [
     ('{"trial": "synthetic", "param_grid": {"x": [1,]}', "invalid JSON at line 1, column"),
-    ({"trial": "nope", "param_grid": {"x": [1]}}, "trial 'nope' is unknown; known trials:"),
+    ({"trial": "nope", "param_grid": {"x": [1]}}, 'trial "nope" is unknown; known trials:'),
     ({"param_grid": {"x": [1]}}, "missing key 'trial'"),
     ({"trial": SYN}, "missing key 'param_grid'"),
     ({"trial": SYN, "param_grid": {"x": [1]}, "plot": []}, "unknown key 'plot'; valid keys"),
     ({"trial": SYN, "param_grid": {"z": [1]}}, "param_grid.z: trial 'synthetic' has no param 'z'"),
-    ({"trial": SYN, "param_grid": {"x": ["a"]}}, "param_grid.x: 'a' is not a number"),
+    ({"trial": SYN, "param_grid": {"x": ["a"]}}, 'param_grid.x: "a" is not a number'),
     ({"trial": SYN, "param_grid": {"fail": [1]}}, "param_grid.fail: 1 is not true or false"),
     ({"trial": SYN, "param_grid": {"restart": [0.5]}}, "param_grid.restart: 0.5 is not an integer"),
     ({"trial": SYN, "param_grid": {"x": 3}}, "param_grid.x: 3 must be a list of values"),
     ({"trial": SYN, "param_grid": {"x": []}}, "param_grid.x: expands to no values"),
-    ({"trial": SYN, "param_grid": {"x": {"type_": "ranged", "stop": 3}}}, "unknown type_ 'ranged'"),
+    ({"trial": SYN, "param_grid": {"x": {"type_": "ranged", "stop": 3}}}, 'unknown type_ "ranged"'),
     ({"trial": SYN, "param_grid": {"x": {"type_": "range", "stop": 0}}}, "expands to no values"),
     ({"trial": SYN, "param_grid": {"x": {"type_": "range", "stop": 3, "stpe": 1}}}, "not 'stpe'"),
     ({"trial": SYN, "param_grid": {"x": {"type_": "range", "step": 3}}}, "range needs 'stop'"),
@@ -127,6 +153,86 @@ BAD_SPECS = [
     ({"trial": SYN, "param_grid": {"duration": [-1]}}, "duration must be >= 0, got -1"),
     ({"trial": SYN, "param_grid": {"x": [1]}, "defaults": {"q": 1}}, "defaults.q: trial"),
     ({"trial": SYN, "param_grid": {"x": [1]}, "plots": {}}, "plots must be a list"),
+    (syn({"x": [1]}, trial=None), "trial null is unknown"),
+    (syn({"x": [None]}), "param_grid.x: null is not a number"),
+    # a param set in two places of one grid
+    (
+        syn({"shape": zipped(x=[1, 2], y=[3, 4]), "x": [5]}),
+        "param_grid.x: 'x' is also set by param_grid.shape.x; set each param in one place",
+    ),
+    (
+        syn([{"x": [1]}, {"a": zipped(x=[1], y=[2]), "b": zipped(y=[3])}]),
+        "param_grid[1].b.y: 'y' is also set by param_grid[1].a.y",
+    ),
+    # sizes are counted before anything is built
+    (
+        syn({"x": gen("range", stop=1, step=1e-300)}),
+        "param_grid.x: range gives 1.0e+300 values, more than 1,000,000; use a larger step",
+    ),
+    (
+        syn({"x": gen("linspace", start=0, stop=1, num=10**9)}),
+        "param_grid.x: linspace gives 1,000,000,000 values, more than 1,000,000; use a smaller num",
+    ),
+    (
+        syn({"x": gen("range", stop=4000), "y": gen("range", stop=4000)}),
+        "param_grid: 16,000,000 points (4,000 x * 4,000 y), more than 10,000,000",
+    ),
+    # the same point twice
+    (
+        syn({"x": [1, 1, 2]}),
+        'param_grid {"x": 1.0} (point 1) gives the same point as param_grid {"x": 1.0} (point 0)',
+    ),
+    (
+        syn([{"x": [1, 2]}, {"x": [2], "y": [1.0]}]),
+        'param_grid[1] {"x": 2.0, "y": 1.0} (point 2) gives the same point as '
+        'param_grid[0] {"x": 2.0} (point 1) (a param equal to its default counts as unset)',
+    ),
+    (syn({"x": [0.1, 0.1000000000001]}), 'param_grid {"x": 0.1} (point 1) gives the same point'),
+    (
+        syn({"x": gen("logspace", start=0, stop=1, num=3, base=1)}),
+        "param_grid.x: logspace gives 1.0 more than once (values are rounded to 12 significant",
+    ),
+    (
+        syn({"x": gen("range", start=1, stop=1.000000000001, step=1e-13)}),
+        "param_grid.x: range gives 1.0 more than once",
+    ),
+    # seed and restart
+    (syn({"seed": [-1]}), "param_grid.seed: seed must be from 0 to 2**63 - 1, got -1"),
+    (syn({"seed": [2**63]}), "seed must be from 0 to 2**63 - 1, got 9223372036854775808"),
+    (syn({"x": [1]}, defaults={"restart": -1}), "defaults.restart: restart must be from 0"),
+    # generators and non-finite numbers
+    (
+        syn({"x": gen("linspace", start=0, stop=1, num=3, endpoint="no")}),
+        'param_grid.x.endpoint: "no" must be true or false',
+    ),
+    (
+        syn({"x": gen("logspace", start=0, stop=1, num=3, base=0)}),
+        "param_grid.x.base: 0 must be > 0",
+    ),
+    (syn({"x": gen("logspace", start=0, stop=1, num=3, base=-2)}), "x.base: -2 must be > 0"),
+    (
+        syn({"x": gen("logspace", start=0, stop=400, num=3)}),
+        "param_grid.x: logspace reaches Infinity, beyond the float range; narrow start and stop",
+    ),
+    (
+        syn({"x": gen("logspace", start=-400, stop=0, num=3)}),
+        "param_grid.x: logspace reaches 0.0, beyond the float range",
+    ),
+    ('{"trial": "synthetic", "param_grid": {"x": [1, NaN]}}', "param_grid.x: NaN is not finite"),
+    ('{"trial": "synthetic", "param_grid": {"x": [-Infinity]}}', "x: -Infinity is not finite"),
+    ('{"trial": "synthetic", "param_grid": {"x": [1e400]}}', "param_grid.x: Infinity is not"),
+    ('{"trial": "synthetic", "param_grid": {"x": [1]}, "defaults": {"y": NaN}}', "defaults.y: NaN"),
+    ('{"trial": "synthetic", "param_grid": {"g": {"type_": "zip", "x": [Infinity]}}}', "g.x: Inf"),
+    (
+        syn({"x": [10**400]}),
+        "is not finite; write finite numbers (NaN, Infinity and numbers beyond",
+    ),
+    (syn({"x": gen("range", stop=10**400)}), "param_grid.x.stop: 1000000000"),
+    # a key twice in one object
+    (
+        '{"trial": "synthetic", "param_grid": {"x": [1], "x": [2, 3]}}',
+        "key 'x' appears twice in one object (values [1] and [2, 3]); keep one",
+    ),
 ]
 
 
@@ -144,6 +250,50 @@ def test_missing_experiment_lists_known_ones(write_spec):
     write_spec("one", {"trial": SYN, "param_grid": {"x": [1]}})
     with pytest.raises(SpecError, match="no such experiment file; known experiments: one"):
         load_spec("two")
+
+
+def test_a_file_that_is_not_utf8_is_one_line(root):
+    path = root / "experiments" / "bad.json"
+    path.write_bytes(
+        '{"trial": "synthetic",\n "description": "é", "param_grid": {"x": [1]}}'.encode("latin-1")
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec("bad")
+    assert (
+        str(info.value) == f"{path}: not UTF-8 text (byte 0xe9 on line 2); save the file as UTF-8"
+    )
+
+
+def test_a_spec_path_may_not_share_results_with_another_experiment(write_spec, tmp_path):
+    spec = {"trial": SYN, "param_grid": {"x": [1]}}
+    home = write_spec("pl", spec)
+    assert load_spec(str(home)).name == "pl"  # the experiment itself, by path
+    elsewhere = tmp_path / "other" / "pl.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(json.dumps(spec))
+    assert load_spec(str(elsewhere)).name == "pl"  # a copy: the same points, the same results
+    elsewhere.write_text(json.dumps({**spec, "param_grid": {"x": [2]}}))
+    with pytest.raises(SpecError) as info:
+        load_spec(str(elsewhere))
+    assert str(info.value) == (
+        f"{elsewhere}: would share results/pl with {home}; rename one of the files"
+    )
+
+
+def test_only_modules_with_trial_and_params_are_trials(write_spec, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import trials
+    from memo.spec import known_trials
+
+    (tmp_path / "helpers.py").write_text("SHARED = 1\n")  # a helper module beside the trials
+    monkeypatch.setattr(trials, "__path__", [*trials.__path__, str(tmp_path)])
+    monkeypatch.setitem(sys.modules, "trials.helpers", types.ModuleType("trials.helpers"))
+    assert "helpers" not in known_trials() and "synthetic" in known_trials()
+    write_spec("bad", {"trial": "helpers", "param_grid": {"x": [1]}})
+    with pytest.raises(SpecError, match='trial "helpers" is unknown; known trials: algorithm, '):
+        load_spec("bad")
 
 
 def test_bad_spec_exits_2_and_writes_nothing(write_spec, cli, root):
