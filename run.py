@@ -102,7 +102,7 @@ def run(args) -> int:
         return 2
 
     store = Store(spec.name)
-    rows = store.rows()
+    rows = store.rows(fresh=args.collect)  # --collect reads every record again
     if args.status:
         print(report.status(spec.name, points, rows))
         for line in unfinished_runs(store.dir, rows.status()):

@@ -200,8 +200,8 @@ def main(argv=None):
                 f"({wall:.1f}) | {estimate / cpu:.0f}x (extrapolated) |"
             )
     print(
-        f"\n| case | outcome check on | seeds | mean K ref | mean K fast | interp. ref | "
-        f"interp. fast | identical networks |"
+        "\n| case | outcome check on | seeds | mean K ref | mean K fast | interp. ref | "
+        "interp. fast | identical networks |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for name, note, stats, identical in outcome_rows:

@@ -1,8 +1,9 @@
 """What ``run.py --dry-run`` and ``--status`` print."""
 
+import heapq
 import json
 
-STATUSES = ("ok", "error", "timeout")
+from memo.store import RESERVED, STATUSES
 
 
 def counts(points: list, status: dict) -> dict:
@@ -47,22 +48,27 @@ def status(name: str, points: list, rows, show: int = 5) -> str:
     in_grid = {p.id: p for p in points}
     status = rows.status()
     lines = [summary_line(name, points, status)]
-    stray = len(status.keys() - in_grid.keys())
+    ok, failed = [], []
+    for i, s in status.items():
+        if i in in_grid:
+            (ok if s == "ok" else failed).append(i)
+    stray = len(status) - len(ok) - len(failed)
     if stray:
         lines.append(f"{stray} records are of points no longer in the grid (kept)")
     if rows.corrupt:
         shown = ", ".join(rows.corrupt[:show])
         lines.append(f"{len(rows.corrupt)} unreadable record files (pending): {shown}")
+    if rows.misnamed:
+        shown = ", ".join(rows.misnamed[:show])
+        lines.append(f"{len(rows.misnamed)} files hold a record of another id (ignored): {shown}")
     finished, walls, errors = rows.by_id("finished"), rows.by_id("wall_time"), rows.by_id("error")
-    failed = [i for i, s in status.items() if i in in_grid and s != "ok"]
     if failed:
         lines.append("last failures:")
-        for i in sorted(failed, key=lambda i: finished[i] or "", reverse=True)[:show]:
+        for i in heapq.nlargest(show, failed, key=lambda i: finished[i] or ""):
             lines.append(f"  {i} {describe(in_grid[i].params, keys)}: {errors[i] or status[i]}")
-    ok = [i for i, s in status.items() if i in in_grid and s == "ok"]
     if ok:
         lines.append("slowest points:")
-        for i in sorted(ok, key=lambda i: walls[i] or 0.0, reverse=True)[:show]:
+        for i in heapq.nlargest(show, ok, key=lambda i: walls[i] or 0.0):
             lines.append(f"  {i} {walls[i] or 0.0:.2f} s {describe(in_grid[i].params, keys)}")
     return "\n".join(lines)
 
@@ -73,7 +79,7 @@ def table_summary(frame, points: list, limit: int = 12) -> str:
         return "no results yet"
     ok = frame[frame["status"] == "ok"]
     params = {k for p in points for k in p.params}
-    skip = params | {"_index", "id", "status", "wall_time", "cpu_time", "finished", "error"}
+    skip = params | RESERVED
     metrics = [c for c in ok.select_dtypes("number").columns if c not in skip][:limit]
     if ok.empty or not metrics:
         return f"{len(ok)} ok rows; no numeric metrics"

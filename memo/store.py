@@ -4,14 +4,19 @@ Records are written to a temp file in the same folder and renamed into place, so
 reader never sees half a record and many writers (array tasks on NFS) need no lock or
 shared counter. The collected table ``results/NAME.csv`` and the row cache
 ``results/.cache/NAME.rows.pkl`` are both derived from the records and rebuilt at
-will; the cache is checked against each record's size, mtime and inode.
+will; the cache is checked against each record file's ctime, size and inode (ctime
+changes with every change to a file, also one that keeps its mtime, as ``cp -p`` does).
+
+A file ``<id>.json`` holds a record if it is a JSON object with the keys and types of
+:data:`RECORD_TYPES`, a status in :data:`STATUSES` and that id; any other file there is
+unreadable (its point is pending and runs again) or, if it holds a record of another id
+(a copy), ignored.
 """
 
 import contextlib
 import json
 import os
 import pickle
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +25,35 @@ import numpy as np
 
 from memo import paths
 
-CACHE_VERSION = 1
-SETTLE_S = 2.0  # a folder unchanged this long is taken as settled (coarse mtimes on NFS)
+CACHE_VERSION = 2
+STATUSES = ("ok", "error", "timeout")
 # Columns every row has besides params and metrics, in table order.
 LEAD_COLUMNS = ("_index", "id")
 TAIL_COLUMNS = ("seed", "status")
 META_COLUMNS = ("wall_time", "cpu_time", "finished", "error")
+# A record's own columns: no param or metric of that name reaches the table.
+RESERVED = frozenset((*LEAD_COLUMNS, *TAIL_COLUMNS, *META_COLUMNS))
+NONE = type(None)
+# The JSON types of a record's keys; the run info (META_COLUMNS) may be missing or null.
+RECORD_TYPES = {
+    "id": (str,),
+    "_index": (int,),
+    "seed": (int,),
+    "params": (dict,),
+    "metrics": (dict,),
+    "wall_time": (int, float, NONE),
+    "cpu_time": (int, float, NONE),
+    "finished": (str, NONE),
+    "error": (str, NONE),
+}
+
+
+class BadRecord(ValueError):
+    """A record file that does not hold a valid record."""
+
+
+class MisnamedRecord(BadRecord):
+    """A record file holding a valid record of another id, as a copy ``<id>.orig.json`` does."""
 
 
 class Store:
@@ -45,63 +73,71 @@ class Store:
         write_atomic(self.dir / f"{record['id']}.json", text.encode())
 
     def read(self, point_id: str) -> dict:
-        return json.loads((self.dir / f"{point_id}.json").read_bytes())
+        """The point's record; OSError if it has none, BadRecord if it is not valid."""
+        return read_record(self.dir / f"{point_id}.json")
 
-    def rows(self) -> "Rows":
+    def rows(self, fresh: bool = False) -> "Rows":
         """The flat scalar rows of every record, from a cache kept up to date.
 
-        Records whose (mtime, size, inode) match the cache are not read again; if the
-        folder itself has not changed since a settled cache was written, nothing is
-        listed at all. Unreadable records are reported in ``Rows.corrupt``.
+        The folder is listed and each record file stat'ed; a file whose stamp (ctime, size,
+        inode) matches the cache is not read again, unless ``fresh`` (read every record).
+        Files that are not valid records are named in ``Rows.corrupt`` and ``Rows.misnamed``.
         """
-        try:
-            dir_mtime = os.stat(self.dir).st_mtime_ns
-        except FileNotFoundError:
-            return Rows.build([], [], [], [])
-        cached = self._load_cache()
-        if cached is not None and cached.dir_mtime == dir_mtime:
+        files = self._list()
+        if files is None:
+            return Rows.build([])
+        cached = None if fresh else self._load_cache()
+        if cached is not None and cached.files == files:
             return cached
-        known = {name: i for i, name in enumerate(cached.names)} if cached else {}
-        names, stamps, rows, corrupt = [], [], [], []
-        with os.scandir(self.dir) as entries:
-            for entry in entries:
-                if not is_record(entry.name):
-                    continue
-                st = entry.stat()
-                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-                i = known.get(entry.name)
-                if i is not None and cached.stamps[i] == stamp:
-                    row = cached.row(i)
-                else:
-                    try:
-                        row = flatten(json.loads(Path(entry.path).read_bytes()))
-                    except (ValueError, KeyError, TypeError, OSError):
-                        corrupt.append(entry.name)
-                        continue
-                names.append(entry.name)
-                stamps.append(stamp)
-                rows.append(row)
-        fresh = Rows.build(names, stamps, rows, corrupt)
-        # Trust the folder's mtime next time only if nothing changed while we listed and
-        # its last change is old enough for any later one to show as a new mtime, also
-        # on file systems with coarse timestamps.
-        settled = os.stat(self.dir).st_mtime_ns == dir_mtime
-        if settled and time.time() - dir_mtime / 1e9 > SETTLE_S:
-            fresh.dir_mtime = dir_mtime
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.cache_path, pickle.dumps((CACHE_VERSION, fresh), protocol=5))
-        return fresh
+        old = cached.files if cached else {}
+        known = {f"{id_}.json": i for i, id_ in enumerate(cached.columns["id"])} if cached else {}
+        rows, corrupt, misnamed = [], [], []
+        for name, stamp in files.items():
+            if name in known and old[name] == stamp:
+                rows.append(cached.row(known[name]))
+                continue
+            try:
+                rows.append(flatten(read_record(self.dir / name)))
+            except MisnamedRecord:
+                misnamed.append(name)
+            except (BadRecord, OSError):
+                corrupt.append(name)
+        fresh_rows = Rows.build(rows, files, corrupt, misnamed)
+        try:  # reading works without writing, e.g. in a colleague's read-only results
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.cache_path, pickle.dumps((CACHE_VERSION, fresh_rows), protocol=5))
+        except OSError:
+            pass
+        return fresh_rows
 
     def records(self) -> list:
-        """Every readable record in full (with curves); unreadable ones are skipped."""
+        """Every valid record in full (with curves); other files are skipped."""
         records = []
         for path in sorted(self.dir.glob("*.json")):
             if is_record(path.name):
-                try:
-                    records.append(json.loads(path.read_bytes()))
-                except ValueError:
-                    continue
+                with contextlib.suppress(BadRecord, OSError):
+                    records.append(read_record(path))
         return records
+
+    def _list(self) -> dict | None:
+        """{file name: stamp} of the record files (one stat each); None without a folder."""
+        try:  # listed by descriptor, each stat is relative to it: no path lookups
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        files = {}
+        try:
+            with os.scandir(fd) as entries:
+                found = [entry for entry in entries if is_record(entry.name)]
+            for entry in found:
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:  # removed since the listing
+                    continue
+                files[entry.name] = (st.st_ctime_ns, st.st_size, st.st_ino)
+        finally:
+            os.close(fd)
+        return files
 
     def write_table(self, points: list, rows: "Rows"):
         """Write results/NAME.csv: one row per grid point that has a record, in grid order."""
@@ -126,20 +162,19 @@ class Store:
 class Rows:
     """The records' flat rows column by column: quick to cache, load and tabulate."""
 
-    names: list  # record file names
-    stamps: list  # (mtime_ns, size, inode) of each record file
-    columns: dict  # column -> list aligned with names, None where a record lacks it
-    corrupt: list  # names of unreadable record files
-    dir_mtime: int | None = None  # the records folder's mtime, once settled
+    columns: dict  # column -> list, one value per record (None where a record lacks it)
+    files: dict  # {file name: stamp} of every record file listed
+    corrupt: list  # names of files that are not valid records (their points are pending)
+    misnamed: list  # names of files holding a record of another id (ignored)
 
     @classmethod
-    def build(cls, names: list, stamps: list, rows: list, corrupt: list) -> "Rows":
+    def build(cls, rows: list, files=None, corrupt=(), misnamed=()) -> "Rows":
         keys = list(dict.fromkeys(k for row in rows for k in row)) or ["id", "status"]
         columns = {k: [row.get(k) for row in rows] for k in keys}
-        return cls(names, stamps, columns, corrupt)
+        return cls(columns, files or {}, list(corrupt), list(misnamed))
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.columns["id"])
 
     def row(self, i: int) -> dict:
         return {k: v[i] for k, v in self.columns.items() if v[i] is not None}
@@ -174,8 +209,7 @@ def load_results(experiment: str, curves: bool = True, status: str | None = "ok"
     """
     store = Store(experiment)
     if curves:
-        rows = [flatten(r, curves=True) for r in store.records()]
-        frame = Rows.build([], [], rows, []).frame()
+        frame = Rows.build([flatten(r, curves=True) for r in store.records()]).frame()
     else:
         frame = store.rows().frame()
     if status is not None and len(frame):
@@ -184,20 +218,24 @@ def load_results(experiment: str, curves: bool = True, status: str | None = "ok"
 
 
 def flatten(record: dict, curves: bool = False) -> dict:
-    """One table row from a record: params and scalar metrics as columns.
+    """One table row from a valid record: params and scalar metrics as columns.
+
+    A param or metric named like one of the record's own columns (:data:`RESERVED`) is
+    left out, so that it cannot overwrite them.
 
     >>> rec = {"id": "a", "_index": 0, "seed": 1, "status": "ok", "params": {"n": 2},
-    ...        "metrics": {"score": 1.0, "curve": [1, 2]}, "wall_time": 0.5}
+    ...        "metrics": {"score": 1.0, "curve": [1, 2], "error": 0.5}, "wall_time": 0.5}
     >>> flatten(rec)
     {'_index': 0, 'id': 'a', 'n': 2, 'seed': 1, 'status': 'ok', 'score': 1.0, 'wall_time': 0.5}
     """
     row = {"_index": record["_index"], "id": record["id"]}
     for key, value in record["params"].items():
-        row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        if key not in RESERVED:
+            row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
     row["seed"] = record["seed"]
     row["status"] = record["status"]
     for key, value in record["metrics"].items():
-        if curves or not isinstance(value, (list, dict)):
+        if key not in RESERVED and (curves or not isinstance(value, (list, dict))):
             row[key] = value
     for key in META_COLUMNS:
         if record.get(key) is not None:
@@ -224,6 +262,25 @@ def to_json(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def read_record(path: Path) -> dict:
+    """The record in file ``path``; BadRecord if it holds none, MisnamedRecord if it holds
+    one whose id is not the file's name. OSError if it cannot be read."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_bytes())
+    except ValueError:
+        raise BadRecord(f"{path}: not JSON") from None
+    if not (
+        isinstance(record, dict)
+        and record.get("status") in STATUSES
+        and all(type(record.get(key)) in types for key, types in RECORD_TYPES.items())
+    ):
+        raise BadRecord(f"{path}: not a record")
+    if f"{record['id']}.json" != path.name:
+        raise MisnamedRecord(f"{path}: holds the record of {record['id']}")
+    return record
 
 
 def is_record(name: str) -> bool:

@@ -1,7 +1,8 @@
 """Run one point: call the trial, turn whatever happens into a record, store it.
 
 Every backend calls :func:`run_point`, in whatever process it runs points. A trial
-exception, a NaN metric or a timeout becomes a record with status "error" or "timeout";
+exception, a NaN metric, a metric named like a param or one of the record's own columns
+(memo.store.RESERVED) or a timeout becomes a record with status "error" or "timeout";
 only an interrupt (Ctrl-C, SIGTERM) leaves the point without a record, so it stays
 pending and the next run does it.
 """
@@ -24,7 +25,7 @@ import numpy as np
 
 from memo import paths
 from memo.spec import Point, trial_module
-from memo.store import Store, error_line
+from memo.store import RESERVED, Store, error_line
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
 
@@ -103,6 +104,8 @@ def check_metrics(metrics, params: dict) -> str | None:
     if not isinstance(metrics, dict):
         return f"TrialError: trial returned {type(metrics).__name__}, not a dict of metrics"
     for key, value in metrics.items():
+        if key in RESERVED:
+            return f"TrialError: metric {key!r} is reserved (a column of every record); rename it"
         if key in params:
             return f"TrialError: metric {key!r} has the name of a param; rename it"
         if isinstance(value, (float, np.floating)) and math.isnan(value):

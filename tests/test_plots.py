@@ -7,7 +7,6 @@ drawn with means and bands computed here by hand from small synthetic results.
 import importlib.util
 import json
 import math
-import shutil
 
 import numpy as np
 import pandas as pd

@@ -269,25 +269,6 @@ def test_interrupt_stops_cleanly_and_keeps_finished_points(write_spec, root, cli
     assert result.returncode == 0 and len(records(root)) == 40
 
 
-def test_settled_folder_is_not_listed_again_and_changes_are_seen(write_spec, root, monkeypatch):
-    write_spec("exp", grid_spec(3))
-    run.main(["--name", "exp"])
-    store = Store("exp")
-    old = time.time() - 60
-    os.utime(store.dir, (old, old))  # as if the last record landed a minute ago
-    assert len(store.rows()) == 3  # lists the folder and marks the cache settled
-
-    def no_listing(path):
-        raise AssertionError("listed a settled folder")
-
-    with monkeypatch.context() as m:
-        m.setattr("memo.store.os.scandir", no_listing)
-        assert len(store.rows()) == 3
-    write_spec("exp", grid_spec(4))
-    run.main(["--name", "exp"])  # a new record changes the folder's mtime
-    assert len(store.rows()) == 4
-
-
 def test_memo_moons_file_dry_runs_127500_points(write_spec, root, capsys):
     # patrickfinke/memo's experiments/moons.json grid, unchanged (plots left out).
     memo_moons = {

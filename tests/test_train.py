@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from memo import checkpoints, probes, tensordata, training
+from memo import tensordata, training
 from memo.nets import options
 from memo.spec import load_spec
 from memo.worker import Job, run_point

@@ -245,8 +245,9 @@ def trial(params: dict) -> dict:
     phases = [(train, y, p.epochs, p.stop_at_interpolation)]
     total = p.epochs + (p.forget_epochs if p.forgetting else 0)  # the lr schedule's length
     if p.forgetting:
-        (test, y_test), both = sets["test"], _concat(data.X, data.X_test)
-        both = tensordata.Inputs(both, conv, device), torch.cat([y, y_test])
+        y_test = sets["test"][1]
+        both = tensordata.Inputs(_concat(data.X, data.X_test), conv, device)
+        both = both, torch.cat([y, y_test])
         phases = [(*both, p.epochs, p.stop_at_interpolation), (train, y, p.forget_epochs, False)]
 
     # Resume from a checkpoint of the same params if a killed run left one.

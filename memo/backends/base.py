@@ -3,7 +3,6 @@
 import abc
 from typing import Iterator
 
-from memo.spec import Point
 from memo.worker import Job, Outcome
 
 

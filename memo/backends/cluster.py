@@ -36,7 +36,7 @@ from typing import Iterator
 from memo import paths
 from memo.backends.base import Backend, BackendError
 from memo.spec import Point
-from memo.store import error_line, is_record, write_atomic
+from memo.store import BadRecord, error_line, is_record, read_record, write_atomic
 from memo.worker import Job, Outcome
 
 RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
@@ -400,11 +400,13 @@ def new_outcomes(records: Path, pending: set, baseline: dict) -> list:
         if point_id not in pending or inode == baseline.get(point_id):
             continue
         try:
-            record = json.loads((records / f"{point_id}.json").read_bytes())
-        except (OSError, ValueError):  # replaced or unreadable this instant: next look
+            record = read_record(records / f"{point_id}.json")
+        except (OSError, BadRecord):  # replaced or unreadable this instant: next look
             continue
         message = error_line(record.get("error"))
-        outcomes.append(Outcome(point_id, record["status"], record.get("wall_time", 0.0), message))
+        outcomes.append(
+            Outcome(point_id, record["status"], record.get("wall_time") or 0.0, message)
+        )
     return outcomes
 
 
