@@ -114,6 +114,9 @@ def grid_product(grids: list):
             yield dict(zip(keys, values))
 
 
+CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # made once, not per point
+
+
 def make_point(trial: str, fields: dict, params: dict, index: int) -> Point:
     """Build a point whose id hashes (trial, params), leaving out params equal to defaults.
 
@@ -131,7 +134,7 @@ def make_point(trial: str, fields: dict, params: dict, index: int) -> Point:
     """
     full = {**fields, **params}
     identity = {k: v for k, v in full.items() if k not in fields or fields[k] != v}
-    canonical = json.dumps([trial, identity], sort_keys=True, separators=(",", ":"))
+    canonical = CANONICAL.encode([trial, identity])
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     seed = full["seed"] if full.get("seed") is not None else int(digest[16:31], 16)
     return Point(id=digest[:16], index=index, params={**full, "seed": seed}, seed=seed)

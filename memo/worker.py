@@ -72,7 +72,27 @@ def run_point(job: Job, point: Point) -> Outcome:
     except Exception:
         status, error = "error", traceback.format_exc()
     wall = time.perf_counter() - wall0
-    record = {
+    record = make_record(job, point, status, metrics, error, wall, time.process_time() - cpu0)
+    record["started"] = started
+    try:
+        Store(job.experiment, job.results_dir).write(record)
+    except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
+        record.update(status="error", metrics={}, error=f"metrics are not JSON-ready: {e}")
+        Store(job.experiment, job.results_dir).write(record)
+    return Outcome(point.id, record["status"], wall, error_line(error))
+
+
+def record_lost(job: Job, point: Point, why: str) -> Outcome:
+    """Store an error record for a point whose process died under it (killed, out of
+    memory, a crash in C), so that a rerun does not die on it again; --retry-failed does."""
+    error = f"WorkerDied: the process running this point died ({why})"
+    Store(job.experiment, job.results_dir).write(make_record(job, point, "error", {}, error))
+    return Outcome(point.id, "error", 0.0, error)
+
+
+def make_record(job, point, status, metrics, error, wall=None, cpu=None) -> dict:
+    """A point's record: what happened, and where and with what it ran."""
+    return {
         "id": point.id,
         "experiment": job.experiment,
         "trial": job.trial,
@@ -83,20 +103,13 @@ def run_point(job: Job, point: Point) -> Outcome:
         "metrics": metrics if isinstance(metrics, dict) else {},
         "error": error,
         "wall_time": wall,
-        "cpu_time": time.process_time() - cpu0,
-        "started": started,
+        "cpu_time": cpu,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "threads": job.threads,
         **job.provenance,
     }
-    try:
-        Store(job.experiment, job.results_dir).write(record)
-    except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
-        record.update(status="error", metrics={}, error=f"metrics are not JSON-ready: {e}")
-        Store(job.experiment, job.results_dir).write(record)
-    return Outcome(point.id, record["status"], wall, error_line(error))
 
 
 def check_metrics(metrics, params: dict) -> str | None:

@@ -66,6 +66,19 @@ def test_failures_are_isolated_and_exit_1(write_spec, root, capsys):
     assert "exp: 8 points: 4 ok, 4 error, 0 timeout, 0 pending" in capsys.readouterr().out
 
 
+def test_a_point_that_kills_its_worker_is_an_error_record_and_the_rest_run(write_spec, root):
+    grid = [{"x": list(range(6)), "duration": [0.3]}, {"x": [99], "die": [True]}]
+    write_spec("exp", {"trial": "synthetic", "param_grid": grid})
+    assert run.main(["--name", "exp", "--tasks", "2"]) == 1
+    by_x = {r["params"]["x"]: r for r in records(root).values()}
+    assert sorted(by_x) == [0, 1, 2, 3, 4, 5, 99]
+    assert all(by_x[x]["status"] == "ok" for x in range(6))  # those killed with it ran again
+    assert by_x[99]["status"] == "error"
+    assert by_x[99]["error"].startswith("WorkerDied: the process running this point died")
+    assert "SIGKILL" in by_x[99]["error"]
+    assert run.main(["--name", "exp", "--tasks", "2"]) == 1  # not run again, still failed
+
+
 def test_nan_metric_is_an_error(write_spec, root):
     write_spec("exp", {"trial": "synthetic", "param_grid": {"nan": [False, True]}})
     assert run.main(["--name", "exp"]) == 1

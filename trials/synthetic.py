@@ -1,11 +1,14 @@
 """A synthetic trial for smoke-testing the runner and a cluster setup.
 
 It sleeps for ``duration`` seconds and returns ``value = x * y`` plus a short curve; it
-fails or returns NaN on demand, so failure handling can be checked before a big run.
+fails, returns NaN or kills its own process (as the out-of-memory killer would) on demand,
+so failure handling can be checked before a big run.
 """
 
-from dataclasses import dataclass
+import os
+import signal
 import time
+from dataclasses import dataclass
 
 
 @dataclass
@@ -15,6 +18,7 @@ class Params:
     duration: float = 0.0  # seconds to sleep
     fail: bool = False  # raise RuntimeError instead of returning
     nan: bool = False  # return value = NaN
+    die: bool = False  # SIGKILL the process running the point
 
     def __post_init__(self):
         if self.duration < 0:
@@ -24,6 +28,8 @@ class Params:
 def trial(params: dict) -> dict:
     if params["duration"]:
         time.sleep(params["duration"])
+    if params["die"]:
+        os.kill(os.getpid(), signal.SIGKILL)
     if params["fail"]:
         raise RuntimeError(f"failing on purpose at x={params['x']}")
     value = float("nan") if params["nan"] else params["x"] * params["y"]
