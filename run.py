@@ -12,7 +12,10 @@ waiting) unless given --no-wait; see memo/backends/cluster.py.
 """
 
 import argparse
+import contextlib
+import fcntl
 import math
+import os
 import signal
 import sys
 import tempfile
@@ -137,11 +140,22 @@ def run(args) -> int:
         threads=backend.threads(),
         provenance=provenance(backend.name),
     )
-    print(
-        f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name}, tasks={args.tasks}"
-    )
-    if args.no_wait and todo:
-        return submit_only(spec.name, backend, job, todo)
+    with contextlib.ExitStack() as held:
+        other = claim(store, held) if todo else None
+        if other:
+            print(f"error: {other}", file=sys.stderr)
+            return 2
+        print(
+            f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name},"
+            f" tasks={args.tasks}"
+        )
+        if args.no_wait and todo:
+            return submit_only(spec.name, backend, job, todo)
+        return run_points(spec.name, backend, job, todo, store, points)
+
+
+def run_points(name: str, backend: Backend, job: Job, todo: list, store: Store, points) -> int:
+    """Run the points with the backend, showing progress; the table at the end."""
     progress = Progress(len(todo))
     start = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
@@ -150,7 +164,7 @@ def run(args) -> int:
             progress.update(outcome)
     except KeyboardInterrupt:
         progress.close()
-        print(backend.interrupted_note(spec.name, progress.done), file=sys.stderr)
+        print(backend.interrupted_note(name, progress.done), file=sys.stderr)
         return 130
     except BackendError as e:  # e.g. the scheduler refused the job
         progress.close()
@@ -160,7 +174,7 @@ def run(args) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
     print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
-    return finish(spec.name, store, points, store.rows())
+    return finish(name, store, points, store.rows())
 
 
 def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
@@ -176,6 +190,28 @@ def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
     print(f"not waiting; follow it with: python run.py --name {name} --status")
     print(f"cancel it with: {backend.cancel_command} {job_id}")
     return 0
+
+
+def claim(store: Store, held: contextlib.ExitStack) -> str | None:
+    """Lock the experiment for this run.py until ``held`` closes; why not, if another
+    run.py holds it (two runs of one grid would both run every point)."""
+    try:
+        store.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = held.enter_context(open(store.lock_path, "a+"))
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        return (
+            f"another run.py is running {store.experiment} (pid {lock.read().strip() or '?'});"
+            " wait for it, or follow it with --status"
+        )
+    except OSError:
+        return None  # no locks here (some network file systems): run unguarded
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return None
 
 
 def unwritable(folder) -> str | None:

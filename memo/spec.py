@@ -211,6 +211,8 @@ def _read_json(where: str, path: Path):
 
     try:
         return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+    except OSError as e:
+        raise SpecError(f"{where}: cannot read it: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         line = e.object.count(b"\n", 0, e.start) + 1
         raise SpecError(

@@ -65,6 +65,7 @@ class Store:
         self.dir = base / experiment
         self.table_path = base / f"{experiment}.csv"
         self.cache_path = base / ".cache" / f"{experiment}.rows.pkl"
+        self.lock_path = base / ".cache" / f"{experiment}.lock"  # held by a running run.py
 
     def write(self, record: dict) -> None:
         """Write one record atomically (temp file + rename), replacing any older one."""

@@ -265,6 +265,23 @@ def test_sigkill_mid_sweep_then_rerun_runs_every_point_exactly_once(write_spec, 
     assert len(recs) == 40 and all(r["status"] == "ok" for r in recs.values())
 
 
+def test_a_second_run_of_a_running_experiment_is_refused(write_spec, root, cli):
+    write_spec("exp", grid_spec(40, duration=0.1))
+    proc = start_runner("--name", "exp", "--tasks", "2")
+    try:
+        wait_for_records(root / "results" / "exp", 2, proc)
+        second = cli("--name", "exp", "--tasks", "2")
+        assert second.returncode == 2 and "running" not in second.stdout
+        assert second.stderr == (
+            f"error: another run.py is running exp (pid {proc.pid}); wait for it, or follow it"
+            " with --status\n"
+        )
+        assert cli("--name", "exp", "--status").returncode == 1  # reading is not refused
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_cleanly_and_keeps_finished_points(write_spec, root, cli, sig):
     write_spec("exp", grid_spec(40, duration=0.1))
