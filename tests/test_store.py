@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import time
 import types
 
@@ -167,8 +168,7 @@ def test_records_are_read_where_the_cache_cannot_be_written(write_spec, root, ca
     store = ran(write_spec)
     cache = store.cache_path.parent
     if blocked == "cache folder":  # as a read-only results folder would, even for root
-        store.cache_path.unlink()
-        cache.rmdir()
+        shutil.rmtree(cache)
         cache.write_text("not a folder")
     else:
         store.cache_path.unlink()
@@ -180,4 +180,5 @@ def test_records_are_read_where_the_cache_cannot_be_written(write_spec, root, ca
     assert "would run 0 points now" in capsys.readouterr().out
     assert run.main(["--name", "exp", "--collect"]) == 0
     assert len(load_results("exp", curves=False)) == 3
-    assert not cache.is_dir() or os.listdir(cache) == [store.cache_path.name]  # no temp files
+    made = {store.cache_path.name, store.lock_path.name}  # and no temp files
+    assert not cache.is_dir() or set(os.listdir(cache)) <= made
