@@ -15,12 +15,19 @@ def counts(points: list, status: dict) -> dict:
 
 
 def varying(points: list) -> list:
-    """Param names whose value is not the same for every point."""
+    """Param names whose value is not the same for every point; ``seed`` (derived from the
+    rest unless given) only for a grid of seeds alone.
+
+    >>> from memo.spec import Point
+    >>> varying([Point("a", 0, {"x": 1, "seed": 5}, 5), Point("b", 1, {"x": 2, "seed": 6}, 6)])
+    ['x']
+    >>> varying([Point("a", 0, {"seed": 1}, 1), Point("b", 1, {"seed": 2}, 2)])
+    ['seed']
+    """
     first = points[0].params if points else {}
     keys = {k for p in points for k in p.params}
-    return sorted(
-        k for k in keys if k != "seed" and any(p.params.get(k) != first.get(k) for p in points)
-    )
+    names = sorted(k for k in keys if any(p.params.get(k) != first.get(k) for p in points))
+    return [k for k in names if k != "seed"] or names
 
 
 def describe(params: dict, keys: list) -> str:
