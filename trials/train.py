@@ -14,9 +14,10 @@ Returned scalars: train_loss, train_acc, test_loss, test_acc, test_error (test_t
 against the labels before test label noise), interpolated (the final network fits its
 training set), interp_epoch, interp_step, interp_time (s), interp_test_acc, interp_test_error
 (the first epoch at which phase 1's set was fit: the training set, or train + test with
-forgetting; None when it never was, or was not evaluated per epoch), epochs_run, steps, train_time (s, with
-per-epoch evaluation), epoch_time (s, mean training pass), n_params, train_size, test_size,
-num_classes, the realised corruption rates, resumed_from (0: no checkpoint used).
+forgetting; None when it never was, or was not evaluated per epoch), epochs_run, steps,
+train_time (s, with per-epoch evaluation), epoch_time (s, mean training pass), n_params,
+train_size, test_size, num_classes, the realised corruption rates, resumed_from (0: no
+checkpoint used).
 
 Per-epoch lists ("*_curve"; epoch 1 first): with ``curves``: batch_loss/batch_acc (running,
 train mode), train_loss/train_acc and test_loss/test_acc (eval mode), test_true_acc, lr,
