@@ -127,8 +127,8 @@ def run(args) -> int:
     if problem:
         print(f"error: {spec.path}: {problem}", file=sys.stderr)
         return 2
-    problem = unwritable(store.dir)
-    if problem and todo:
+    problem = unwritable(store.dir) if todo else None
+    if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
