@@ -290,6 +290,24 @@ def test_curves_leave_out_inf_epochs_and_keep_null_hue_values():
     assert legend == ["0.5", "None"]
 
 
+def test_a_log_axis_within_a_decade_gets_plain_ticks_not_overlapping_ones():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def labels(xs, minor=False):
+        df = pd.DataFrame({"d": xs, "w": [1.0, 2.0, 3.0], "status": "ok"})
+        drawn = draw("line", df, x="d", y="w", logx=True, band="none")
+        FigureCanvasAgg(drawn.fig).draw()
+        ax = drawn.fig.axes[0]
+        low, high = ax.get_xlim()
+        ticks = ax.xaxis.get_minorticklocs() if minor else ax.get_xticks()
+        texts = ax.get_xticklabels(minor=minor)
+        return [t.get_text() for x, t in zip(ticks, texts) if low <= x <= high and t.get_text()]
+
+    assert labels([0.115, 0.13, 0.145]) == ["0.12", "0.13", "0.14"]
+    assert labels([0.115, 0.13, 0.145], minor=True) == []
+    assert "$\\mathdefault{10^{-2}}$" in labels([0.001, 0.1, 10])  # decades keep matplotlib's
+
+
 def test_curves_reject_a_scalar_metric():
     with pytest.raises(PlotError, match="not a per-epoch list") as e:
         draw("curves", results(), metric="score")

@@ -398,6 +398,8 @@ def finish(ax, cfg: dict, xlabel=None, ylabel=None, legend_title=None, value_lim
         if low is not None or high is not None:
             data = ax.dataLim.intervalx if axis == "x" else ax.dataLim.intervaly
             _limits(ax, axis, data[0] if low is None else low, data[1] if high is None else high)
+    for axis in (ax.xaxis, ax.yaxis):
+        _short_log_ticks(axis)
     if cfg.get("xticks") is False:
         ax.set_xticklabels([])
     if cfg.get("yticks") is False:
@@ -422,6 +424,18 @@ def finish(ax, cfg: dict, xlabel=None, ylabel=None, legend_title=None, value_lim
             bbox_to_anchor=(1.0, 0.5),
             frameon=False,
         )
+
+
+def _short_log_ticks(axis) -> None:
+    """A log axis spanning less than a decade gets a few plain ticks (0.12, 0.13, 0.14):
+    matplotlib would label every minor tick in scientific notation, overlapping."""
+    from matplotlib import ticker
+
+    low, high = sorted(axis.get_view_interval())
+    if axis.get_scale() == "log" and low > 0 and high / low < 10:
+        axis.set_major_locator(ticker.MaxNLocator(4))
+        axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _limits(ax, axis: str, low: float, high: float) -> None:
