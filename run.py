@@ -151,11 +151,12 @@ def run(args) -> int:
         )
         if args.no_wait and todo:
             return submit_only(spec.name, backend, job, todo)
-        return run_points(spec.name, backend, job, todo, store, points)
+        return run_points(spec.name, backend, job, todo, store, points, rows.files)
 
 
-def run_points(name: str, backend: Backend, job: Job, todo: list, store: Store, points) -> int:
-    """Run the points with the backend, showing progress; the table at the end."""
+def run_points(name, backend: Backend, job: Job, todo: list, store: Store, points, before) -> int:
+    """Run the points with the backend, showing progress; the table at the end. ``before``:
+    the record files' stamps before the run (Rows.files)."""
     progress = Progress(len(todo))
     start = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
@@ -164,7 +165,11 @@ def run_points(name: str, backend: Backend, job: Job, todo: list, store: Store, 
             progress.update(outcome)
     except KeyboardInterrupt:
         progress.close()
-        print(backend.interrupted_note(name, progress.done), file=sys.stderr)
+        # Counted from the record files: workers may have finished points not yet reported.
+        after = store.rows().files
+        names = [f"{p.id}.json" for p in todo]
+        done = sum(1 for n in names if after.get(n) not in (None, before.get(n)))
+        print(backend.interrupted_note(name, done), file=sys.stderr)
         return 130
     except BackendError as e:  # e.g. the scheduler refused the job
         progress.close()

@@ -294,6 +294,7 @@ def test_interrupt_stops_cleanly_and_keeps_finished_points(write_spec, root, cli
     assert "interrupted:" in err and "rerun the same command to resume" in err
     assert "Traceback" not in err
     kept = records(root)
+    assert f"interrupted: {len(kept)} points finished and recorded in this run" in err
     assert all(r["status"] == "ok" for r in kept.values())
     result = cli("--name", "exp", "--tasks", "2")
     assert result.returncode == 0 and len(records(root)) == 40
