@@ -266,7 +266,7 @@ def test_sigkill_mid_sweep_then_rerun_runs_every_point_exactly_once(write_spec, 
 
 
 def test_a_second_run_of_a_running_experiment_is_refused(write_spec, root, cli):
-    write_spec("exp", grid_spec(40, duration=0.1))
+    write_spec("exp", grid_spec(40, duration=0.5))  # 10 s: killed when the test is done
     proc = start_runner("--name", "exp", "--tasks", "2")
     try:
         wait_for_records(root / "results" / "exp", 2, proc)
