@@ -106,16 +106,15 @@ def run(args) -> int:
 
     store = Store(spec.name)
     rows = store.rows(fresh=args.collect)  # --collect reads every record again
+    done = rows.status()
     if args.status:
         print(report.status(spec.name, points, rows))
-        for line in unfinished_runs(store.dir, rows.status()):
+        for line in unfinished_runs(store.dir, done):
             print(line)
-        done = rows.status()
         return 0 if all(done.get(p.id) == "ok" for p in points) else 1
     if args.collect:
         return finish(spec.name, store, points, rows)
 
-    done = rows.status()
     rerun = {"error", "timeout"} if args.retry_failed else set()
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     problem = missing_data(todo)

@@ -72,8 +72,8 @@ def run_point(job: Job, point: Point) -> Outcome:
     except Exception:
         status, error = "error", traceback.format_exc()
     wall = time.perf_counter() - wall0
-    record = make_record(job, point, status, metrics, error, wall, time.process_time() - cpu0)
-    record["started"] = started
+    cpu = time.process_time() - cpu0
+    record = make_record(job, point, status, metrics, error, wall, cpu, started)
     try:
         Store(job.experiment, job.results_dir).write(record)
     except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
@@ -90,7 +90,7 @@ def record_lost(job: Job, point: Point, why: str) -> Outcome:
     return Outcome(point.id, "error", 0.0, error)
 
 
-def make_record(job, point, status, metrics, error, wall=None, cpu=None) -> dict:
+def make_record(job, point, status, metrics, error, wall=None, cpu=None, started=None) -> dict:
     """A point's record: what happened, and where and with what it ran."""
     return {
         "id": point.id,
@@ -104,6 +104,7 @@ def make_record(job, point, status, metrics, error, wall=None, cpu=None) -> dict
         "error": error,
         "wall_time": wall,
         "cpu_time": cpu,
+        "started": started,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "pid": os.getpid(),

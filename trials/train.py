@@ -142,7 +142,6 @@ class Params:
 
     def check_applies(self):
         """Reject a param set away from its default where nothing reads it."""
-        defaults = {f.name: f.default for f in dataclasses.fields(Params)}
         readers = {
             "momentum": ("optimizer 'sgd'", self.optimizer == "sgd"),
             "crop_padding": ("augment 'crop' or 'crop+flip'", "crop" in self.augment),
@@ -156,14 +155,13 @@ class Params:
             "noise_epochs": ("noise_levels > 0", self.noise_levels > 0),
         }
         for name, (reader, read) in readers.items():
-            if not read and getattr(self, name) != defaults[name]:
+            if not read and getattr(self, name) != DEFAULTS[name]:
                 raise ValueError(f"{name} applies with {reader} only; drop it")
 
     def check_model(self):
-        defaults = {f.name: f.default for f in dataclasses.fields(Params)}
         for option in ("hidden", "bias", "activation", "batch_norm", "depth", "width", "dropout"):
             if (
-                getattr(self, option) != defaults[option]
+                getattr(self, option) != DEFAULTS[option]
                 and option not in MODEL_OPTIONS[self.model]
             ):
                 users = [m for m, opts in MODEL_OPTIONS.items() if option in opts]
@@ -195,7 +193,8 @@ class Params:
             ) from None
 
 
-FIELDS = [f.name for f in dataclasses.fields(Params)]
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Params)}  # read by the checks above
+FIELDS = list(DEFAULTS)
 
 
 def trial(params: dict) -> dict:
