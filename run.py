@@ -232,11 +232,12 @@ def missing_data(points: list) -> str | None:
     """Why the datasets the points name (param ``dataset``) cannot be loaded, if they can't."""
     from memo.datasets import DatasetError, check_available
 
-    for name in sorted({p.params["dataset"] for p in points if "dataset" in p.params}):
-        try:
-            check_available(name)
-        except DatasetError as e:
-            return str(e)
+    try:
+        check_available(
+            *dict.fromkeys(p.params["dataset"] for p in points if "dataset" in p.params)
+        )
+    except DatasetError as e:
+        return str(e)
     return None
 
 

@@ -29,7 +29,8 @@ import trials
 from memo import paths
 
 TOP_KEYS = ("trial", "param_grid", "defaults", "plots", "description")
-TRIAL_ALIASES = {"algorithm": "memorize"}  # patrickfinke/memo's name for the same trial
+# patrickfinke/memo's name for the same trial; its points get memo's data (memo_compat).
+TRIAL_ALIASES = {"algorithm": "memorize"}
 UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
 UNIVERSAL_LIMIT = 2**63  # both in [0, 2**63): numpy, torch and the CSV's int64 columns take them
 MAX_VALUES = 1_000_000  # per generator
@@ -64,11 +65,14 @@ class Spec:
     grid: list  # expanded param grids: list of {key: [values]}, zip groups as {label: [dicts]}
     defaults: dict
     plots: list
+    memo: bool = False  # trial "algorithm": params mean what memo's files meant (memo_params)
 
     def points(self) -> list:
         """All points in ParameterGrid order (deterministic); a point given twice is an error."""
         fields = trial_fields(self.trial)
         params_cls = trial_params_class(self.trial)
+        if self.memo:
+            from memo.datasets.memo_compat import memo_params  # only memo's files need datasets
         points, seen = [], set()
         for index, combo in enumerate(grid_product(self.grid)):
             params = dict(self.defaults)
@@ -77,6 +81,8 @@ class Spec:
                     params.update(value)
                 else:
                     params[key] = value
+            if self.memo:
+                params = memo_params(params)
             _check_point(self, params_cls, params, index)
             point = make_point(self.trial, fields, params, index)
             if point.id in seen:
@@ -192,7 +198,8 @@ def load_spec(name: str) -> Spec:
     plots = raw.get("plots", [])
     if not isinstance(plots, list):
         raise SpecError(f"{where}: plots must be a list of objects, got {type(plots).__name__}")
-    return Spec(name=path.stem, path=path, trial=trial, grid=grid, defaults=defaults, plots=plots)
+    memo = raw["trial"] == "algorithm"
+    return Spec(path.stem, path, trial, grid, defaults, plots, memo)
 
 
 def _read_json(where: str, path: Path):

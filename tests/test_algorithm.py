@@ -298,11 +298,15 @@ def test_trial_returns_memo_columns_as_plain_numbers(monkeypatch, with_test):
     assert asked == ["fake"]
     expected = {
         "score",
+        "score_strict",
         "fit_time",
-        "score_time",
+        "fit_wall_time",
         "first_dim_in",
         "first_dim_out",
         "second_dim_in",
+        "second_dim_in_0",
+        "second_dim_in_1",
+        "second_dim_in_2",
         "second_dim_out_0",
         "second_dim_out_1",
         "second_dim_out_2",
@@ -318,6 +322,7 @@ def test_trial_returns_memo_columns_as_plain_numbers(monkeypatch, with_test):
         assert type(value) in (int, float), (key, type(value))
     assert result["first_dim_in"] == 4 and result["first_dim_out"] == 30
     assert result["second_dim_in"] == 90
+    assert all(result[f"second_dim_in_{c}"] == 30 for c in range(3))
     assert result["second_dim_out"] == sum(result[f"second_dim_out_{c}"] for c in range(3))
     assert 0 <= result["score"] <= 1
     assert result["candidates_tried"] >= result["candidates_rejected"]
@@ -325,7 +330,9 @@ def test_trial_returns_memo_columns_as_plain_numbers(monkeypatch, with_test):
     ds = fake_dataset(with_test)
     net = algorithm.fit(ds.X.reshape(60, -1), ds.y, 30, 1.0, "relu", seed=4)
     assert result["n_params"] == net.n_params
-    assert result["score"] == net.score(ds.X.reshape(60, -1), ds.y)
+    assert result["score_strict"] == net.score(ds.X.reshape(60, -1), ds.y)
+    assert result["score"] == memorize.memo_score(net, ds.y)
+    assert all(result[k] == v for k, v in zip([f"second_dim_out_{c}" for c in range(3)], net.K))
 
 
 @pytest.mark.parametrize("field, value", [("n_iter", 0), ("max_bias", -0.5)])

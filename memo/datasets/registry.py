@@ -13,6 +13,8 @@ dataset (``needs``) on first use.
 - mnist, cifar10, cifar100 (fine labels), svhn (10 -> 0): the official splits.
 - {mnist,mnist5k}_1v{9,8}_size_{10..100}: digit 1 -> label 1, the other -> 0; a seeded
   nested stratified percentage of the training pairs, and every test pair.
+- memo_mnist, mnist_original, memo_cifar10, cifar10_original, memo_mnist_1v{9,8}_size_*:
+  patrickfinke/memo's definitions (all images, scaled as memo scales them); see memo_compat.
 Images are channels-last with raw pixel values (0..255 unless noted); see transforms.py.
 """
 
@@ -23,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from memo.datasets import cache, formats
+from memo.datasets import cache, formats, memo_compat
 from memo.datasets.cache import Dataset, DatasetError
 
 # Class counts of the official MNIST splits, for the declared shapes of its subsets.
@@ -172,6 +174,28 @@ def _registry() -> dict[str, Entry]:
                 build = functools.partial(_pair, base, 1, negative, percent)
                 name = f"{base}_1v{negative}_size_{percent}"
                 reg[name] = Entry("derived", shape, build, needs=base)
+    return reg | _memo_registry()
+
+
+def _memo_registry() -> dict[str, Entry]:
+    """patrickfinke/memo's datasets (memo_compat), all made from the official downloads."""
+    reg = {}
+    for base, shape in (("mnist", (70000, 28, 28, 1)), ("cifar10", (60000, 32, 32, 3))):
+        reg[f"memo_{base}"] = Entry(
+            "derived", (shape, None), memo_compat.build_all(base, True), base
+        )
+        original = memo_compat.build_all(base, False)
+        reg[f"{base}_original"] = Entry("derived", (shape, None), original, base)
+    for negative in memo_compat.PAIRS:
+        n = sum(counts[1] + counts[negative] for counts in (MNIST_TRAIN_COUNTS, MNIST_TEST_COUNTS))
+        whole = f"memo_mnist_1v{negative}_size_100"
+        for percent, size in zip(memo_compat.PERCENTS, memo_compat.pair_sizes(n)):
+            shape = ((size, 28, 28, 1), None)
+            if percent == 100:
+                reg[whole] = Entry("derived", shape, memo_compat.build_pairs(negative), "mnist")
+            else:
+                name = f"memo_mnist_1v{negative}_size_{percent}"
+                reg[name] = Entry("derived", shape, needs=whole, prefix=size)
     return reg
 
 
@@ -208,18 +232,40 @@ def _missing_download(name: str) -> str | None:
     return _missing_download(e.needs) if e.needs else None
 
 
-def check_available(name: str) -> None:
-    """Raise DatasetError if name is unknown, needs a download not yet done, or is on disk
-    but damaged."""
-    missing = _missing_download(name)
-    if missing:
-        via = "" if missing == name else f" needs {missing!r}, which"
-        raise DatasetError(
-            f"dataset {name!r}{via} is not downloaded yet; run: python data.py --name {missing}"
-        )
-    if is_present(name):
-        e = entry(name)
-        cache.read(e.needs if e.prefix else name)  # reads the headers only (memory maps)
+def check_available(*names: str) -> None:
+    """Raise DatasetError if a name is unknown, needs a download not yet done, or is on
+    disk but damaged. One line names every dataset that waits for a download, and the
+    command that gets them all.
+
+    Example:
+        >>> check_available("moons", "lines")  # embedded: built on first use
+    """
+    for name in names:
+        entry(name)
+    waiting = {}  # download -> the names that need it
+    for name in names:
+        missing = _missing_download(name)
+        if missing:
+            waiting.setdefault(missing, []).append(name)
+    if waiting:
+        parts = []
+        for missing, needed in waiting.items():
+            if needed == [missing]:
+                parts.append(f"dataset {missing!r} is not downloaded yet")
+            else:
+                what = (
+                    f"dataset {needed[0]!r}"
+                    if len(needed) == 1
+                    else f"datasets {summarize(needed)}"
+                )
+                parts.append(
+                    f"{what} {'needs' if len(needed) == 1 else 'need'} {missing!r}, which is not downloaded yet"
+                )
+        raise DatasetError(f"{'; '.join(parts)}; run: python data.py --name {' '.join(waiting)}")
+    for name in names:
+        if is_present(name):
+            e = entry(name)
+            cache.read(e.needs if e.prefix else name)  # reads the headers only (memory maps)
 
 
 def is_present(name: str) -> bool:
