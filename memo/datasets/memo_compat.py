@@ -68,7 +68,12 @@ def pair_sizes(n: int) -> list:
     >>> pair_sizes(14835)[:3], pair_sizes(14835)[-1]
     ([1483, 2967, 4450], 14835)
     """
-    return (np.asarray(PERCENTS) / 100 * n).astype(int).tolist()
+    return [pair_size(percent, n) for percent in PERCENTS]
+
+
+def pair_size(percent: int, n: int) -> int:
+    """memo's size of the percent% subset of n pairs."""
+    return int(percent / 100 * n)
 
 
 def nested_order(y: np.ndarray, sizes: list, seed: int = SEED) -> np.ndarray:

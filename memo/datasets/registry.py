@@ -41,7 +41,8 @@ class Entry:
     shape: tuple  # (train shape, test shape or None), declared for --list
     build: Callable | None = None  # () -> (X, y, X_test, y_test); None for downloads
     needs: str | None = None  # the dataset this one is made from
-    prefix: int | None = None  # if set: the first `prefix` training examples of `needs`
+    # if set: the first `prefix` training examples of `needs` (a function of its size)
+    prefix: int | Callable[[int], int] | None = None
 
 
 def share(n: int, percent: int) -> int:
@@ -195,7 +196,8 @@ def _memo_registry() -> dict[str, Entry]:
                 reg[whole] = Entry("derived", shape, memo_compat.build_pairs(negative), "mnist")
             else:
                 name = f"memo_mnist_1v{negative}_size_{percent}"
-                reg[name] = Entry("derived", shape, needs=whole, prefix=size)
+                first = functools.partial(memo_compat.pair_size, percent)  # of the real size
+                reg[name] = Entry("derived", shape, needs=whole, prefix=first)
     return reg
 
 
@@ -300,7 +302,8 @@ def load_dataset(name: str) -> Dataset:
     e = entry(name)
     if e.prefix:
         base = load_dataset(e.needs)
-        return Dataset(name, base.X[: e.prefix], base.y[: e.prefix])
+        n = e.prefix(len(base.y)) if callable(e.prefix) else e.prefix
+        return Dataset(name, base.X[:n], base.y[:n])
     return cache.read(name)
 
 
