@@ -108,7 +108,7 @@ def nested_order(y: np.ndarray, sizes: list, seed: int = SEED) -> np.ndarray:
 def _all_images(ds, scale: bool):
     """Training then test images of an official split, pixels / 255 in float32 as memo
     (which read them from OpenML in that order); scaled to max norm 1 if asked."""
-    X = np.concatenate([ds.X, ds.X_test]).astype(np.float32)
+    X = np.concatenate([ds.X, ds.X_test]).astype(np.float32, copy=False)
     X /= np.float32(255)
     if scale:
         X /= _largest_norm(X)
@@ -143,7 +143,7 @@ def build_pairs(negative: int):
         ds = load_dataset("mnist")
         y = np.concatenate([ds.y, ds.y_test])
         pairs = np.flatnonzero(np.isin(y, (1, negative)))
-        X = np.concatenate([ds.X, ds.X_test])[pairs].astype(np.float32)
+        X = np.concatenate([ds.X, ds.X_test])[pairs].astype(np.float32, copy=False)
         X /= np.float32(255)
         X /= _largest_norm(X)  # once over the pair set: the subsets keep this scale
         labels = (y[pairs] == 1).astype(np.int64)
