@@ -146,6 +146,7 @@ def memo_score(net, y) -> float:
     memo predicts with scikit-learn's OneVsRestClassifier, which before version 1.8
     (memo's published results) gave a point that no class network claims the largest
     label: with three or more labels the uncovered points of that label count as right.
+    (memo's published MNIST table bottoms out at 0.0994: the 6,958 nines of 70,000.)
     """
     y = np.asarray(y)
     wrong = sum(int((y == c).sum()) - k for c, k in zip(net.classes, net.covered))
