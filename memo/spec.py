@@ -149,6 +149,9 @@ def load_spec(name: str) -> Spec:
         raise SpecError(
             f"{where}: no such experiment file; known experiments: {', '.join(known) or 'none'}"
         )
+    problem = paths.experiment_name_problem(path.stem)
+    if problem:
+        raise SpecError(f"{where}: experiment name {problem}; rename the file")
     namesake = paths.experiments_dir() / f"{path.stem}.json"
     if namesake.is_file() and namesake.read_bytes() != path.read_bytes():
         raise SpecError(

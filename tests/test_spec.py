@@ -347,3 +347,17 @@ def test_datasets_are_checked_before_anything_runs(
     assert not (root / "results").exists()
     assert run.main(["--name", "exp", "--dry-run"]) == 0  # counting needs no data
     assert "note: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "stem", [".", "..", ".cache", "checkpoints", "tensorboard", "_runs", "other.csv"]
+)
+def test_experiment_names_that_collide_with_memos_folders_are_refused(root, stem, capsys):
+    import run
+
+    path = root / "experiments" / f"{stem}.json"  # e.g. `..json`: results/../ is outside
+    path.write_text(json.dumps({"trial": SYN, "param_grid": {"x": [1]}}))
+    assert run.main(["--name", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: experiment name {stem!r} ") and err.count("\n") == 1
+    assert not (root / "results").exists() and not (root / "logs").exists()
