@@ -34,6 +34,7 @@ UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
 UNIVERSAL_LIMIT = 2**63  # both in [0, 2**63): numpy, torch and the CSV's int64 columns take them
 MAX_VALUES = 1_000_000  # per generator
 MAX_POINTS = 10_000_000  # per spec
+MAX_DEPTH = 100  # nesting of lists and objects; deeper would overflow Python's stack later
 GENERATORS = {
     "range": ("start", "stop", "step"),
     "linspace": ("start", "stop", "num", "endpoint"),
@@ -213,7 +214,11 @@ def _read_json(where: str, path: Path):
         return obj
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise SpecError(
+            f"{where}: lists and objects nested more than {MAX_DEPTH} levels deep; flatten them"
+        ) from None
     except OSError as e:
         raise SpecError(f"{where}: cannot read it: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
@@ -226,6 +231,28 @@ def _read_json(where: str, path: Path):
         raise SpecError(
             f"{where}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from None
+    if depth(raw) > MAX_DEPTH:
+        raise SpecError(
+            f"{where}: lists and objects nested more than {MAX_DEPTH} levels deep; flatten them"
+        )
+    return raw
+
+
+def depth(value) -> int:
+    """How deeply lists and objects nest in a JSON value; without recursion.
+
+    >>> depth(1), depth([]), depth({"a": [[1], 2]})
+    (0, 1, 3)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, level)
+            stack.extend(
+                (v, level + 1) for v in (value.values() if isinstance(value, dict) else value)
+            )
+    return deepest
 
 
 def trial_module(trial: str) -> types.ModuleType:

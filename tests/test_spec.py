@@ -361,3 +361,15 @@ def test_experiment_names_that_collide_with_memos_folders_are_refused(root, stem
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: experiment name {stem!r} ") and err.count("\n") == 1
     assert not (root / "results").exists() and not (root / "logs").exists()
+
+
+@pytest.mark.parametrize("levels", [900, 100_000])  # Python's stack: spec code, then the parser
+def test_deeply_nested_spec_is_one_line(write_spec, levels):
+    path = write_spec(
+        "deep", '{"trial": "synthetic", "param_grid": {"x": [%s]}}' % ("[" * levels + "]" * levels)
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec("deep")
+    assert str(info.value) == (
+        f"{path}: lists and objects nested more than 100 levels deep; flatten them"
+    )
