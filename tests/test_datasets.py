@@ -623,7 +623,27 @@ def test_cli_unusable_cache_folder_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     result = run_cli(tmp_path / "file" / "datasets", "--name", "lines")
     assert result.returncode == 2
-    assert result.stderr == f"error: {tmp_path / 'file' / 'datasets'}: Not a directory\n"
+    assert result.stderr == (
+        f"error: MEMO_DATASETS is {tmp_path / 'file' / 'datasets'}, but {tmp_path / 'file'} "
+        "is not a folder; point it at a folder\n"
+    )
+
+
+def test_a_dataset_folder_that_is_a_file_stops_run_py_up_front(tmp_path, monkeypatch, capsys):
+    import run
+
+    monkeypatch.setenv("MEMO_ROOT", str(tmp_path))
+    monkeypatch.setenv("MEMO_DATASETS", "/etc/hostname")
+    datasets.load_dataset.cache_clear()
+    (tmp_path / "experiments").mkdir()
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0, 1]}}'
+    (tmp_path / "experiments" / "exp.json").write_text(spec)
+    assert run.main(["--name", "exp"]) == 2  # was: an error record per point
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(
+        ": MEMO_DATASETS is /etc/hostname, but /etc/hostname is not a folder; point it at a folder\n"
+    )
+    assert not (tmp_path / "results").exists()
 
 
 def test_cli_default_builds_every_offline_dataset(monkeypatch, capsys):

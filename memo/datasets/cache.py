@@ -46,7 +46,16 @@ class Dataset:
 
 
 def folder(name: str) -> Path:
-    return paths.datasets_dir() / name
+    """Where dataset ``name`` is cached; DatasetError if the cache folder cannot be one."""
+    base = paths.datasets_dir()
+    if not base.is_dir():  # e.g. MEMO_DATASETS=/etc/hostname: say so before any point runs
+        blocker = next((p for p in (base, *base.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            via = "MEMO_DATASETS" if "MEMO_DATASETS" in os.environ else "the dataset folder"
+            raise DatasetError(
+                f"{via} is {base}, but {blocker} is not a folder; point it at a folder"
+            )
+    return base / name
 
 
 def is_cached(name: str) -> bool:
