@@ -514,6 +514,14 @@ def test_missing_submit_command_exits_2_with_one_line(write_spec, root, cli, mon
         ("sge", ["-t", "1-5"], "scheduler option -t: memo sets the array from --tasks"),
         ("sge", ["-sync", "y"], "scheduler option -sync: run.py waits by itself"),
         ("slurm", ["--array=1-5"], "scheduler option --array=1-5: memo sets the array"),
+        # Abbreviations the schedulers take: getopt_long prefixes and glued values.
+        ("slurm", ["-a1-3"], "scheduler option -a1-3: memo sets the array"),
+        ("slurm", ["--arr=1-3"], "scheduler option --arr=1-3 (that is --array): memo sets"),
+        ("slurm", ["--wai"], "scheduler option --wai (that is --wait): run.py waits"),
+        ("slurm", ["--wra=id"], "scheduler option --wra=id (that is --wrap): memo submits"),
+        ("slurm", ["-vW"], "scheduler option -vW (that is -W): run.py waits"),
+        ("sge", ["-t1-3"], "scheduler option -t1-3: memo sets the array from --tasks"),
+        ("sge", ["-by"], "scheduler option -by: memo submits a job script"),
         ("slurm", ["--tasks", "0"], "--tasks 0: give the number of array tasks, or -1"),
     ],
 )
@@ -526,6 +534,27 @@ def test_bad_options_exit_2_with_one_line(write_spec, root, fake, cli, kind, arg
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1
     assert fake.calls(SUBMIT[kind]) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_options_that_only_look_like_forbidden_ones_pass(kind):
+    from memo.backends import BACKENDS
+
+    words = {
+        "sge": ["-terse", "-binding", "-tc", "-q"],
+        "slurm": ["-p", "-pa", "--wait-all-nodes=1"],
+    }
+    backend = BACKENDS[kind](1, [])
+    assert [backend.sets_option(w) for w in words[kind]] == [None] * len(words[kind])
+
+
+def test_a_newline_in_a_job_script_option_is_named(write_spec, root, fake, cli):
+    write_spec("a\nb", grid(1))
+    result = cli("--name", "a\nb", "--backend", "sge")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(
+        f"error: logs {str(root / 'logs' / 'a')!r}"[:-1] + "\\nb' has a newline"
+    )
 
 
 def test_refused_submission_exits_2_with_the_schedulers_reason(

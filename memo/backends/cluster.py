@@ -116,7 +116,7 @@ class ClusterBackend(Backend):
     cancel_command: str  # qdel / scancel
     detachable = True
     template: str  # job script template in the project root
-    forbidden: dict  # option -> why memo sets it itself; checked in the user's args
+    forbidden: dict  # option -> why memo sets it itself; refused in the user's args
 
     def __init__(self, tasks: int, args: list):
         super().__init__(tasks, args)
@@ -131,15 +131,20 @@ class ClusterBackend(Backend):
                 f"--tasks {self.tasks}: give the number of array tasks, or -1 for one per point"
             )
         for arg in self.args:
-            for option, why in self.forbidden.items():
-                if arg == option or arg.startswith(option + "="):
-                    raise BackendError(f"scheduler option {arg}: {why}")
+            option = self.sets_option(arg)
+            if option:
+                spelled = "" if arg.startswith(option) else f" (that is {option})"
+                raise BackendError(f"scheduler option {arg}{spelled}: {self.forbidden[option]}")
         self.options = WaitOptions.from_env()
         if shutil.which(self.submit_command) is None:
             raise BackendError(
                 f"the {self.name} backend needs {self.submit_command} on PATH; "
                 f"run on the cluster's login node"
             )
+
+    def sets_option(self, word: str) -> str | None:
+        """The option of ``forbidden`` that ``word`` sets, in any spelling the scheduler takes."""
+        raise NotImplementedError
 
     def threads(self) -> int:
         """1 here; each array task sets and records the threads its allocation gives it."""
@@ -358,10 +363,12 @@ def render(template: str, **values: str) -> str:
     """
     text = (paths.PROJECT / template).read_text()
     for key, value in values.items():
-        if key in ("logs", "name") and re.search(r"\s", value):
+        blank = re.search(r"\s", value) if key in ("logs", "name") else None
+        if blank:
+            what = {" ": "a space", "\n": "a newline", "\t": "a tab"}.get(blank[0], "a blank")
             raise BackendError(
-                f"{key} {value!r} has a space, which job script options cannot hold; "
-                f"set MEMO_ROOT to a path without spaces"
+                f"{key} {value!r} has {what}, which job script options cannot hold; "
+                f"use a MEMO_ROOT and experiment name without blanks"
             )
         text = text.replace("{{" + key + "}}", value)
     left = re.findall(r"\{\{\w+\}\}", text)
