@@ -25,6 +25,7 @@ from memo import report
 from memo.backends import BACKENDS, BackendError, make_backend
 from memo.backends.base import Backend
 from memo.backends.cluster import unfinished_runs
+from memo.datasets import DatasetDamaged
 from memo.progress import Progress
 from memo.spec import SpecError, load_spec
 from memo.store import Store
@@ -170,7 +171,7 @@ def run_points(name, backend: Backend, job: Job, todo: list, store: Store, point
         done = sum(1 for n in names if after.get(n) not in (None, before.get(n)))
         print(backend.interrupted_note(name, done), file=sys.stderr)
         return 130
-    except BackendError as e:  # e.g. the scheduler refused the job
+    except (BackendError, DatasetDamaged) as e:  # e.g. the scheduler refused the job
         progress.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
