@@ -86,11 +86,13 @@ def main(argv=None) -> int:
             for point in todo:
                 if "torch" in sys.modules:  # a trial imported it; its pool is sized already
                     sys.modules["torch"].set_num_threads(threads)
+                # A point that kills this task leaves only its "running" line (task_deaths).
+                print(f"memo: running {point.id} #{point.index}", flush=True)
                 outcome = run_point(job, point)
                 done += 1
                 took = f"{outcome.status} in {outcome.wall_time:.1f} s"
                 tail = f": {outcome.message}" if outcome.message else ""
-                print(f"{point.id} #{point.index}: {took}{tail}", flush=True)
+                print(f"memo: done {point.id} #{point.index}: {took}{tail}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted: {len(todo) - done} points left pending", file=sys.stderr, flush=True)
         return 130

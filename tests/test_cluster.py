@@ -240,12 +240,12 @@ def run_dirs(root, name="exp") -> list:
 
 
 def task_lines(root, name="exp") -> list:
-    """Point ids in the 'ID #index: status' lines of every task log: who ran what."""
+    """Point ids in the 'memo: done ID #index: status' lines of every task log: who ran what."""
     logs = (root / "logs" / name).glob("*.out")
     return [
         m.group(1)
         for p in logs
-        for m in re.finditer(r"^([0-9a-f]{16}) #\d+: ", p.read_text(), re.M)
+        for m in re.finditer(r"^memo: done ([0-9a-f]{16}) #\d+: ", p.read_text(), re.M)
     ]
 
 
@@ -477,6 +477,34 @@ def test_lost_task_leaves_points_pending_and_rerun_submits_only_those(
     assert "running 2 of 6 points" in result.stdout
     newest = read_manifest(run_dirs(root)[-1] / "manifest.json")
     assert {p.id for p in newest["points"]} == lost and newest["tasks"] == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_point_that_kills_its_task_is_named_then_recorded_at_its_second_death(
+    write_spec, root, fake, cli, kind
+):
+    # The dying point comes first in the only task: its death takes the task's share with it.
+    grid = [{"x": [1], "die": [True]}, {"x": [0, 2, 3]}]
+    write_spec("exp", {"trial": "synthetic", "param_grid": grid})
+    dying = load_spec("exp").points()[0]
+    command = ["--name", "exp", "--backend", kind, "--tasks", "1"]
+    result = cli(*command, timeout=60)
+    assert result.returncode == 1
+    assert "exp: 4 points: 0 ok, 0 error, 0 timeout, 4 pending" in result.stdout
+    log = root / "logs" / "exp" / "100.1.out"
+    named = f"point {dying.id} #0 died with {kind} job 100 task 1 (log {log}); it has no record"
+    assert named in result.stderr
+    status = cli("--name", "exp", "--status")
+    assert named in status.stdout  # was: --status never named it
+    # The rerun runs it last in its task, so the rest is done before it dies again; then
+    # it is an error record, and no rerun gives it a third task.
+    result = cli(*command, timeout=60)
+    assert result.returncode == 1
+    assert "exp: 4 points: 3 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    error = records(root)[dying.id]["error"]
+    assert error.startswith("WorkerDied: ") and "killed its array task 2 times" in error
+    assert str(log) in error and str(log.with_name("101.1.out")) in error
+    assert "running 0 of 4 points" in cli(*command).stdout
 
 
 def test_rerun_submits_nothing_when_done_and_refuses_while_a_job_runs(write_spec, root, fake, cli):

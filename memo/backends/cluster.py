@@ -35,9 +35,10 @@ from typing import Iterator
 
 from memo import paths
 from memo.backends.base import Backend, BackendError
+from memo.backends.task_deaths import DEATHS_TO_RECORD, evidence, status_lines, task_deaths
 from memo.spec import Point
 from memo.store import BadRecord, error_line, is_record, read_record, write_atomic
-from memo.worker import Job, Outcome
+from memo.worker import Job, Outcome, record_lost
 
 RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
 MANIFEST_VERSION = 1
@@ -151,9 +152,13 @@ class ClusterBackend(Backend):
         return 1
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
-        if not points:
-            return
-        yield from self.wait(self.submit(job, points))
+        deaths = died_in_tasks(Path(job.results_dir) / job.experiment, ended=True)
+        for point in points:  # killed its task twice: an error record, not a third task
+            if len(deaths.get(point.id, [])) >= DEATHS_TO_RECORD:
+                yield record_lost(job, point, evidence(deaths[point.id]))
+        points = [p for p in points if len(deaths.get(p.id, [])) < DEATHS_TO_RECORD]
+        if points:
+            yield from self.wait(self.submit(job, points))
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -162,6 +167,10 @@ class ClusterBackend(Backend):
         records = Path(job.results_dir).resolve() / job.experiment
         job = dataclasses.replace(job, results_dir=str(records.parent))
         refuse_overlap(self, records, points)
+        # A point that died with a task before runs last in its task: if it dies again, the
+        # rest of the task's share is done by then.
+        suspects = died_in_tasks(records)
+        points = sorted(points, key=lambda p: p.id in suspects)
         tasks = len(points) if self.tasks == -1 else min(self.tasks, len(points))
         run_dir = records / RUNS / new_run_id()
         manifest = run_dir / "manifest.json"
@@ -232,8 +241,18 @@ class ClusterBackend(Backend):
             time.sleep(self.options.records_s)
         finished = {"ended": now_iso(), "unrecorded": sorted(pending)}
         write_atomic(submission.run_dir / "ended.json", json.dumps(finished).encode())
+        if not pending:
+            return
+        deaths = died_in_tasks(records, ended=True)
+        job = read_manifest(submission.run_dir / "manifest.json")["job"]
+        for point in submission.points:
+            found = deaths.get(point.id, [])
+            if point.id in pending and len(found) >= DEATHS_TO_RECORD:
+                pending.discard(point.id)
+                yield record_lost(job, point, evidence(found))
         if pending:
-            print(self.lost_note(submission, len(pending)), file=sys.stderr)
+            died = status_lines({i: d for i, d in deaths.items() if i in pending})
+            print(self.lost_note(submission, len(pending), died), file=sys.stderr)
 
     def in_queue(self, job_id: str) -> bool | None:
         """True while any task of the array is queued or running, False once it has left the
@@ -244,7 +263,7 @@ class ClusterBackend(Backend):
         """Lines naming array tasks that failed, from accounting if it has them (best effort)."""
         return []
 
-    def lost_note(self, submission: Submission, missing: int) -> str:
+    def lost_note(self, submission: Submission, missing: int, died: list = ()) -> str:
         logs = logs_dir(submission.run_dir.parent.parent.name)
         lines = [
             f"{self.name} job {submission.job_id} has left the queue, but {missing} of its "
@@ -253,6 +272,7 @@ class ClusterBackend(Backend):
             f"  logs: {logs}/{submission.job_id}.*.err",
         ]
         lines += [f"  {line}" for line in self.task_failures(submission.job_id)[:10]]
+        lines += [f"  {line}" for line in died[:10]]
         lines.append("  they stay pending; rerun the same command to submit only them")
         return "\n".join(lines)
 
@@ -279,10 +299,23 @@ def logs_dir(experiment: str) -> Path:
     return paths.root().resolve() / "logs" / experiment
 
 
+def died_in_tasks(records: Path, status: dict | None = None, ended: bool = False) -> dict:
+    """{point id: [Death]} of the points without a record (``status``: {id: status} of the
+    records, read if not given) that were running when an array task of theirs died; with
+    ``ended``, only tasks of arrays known to have left the queue."""
+    if status is None:
+        status = dict.fromkeys(record_inodes(records))
+    deaths = task_deaths(records / RUNS, logs_dir(records.name), set(status))
+    if ended:
+        deaths = {i: [d for d in found if d.ended] for i, found in deaths.items()}
+    return {i: found for i, found in deaths.items() if found}
+
+
 def unfinished_runs(records: Path, status: dict) -> list:
     """A line per submitted run not followed to its end (--no-wait, Ctrl-C) that still has
-    points without a record; ``status`` is {point id: status} of the records."""
-    lines = []
+    points without a record, and per point without a record that was running when its task
+    died; ``status`` is {point id: status} of the records."""
+    lines = status_lines(died_in_tasks(records, status))
     for stamp in sorted((records / RUNS).glob("*/submitted.json")):
         run_dir = stamp.parent
         if (run_dir / "ended.json").exists():
