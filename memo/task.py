@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
     # Imported only now: these load numpy, which reads the variables above.
-    from memo.backends.cluster import read_manifest, share
+    from memo.backends.run_files import read_manifest, share
     from memo.datasets import DatasetDamaged
     from memo.store import Store
     from memo.worker import run_point

@@ -25,7 +25,8 @@ import pytest
 
 import run
 from memo import task
-from memo.backends.cluster import new_outcomes, read_manifest, record_inodes, share, write_manifest
+from memo.backends.cluster import new_outcomes, record_inodes
+from memo.backends.run_files import read_manifest, share, write_manifest
 from memo.backends.sge import SGEBackend
 from memo.spec import load_spec
 from memo.store import Store
@@ -357,6 +358,29 @@ def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch)
     assert (folder / f"{second}.json").stat().st_ino == kept  # the ok point did not
     assert task.main([str(manifest), "2"]) == 0
     assert set(records(root)) == {p.id for p in points}
+
+
+def test_task_stops_at_a_damaged_dataset_leaving_its_points_pending(
+    write_spec, root, monkeypatch, capsys
+):
+    import memo.worker
+    from memo.datasets import DatasetDamaged
+
+    for variable in task.THREAD_VARIABLES:
+        monkeypatch.setenv(variable, "1")
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [0, 1, 2]}})
+    job = Job("exp", "synthetic", str(root / "results"), None, 1, {"backend": "sge"})
+    write_manifest(root / "m.json", job, load_spec("exp").points(), 1, "sge")
+
+    def damaged(job, point):
+        raise DatasetDamaged("/data/lines/X.npy is damaged")
+
+    monkeypatch.setattr(memo.worker, "run_point", damaged)
+    assert task.main([str(root / "m.json"), "1"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: /data/lines/X.npy is damaged; 3 points left pending\n"
+    assert out.endswith("memo: running " + load_spec("exp").points()[0].id + " #0\n")
+    assert records(root) == {}
 
 
 def test_task_rejects_bad_arguments(root, capsys):

@@ -1,4 +1,7 @@
-"""What the cluster backends (sge.py, slurm.py) share: manifest, job script, waiting.
+"""What the cluster backends (sge.py, slurm.py) share: submitting and waiting.
+
+Files of a run (manifest, job script, logs) are in run_files.py, points that died with
+their task in task_deaths.py, the check of scheduler options in scheduler_options.py.
 
 A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes:
 
@@ -11,7 +14,9 @@ A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes
    while jobs wait in the queue cannot shift work between tasks.
 3. Wait. Look at the records folder every few seconds and ask the scheduler now and then;
    yield an Outcome per point as its record appears. Once the array has left the queue,
-   points without a record stay pending: the next run submits them again.
+   points without a record stay pending: the next run submits them again, those that were
+   running when their task died last in their task; one that killed its task twice gets
+   an error record instead (task_deaths.py).
 
 Ctrl-C while waiting stops the waiting only; the jobs run on. Waiting is tuned by
 environment variables (tests make it quick): ``MEMO_POLL_RECORDS_S`` (default 2),
@@ -21,27 +26,31 @@ environment variables (tests make it quick): ``MEMO_POLL_RECORDS_S`` (default 2)
 import dataclasses
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from memo import paths
 from memo.backends.base import Backend, BackendError
+from memo.backends.run_files import (
+    RUNS,
+    job_name,
+    logs_dir,
+    new_run_id,
+    now_iso,
+    read_manifest,
+    render,
+    write_manifest,
+)
 from memo.backends.task_deaths import DEATHS_TO_RECORD, evidence, status_lines, task_deaths
-from memo.spec import Point
 from memo.store import BadRecord, error_line, is_record, read_record, write_atomic
 from memo.worker import Job, Outcome, record_lost
 
-RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
-MANIFEST_VERSION = 1
 CALL_TIMEOUT_S = 120.0  # a scheduler command that takes longer is taken as failed
 WAIT_ENV = {  # WaitOptions field -> environment variable
     "records_s": "MEMO_POLL_RECORDS_S",
@@ -291,12 +300,7 @@ class ClusterBackend(Backend):
         )
 
 
-# -- locations, the manifest --------------------------------------------------------------
-
-
-def logs_dir(experiment: str) -> Path:
-    """Where array tasks write ``JOBID.TASK.out`` and ``.err``: logs/NAME under the root."""
-    return paths.root().resolve() / "logs" / experiment
+# -- what --status shows -------------------------------------------------------------------
 
 
 def died_in_tasks(records: Path, status: dict | None = None, ended: bool = False) -> dict:
@@ -334,90 +338,6 @@ def unfinished_runs(records: Path, status: dict) -> list:
                 f"have no record yet; run folder {run_dir}"
             )
     return lines
-
-
-def write_manifest(path: Path, job: Job, points: list, tasks: int, backend: str) -> None:
-    """Write the run's manifest once, atomically: everything an array task needs."""
-    # The task runs with the submitter's locations, whatever the node's environment says.
-    env = {"MEMO_ROOT": str(paths.root().resolve())}
-    if "MEMO_DATASETS" in os.environ:
-        env["MEMO_DATASETS"] = os.environ["MEMO_DATASETS"]
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "backend": backend,
-        "created": now_iso(),
-        "tasks": tasks,
-        "env": env,
-        "job": dataclasses.asdict(job),
-        "points": [dataclasses.asdict(p) for p in points],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(manifest, indent=1).encode())
-
-
-def read_manifest(path) -> dict:
-    """The manifest with ``job`` as a Job and ``points`` as Points; ValueError if unusable."""
-    manifest = json.loads(Path(path).read_text())
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(
-            f"manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}"
-        )
-    manifest["job"] = Job(**manifest["job"])
-    manifest["points"] = [Point(**p) for p in manifest["points"]]
-    return manifest
-
-
-def share(points: list, task: int, tasks: int) -> list:
-    """The points array task ``task`` (1-based) of ``tasks`` runs: every tasks-th from task-1.
-
-    >>> [share(list("abcdefg"), i, 3) for i in (1, 2, 3)]
-    [['a', 'd', 'g'], ['b', 'e'], ['c', 'f']]
-    """
-    return points[task - 1 :: tasks]
-
-
-def new_run_id() -> str:
-    """A sortable, unique run folder name: UTC time and a random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# -- the job script -------------------------------------------------------------------------
-
-
-def render(template: str, **values: str) -> str:
-    """The template file from the project root with each ``{{key}}`` replaced.
-
-    Values go into ``#$``/``#SBATCH`` lines as they are, so paths there must not hold
-    spaces; the shell lines get quoted values.
-    """
-    text = (paths.PROJECT / template).read_text()
-    for key, value in values.items():
-        blank = re.search(r"\s", value) if key in ("logs", "name") else None
-        if blank:
-            what = {" ": "a space", "\n": "a newline", "\t": "a tab"}.get(blank[0], "a blank")
-            raise BackendError(
-                f"{key} {value!r} has {what}, which job script options cannot hold; "
-                f"use a MEMO_ROOT and experiment name without blanks"
-            )
-        text = text.replace("{{" + key + "}}", value)
-    left = re.findall(r"\{\{\w+\}\}", text)
-    if left:
-        raise BackendError(f"{template}: no value for {', '.join(sorted(set(left)))}")
-    return text
-
-
-def job_name(experiment: str) -> str:
-    """A job name schedulers accept: letters, digits, ``_.-``; not starting with a digit.
-
-    >>> job_name("mnist"), job_name("2layers/v1")
-    ('mnist', 'm2layers_v1')
-    """
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
-    return name if name[:1].isalpha() else "m" + name
 
 
 # -- the records ----------------------------------------------------------------------------
