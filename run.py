@@ -93,7 +93,7 @@ def run(args) -> int:
     """run.py's work for parsed ``args``; returns the exit code."""
     try:
         spec = load_spec(args.name)
-        points = spec.points()
+        points = [] if args.dry_run else spec.points()  # a dry-run streams them
         backend = (
             None
             if (args.dry_run or args.status or args.collect)
@@ -117,13 +117,10 @@ def run(args) -> int:
         return finish(spec.name, store, points, rows)
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
+    if args.dry_run:
+        return dry_run(spec, done, rerun)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     problem = missing_data(todo)
-    if args.dry_run:
-        print(report.dry_run(spec.name, points, done, todo))
-        if problem:
-            print(f"note: {problem}")
-        return 0
     if problem:
         print(f"error: {spec.path}: {problem}", file=sys.stderr)
         return 2
@@ -152,6 +149,26 @@ def run(args) -> int:
         if args.no_wait and todo:
             return submit_only(spec.name, backend, job, todo)
         return run_points(spec.name, backend, job, todo, store, points, rows.files)
+
+
+def dry_run(spec, done: dict, rerun: set) -> int:
+    """--dry-run: counts and the first points to run, streaming the grid (any size fits)."""
+    preview = report.DryRun(done, rerun)
+    start = time.monotonic()
+    try:
+        for point in spec.iter_points():
+            preview.add(point)
+            if point.index == 9_999 and spec.size > 100_000:  # say how long the rest takes
+                left = (time.monotonic() - start) * (spec.size / 10_000 - 1)
+                print(f"checking {spec.size:,} points, about {left:.0f} s more", file=sys.stderr)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(preview.text(spec.name))
+    problem = missing_data(list(preview.by_dataset.values()))
+    if problem:
+        print(f"note: {problem}")
+    return 0
 
 
 def run_points(name, backend: Backend, job: Job, todo: list, store: Store, points, before) -> int:

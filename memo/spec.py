@@ -6,6 +6,7 @@ ParameterGrid does; each value is a list or a generator (see :func:`expand_value
 error raises :class:`SpecError` with one line naming the file, the key and the value.
 """
 
+import array
 import bisect
 import collections
 import dataclasses
@@ -68,9 +69,19 @@ class Spec:
 
     def points(self) -> list:
         """All points in ParameterGrid order (deterministic); a point given twice is an error."""
+        return list(self.iter_points())
+
+    @property
+    def size(self) -> int:
+        """How many points the grid has, from its axes (nothing expanded)."""
+        return sum(math.prod(map(len, g.values())) for g in self.grid)
+
+    def iter_points(self):
+        """Yield the points one at a time, as :meth:`points` lists them; memory stays small
+        for any grid (8 bytes a point, to find a point given twice: raised at the end)."""
         fields = trial_fields(self.trial)
         params_cls = trial_params_class(self.trial)
-        points, seen = [], set()
+        ids = array.array("Q")  # each id is 16 hex digits: 64 bits
         for index, combo in enumerate(grid_product(self.grid)):
             params = dict(self.defaults)
             for key, value in combo.items():
@@ -80,16 +91,16 @@ class Spec:
                     params[key] = value
             _check_point(self, params_cls, params, index)
             point = make_point(self.trial, fields, params, index)
-            if point.id in seen:
-                first = next(p.index for p in points if p.id == point.id)
-                raise SpecError(
-                    f"{self.path}: {self._origin(index)} gives the same point as "
-                    f"{self._origin(first)} (a param equal to its default counts as unset); "
-                    "remove one"
-                )
-            seen.add(point.id)
-            points.append(point)
-        return points
+            ids.append(int(point.id, 16))
+            yield point
+        twice = _given_twice(np.frombuffer(ids, dtype=np.uint64))
+        if twice:
+            first, index = twice
+            raise SpecError(
+                f"{self.path}: {self._origin(index)} gives the same point as "
+                f"{self._origin(first)} (a param equal to its default counts as unset); "
+                "remove one"
+            )
 
     def _origin(self, index: int) -> str:
         """Where point INDEX comes from, e.g. 'param_grid[1] {"x": 2} (point 3)'."""
@@ -97,6 +108,23 @@ class Spec:
         ends = list(itertools.accumulate(math.prod(map(len, g.values())) for g in self.grid))
         key = f"param_grid[{bisect.bisect_right(ends, index)}]" if len(ends) > 1 else "param_grid"
         return f"{key} {_show(combo)} (point {index})"
+
+
+def _given_twice(ids: np.ndarray) -> tuple | None:
+    """(first, index) of the earliest point whose id an earlier point has, or None.
+
+    >>> _given_twice(np.array([5, 7, 9, 7, 5], dtype=np.uint64))
+    (1, 3)
+    """
+    order = np.argsort(ids, kind="stable")  # equal ids: in grid order
+    ordered = ids[order]
+    repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not repeats.size:
+        return None
+    later = order[repeats + 1]
+    k = int(np.argmin(later))
+    first = order[np.searchsorted(ordered, ordered[repeats[k]])]
+    return int(first), int(later[k])
 
 
 def grid_product(grids: list):
