@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -101,9 +102,7 @@ def read(name: str) -> Dataset:
             continue
         try:
             if expected[path.name]["size"] < IN_MEMORY_BYTES:
-                data = _read_checked(path, expected[path.name])
-                arrays[key] = np.load(io.BytesIO(data), allow_pickle=False)
-                arrays[key].flags.writeable = False
+                arrays[key] = _parse_npy(_read_checked(path, expected[path.name]))
             else:
                 _check_file(path, expected[path.name])
                 arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -157,6 +156,29 @@ def _expected(where: Path) -> dict:
                 f"{_rebuild(where)}"
             )
     return expected
+
+
+def _parse_npy(data: bytes) -> np.ndarray:
+    """The array a .npy file's bytes hold, as a read-only view of them (np.load would copy).
+
+    >>> buffer = io.BytesIO(); np.save(buffer, np.arange(3.0))
+    >>> _parse_npy(buffer.getvalue())
+    array([0., 1., 2.])
+    """
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    read_header = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }.get(version)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    shape, fortran, dtype = read_header(stream)
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects")
+    count = math.prod(shape)
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def _read_checked(path: Path, expected: dict) -> bytes:
