@@ -663,3 +663,23 @@ def test_real_scheduler_runs_every_point_once(write_spec, root, cli, monkeypatch
     result = cli("--name", "exp", "--backend", kind, "--tasks", "3", "--", *REAL_ARGS[kind])
     assert result.returncode == 1 and "running 0 of 7 points" in result.stdout
     assert len(run_dirs(root)) == 1  # nothing submitted
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=REAL[k]) for k in KINDS])
+def test_real_scheduler_records_a_point_that_killed_its_task_twice(
+    write_spec, root, cli, monkeypatch, kind
+):
+    monkeypatch.setenv("MEMO_POLL_RECORDS_S", "0.2")
+    monkeypatch.setenv("MEMO_POLL_QUEUE_S", "1")
+    monkeypatch.setenv("MEMO_GRACE_S", "5")
+    grid = [{"x": [1], "die": [True]}, {"x": [0, 2]}]
+    write_spec("exp", {"trial": "synthetic", "param_grid": grid})
+    dying = load_spec("exp").points()[0]
+    command = ["--name", "exp", "--backend", kind, "--tasks", "1", "--", *REAL_ARGS[kind]]
+    result = cli(*command)
+    assert result.returncode == 1 and "0 ok, 0 error, 0 timeout, 3 pending" in result.stdout
+    assert re.search(rf"point {dying.id} #0 died with {kind} job \d+ task 1", result.stderr)
+    assert f"point {dying.id} #0 died with" in cli("--name", "exp", "--status").stdout
+    result = cli(*command)
+    assert result.returncode == 1 and "2 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    assert "killed its array task 2 times" in records(root)[dying.id]["error"]
