@@ -682,9 +682,10 @@ def test_a_dataset_folder_that_is_a_file_stops_run_py_up_front(tmp_path, monkeyp
     (tmp_path / "experiments" / "exp.json").write_text(spec)
     assert run.main(["--name", "exp"]) == 2  # was: an error record per point
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith(
-        ": MEMO_DATASETS is /etc/hostname, but /etc/hostname is not a folder; point it at a folder\n"
+    message = (
+        "MEMO_DATASETS is /etc/hostname, but /etc/hostname is not a folder; point it at a folder"
     )
+    assert err.count("\n") == 1 and err.endswith(f": {message}\n")
     assert not (tmp_path / "results").exists()
 
 

@@ -39,10 +39,10 @@ def unfinished_points(text: str) -> list:
     """(id, index) of each point that a task log shows started but not done: a point running
     when the task was restarted (a requeue appends a new start), and the last one if any.
 
-    >>> log = "task 1/2 on n1: ...\\nmemo: running a #0\\nmemo: done a #0: ok\\nmemo: running b #2\\n"
+    >>> log = "task 1/2 on n1\\nmemo: running a #0\\nmemo: done a #0: ok\\nmemo: running b #2\\n"
     >>> unfinished_points(log)
     [('b', 2)]
-    >>> unfinished_points(log + "task 1/2 on n2: ...\\nmemo: running b #2\\nmemo: done b #2: ok\\n")
+    >>> unfinished_points(log + "task 1/2 on n2\\nmemo: running b #2\\nmemo: done b #2: ok\\n")
     [('b', 2)]
     """
     unfinished, current = [], None
