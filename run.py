@@ -25,6 +25,7 @@ from memo import report
 from memo.backends import BACKENDS, BackendError, make_backend
 from memo.backends.base import Backend
 from memo.backends.cluster import unfinished_runs
+from memo.datasets import DatasetDamaged
 from memo.progress import Progress
 from memo.spec import SpecError, load_spec
 from memo.store import Store
@@ -92,7 +93,7 @@ def run(args) -> int:
     """run.py's work for parsed ``args``; returns the exit code."""
     try:
         spec = load_spec(args.name)
-        points = spec.points()
+        points = [] if args.dry_run else spec.points()  # a dry-run streams them
         backend = (
             None
             if (args.dry_run or args.status or args.collect)
@@ -116,13 +117,10 @@ def run(args) -> int:
         return finish(spec.name, store, points, rows)
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
+    if args.dry_run:
+        return dry_run(spec, done, rerun)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     problem = missing_data(todo)
-    if args.dry_run:
-        print(report.dry_run(spec.name, points, done, todo))
-        if problem:
-            print(f"note: {problem}")
-        return 0
     if problem:
         print(f"error: {spec.path}: {problem}", file=sys.stderr)
         return 2
@@ -153,6 +151,26 @@ def run(args) -> int:
         return run_points(spec.name, backend, job, todo, store, points, rows.files)
 
 
+def dry_run(spec, done: dict, rerun: set) -> int:
+    """--dry-run: counts and the first points to run, streaming the grid (any size fits)."""
+    preview = report.DryRun(done, rerun)
+    start = time.monotonic()
+    try:
+        for point in spec.iter_points():
+            preview.add(point)
+            if point.index == 9_999 and spec.size > 100_000:  # say how long the rest takes
+                left = (time.monotonic() - start) * (spec.size / 10_000 - 1)
+                print(f"checking {spec.size:,} points, about {left:.0f} s more", file=sys.stderr)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(preview.text(spec.name))
+    problem = missing_data(list(preview.by_dataset.values()))
+    if problem:
+        print(f"note: {problem}")
+    return 0
+
+
 def run_points(name, backend: Backend, job: Job, todo: list, store: Store, points, before) -> int:
     """Run the points with the backend, showing progress; the table at the end. ``before``:
     the record files' stamps before the run (Rows.files)."""
@@ -170,7 +188,7 @@ def run_points(name, backend: Backend, job: Job, todo: list, store: Store, point
         done = sum(1 for n in names if after.get(n) not in (None, before.get(n)))
         print(backend.interrupted_note(name, done), file=sys.stderr)
         return 130
-    except BackendError as e:  # e.g. the scheduler refused the job
+    except (BackendError, DatasetDamaged) as e:  # e.g. the scheduler refused the job
         progress.close()
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,10 @@ import os
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent  # where the code lives
+# What memo keeps in results/ besides experiments (the store's cache, the train trial's
+# checkpoints and TensorBoard events), so no experiment may be named so; nor may names
+# starting with "." or "_" (hidden or memo's, as results/NAME/_runs).
+RESERVED_RESULTS = (".cache", "checkpoints", "tensorboard")
 
 
 def root() -> Path:
@@ -29,3 +33,22 @@ def plots_dir() -> Path:
 
 def datasets_dir() -> Path:
     return Path(os.environ.get("MEMO_DATASETS", root() / "datasets"))
+
+
+def experiment_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an experiment (results/NAME/, results/NAME.csv), or None.
+
+    >>> experiment_name_problem("mnist") is None
+    True
+    >>> experiment_name_problem("..")
+    "'..' starts with a dot (results would go outside results/NAME/ or be hidden)"
+    >>> experiment_name_problem("checkpoints")
+    "'checkpoints' is reserved for memo's own folders in results/ (.cache, checkpoints, ...)"
+    """
+    if not name or name.startswith("."):
+        return f"{name!r} starts with a dot (results would go outside results/NAME/ or be hidden)"
+    if name in RESERVED_RESULTS or name.startswith("_"):
+        return f"{name!r} is reserved for memo's own folders in results/ (.cache, checkpoints, ...)"
+    if name.endswith(".csv"):
+        return f"{name!r} ends in .csv, as the table results/{name} of another experiment does"
+    return None

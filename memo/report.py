@@ -40,13 +40,44 @@ def summary_line(name: str, points: list, status: dict) -> str:
     return f"{name}: {len(points)} points: {parts}"
 
 
-def dry_run(name: str, points: list, status: dict, todo: list, show: int = 5) -> str:
-    keys = varying(points)
-    lines = [summary_line(name, points, status), f"would run {len(todo)} points now"]
-    lines += [f"  {p.id} #{p.index}: {describe(p.params, keys)}" for p in todo[:show]]
-    if len(todo) > show:
-        lines.append(f"  ... and {len(todo) - show} more")
-    return "\n".join(lines)
+class DryRun:
+    """What ``--dry-run`` prints, from points streamed through :meth:`add` once: counts, the
+    params that vary and the first few points to run; a big grid is never held in memory.
+
+    ``status`` is {id: status} of the records, ``rerun`` the statuses that run again.
+    """
+
+    def __init__(self, status: dict, rerun=frozenset(), show: int = 5):
+        self.status, self.rerun, self.show = status, set(rerun), show
+        self.tally = dict.fromkeys((*STATUSES, "pending"), 0)
+        self.todo, self.first, self.varied = 0, None, set()
+        self.sample = []  # the first `show` points to run
+        self.by_dataset = {}  # dataset param -> the first point to run that names it
+
+    def add(self, point) -> None:
+        state = self.status.get(point.id, "pending")
+        self.tally[state] += 1
+        params = point.params
+        if self.first is None:
+            self.first = params
+        elif len(self.varied) < len(params):
+            self.varied.update(k for k, v in params.items() if self.first.get(k) != v)
+        if state == "pending" or state in self.rerun:
+            self.todo += 1
+            if len(self.sample) < self.show:
+                self.sample.append(point)
+            if isinstance(params.get("dataset"), str):
+                self.by_dataset.setdefault(params["dataset"], point)
+
+    def text(self, name: str) -> str:
+        total = sum(self.tally.values())
+        parts = ", ".join(f"{n} {status}" for status, n in self.tally.items())
+        keys = sorted(k for k in self.varied if k != "seed") or sorted(self.varied)
+        lines = [f"{name}: {total} points: {parts}", f"would run {self.todo} points now"]
+        lines += [f"  {p.id} #{p.index}: {describe(p.params, keys)}" for p in self.sample]
+        if self.todo > len(self.sample):
+            lines.append(f"  ... and {self.todo - len(self.sample)} more")
+        return "\n".join(lines)
 
 
 def status(name: str, points: list, rows, show: int = 5) -> str:

@@ -6,6 +6,7 @@ ParameterGrid does; each value is a list or a generator (see :func:`expand_value
 error raises :class:`SpecError` with one line naming the file, the key and the value.
 """
 
+import array
 import bisect
 import collections
 import dataclasses
@@ -35,6 +36,7 @@ UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
 UNIVERSAL_LIMIT = 2**63  # both in [0, 2**63): numpy, torch and the CSV's int64 columns take them
 MAX_VALUES = 1_000_000  # per generator
 MAX_POINTS = 10_000_000  # per spec
+MAX_DEPTH = 100  # nesting of lists and objects; deeper would overflow Python's stack later
 GENERATORS = {
     "range": ("start", "stop", "step"),
     "linspace": ("start", "stop", "num", "endpoint"),
@@ -69,11 +71,21 @@ class Spec:
 
     def points(self) -> list:
         """All points in ParameterGrid order (deterministic); a point given twice is an error."""
+        return list(self.iter_points())
+
+    @property
+    def size(self) -> int:
+        """How many points the grid has, from its axes (nothing expanded)."""
+        return sum(math.prod(map(len, g.values())) for g in self.grid)
+
+    def iter_points(self):
+        """Yield the points one at a time, as :meth:`points` lists them; memory stays small
+        for any grid (8 bytes a point, to find a point given twice: raised at the end)."""
         fields = trial_fields(self.trial)
         params_cls = trial_params_class(self.trial)
         if self.memo:
             from memo.datasets.memo_compat import memo_params  # only memo's files need datasets
-        points, seen = [], set()
+        ids = array.array("Q")  # each id is 16 hex digits: 64 bits
         for index, combo in enumerate(grid_product(self.grid)):
             params = dict(self.defaults)
             for key, value in combo.items():
@@ -85,16 +97,16 @@ class Spec:
                 params = memo_params(params)
             _check_point(self, params_cls, params, index)
             point = make_point(self.trial, fields, params, index)
-            if point.id in seen:
-                first = next(p.index for p in points if p.id == point.id)
-                raise SpecError(
-                    f"{self.path}: {self._origin(index)} gives the same point as "
-                    f"{self._origin(first)} (a param equal to its default counts as unset); "
-                    "remove one"
-                )
-            seen.add(point.id)
-            points.append(point)
-        return points
+            ids.append(int(point.id, 16))
+            yield point
+        twice = _given_twice(np.frombuffer(ids, dtype=np.uint64))
+        if twice:
+            first, index = twice
+            raise SpecError(
+                f"{self.path}: {self._origin(index)} gives the same point as "
+                f"{self._origin(first)} (a param equal to its default counts as unset); "
+                "remove one"
+            )
 
     def _origin(self, index: int) -> str:
         """Where point INDEX comes from, e.g. 'param_grid[1] {"x": 2} (point 3)'."""
@@ -102,6 +114,23 @@ class Spec:
         ends = list(itertools.accumulate(math.prod(map(len, g.values())) for g in self.grid))
         key = f"param_grid[{bisect.bisect_right(ends, index)}]" if len(ends) > 1 else "param_grid"
         return f"{key} {_show(combo)} (point {index})"
+
+
+def _given_twice(ids: np.ndarray) -> tuple | None:
+    """(first, index) of the earliest point whose id an earlier point has, or None.
+
+    >>> _given_twice(np.array([5, 7, 9, 7, 5], dtype=np.uint64))
+    (1, 3)
+    """
+    order = np.argsort(ids, kind="stable")  # equal ids: in grid order
+    ordered = ids[order]
+    repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not repeats.size:
+        return None
+    later = order[repeats + 1]
+    k = int(np.argmin(later))
+    first = order[np.searchsorted(ordered, ordered[repeats[k]])]
+    return int(first), int(later[k])
 
 
 def grid_product(grids: list):
@@ -155,6 +184,9 @@ def load_spec(name: str) -> Spec:
         raise SpecError(
             f"{where}: no such experiment file; known experiments: {', '.join(known) or 'none'}"
         )
+    problem = paths.experiment_name_problem(path.stem)
+    if problem:
+        raise SpecError(f"{where}: experiment name {problem}; rename the file")
     namesake = paths.experiments_dir() / f"{path.stem}.json"
     if namesake.is_file() and namesake.read_bytes() != path.read_bytes():
         raise SpecError(
@@ -217,7 +249,11 @@ def _read_json(where: str, path: Path):
         return obj
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise SpecError(
+            f"{where}: lists and objects nested more than {MAX_DEPTH} levels deep; flatten them"
+        ) from None
     except OSError as e:
         raise SpecError(f"{where}: cannot read it: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
@@ -230,6 +266,28 @@ def _read_json(where: str, path: Path):
         raise SpecError(
             f"{where}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from None
+    if depth(raw) > MAX_DEPTH:
+        raise SpecError(
+            f"{where}: lists and objects nested more than {MAX_DEPTH} levels deep; flatten them"
+        )
+    return raw
+
+
+def depth(value) -> int:
+    """How deeply lists and objects nest in a JSON value; without recursion.
+
+    >>> depth(1), depth([]), depth({"a": [[1], 2]})
+    (0, 1, 3)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, level)
+            stack.extend(
+                (v, level + 1) for v in (value.values() if isinstance(value, dict) else value)
+            )
+    return deepest
 
 
 def trial_module(trial: str) -> types.ModuleType:

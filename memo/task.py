@@ -7,8 +7,9 @@ scheduler reran after a node failure). A failing point is a record and the task 
 Threads come from the scheduler's allocation (NSLOTS on Grid Engine, SLURM_CPUS_PER_TASK
 on Slurm, else 1): they are set before numpy loads and recorded with every point.
 
-Exit codes: 0 every point of the share has a record, 2 bad arguments or manifest,
-130 interrupted (SIGTERM from the scheduler, Ctrl-C): the current point stays pending.
+Exit codes: 0 every point of the share has a record, 2 bad arguments or manifest, or a
+damaged dataset (memo.datasets.DatasetDamaged; the rest stays pending), 130 interrupted
+(SIGTERM from the scheduler, Ctrl-C): the current point stays pending.
 """
 
 import contextlib
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
     # Imported only now: these load numpy, which reads the variables above.
-    from memo.backends.cluster import read_manifest, share
+    from memo.backends.run_files import read_manifest, share
+    from memo.datasets import DatasetDamaged
     from memo.store import Store
     from memo.worker import run_point
 
@@ -84,14 +86,19 @@ def main(argv=None) -> int:
             for point in todo:
                 if "torch" in sys.modules:  # a trial imported it; its pool is sized already
                     sys.modules["torch"].set_num_threads(threads)
+                # A point that kills this task leaves only its "running" line (task_deaths).
+                print(f"memo: running {point.id} #{point.index}", flush=True)
                 outcome = run_point(job, point)
                 done += 1
                 took = f"{outcome.status} in {outcome.wall_time:.1f} s"
                 tail = f": {outcome.message}" if outcome.message else ""
-                print(f"{point.id} #{point.index}: {took}{tail}", flush=True)
+                print(f"memo: done {point.id} #{point.index}: {took}{tail}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted: {len(todo) - done} points left pending", file=sys.stderr, flush=True)
         return 130
+    except DatasetDamaged as e:  # the user's data: no point's result, so no record
+        print(f"error: {e}; {len(todo) - done} points left pending", file=sys.stderr, flush=True)
+        return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from memo import paths
+from memo.datasets import DatasetDamaged
 from memo.spec import Point, trial_module
 from memo.store import RESERVED, Store, error_line
 
@@ -69,6 +70,8 @@ def run_point(job: Job, point: Point) -> Outcome:
         status = "error" if error else "ok"
     except PointTimeout:
         status, error = "timeout", f"PointTimeout: no result within {job.timeout:g} s"
+    except DatasetDamaged:  # the user's data, not this point's result: the run stops
+        raise
     except Exception:
         status, error = "error", traceback.format_exc()
     wall = time.perf_counter() - wall0

@@ -25,7 +25,8 @@ import pytest
 
 import run
 from memo import task
-from memo.backends.cluster import new_outcomes, read_manifest, record_inodes, share, write_manifest
+from memo.backends.cluster import new_outcomes, record_inodes
+from memo.backends.run_files import read_manifest, share, write_manifest
 from memo.backends.sge import SGEBackend
 from memo.spec import load_spec
 from memo.store import Store
@@ -240,12 +241,12 @@ def run_dirs(root, name="exp") -> list:
 
 
 def task_lines(root, name="exp") -> list:
-    """Point ids in the 'ID #index: status' lines of every task log: who ran what."""
+    """Point ids in the 'memo: done ID #index: status' lines of every task log: who ran what."""
     logs = (root / "logs" / name).glob("*.out")
     return [
         m.group(1)
         for p in logs
-        for m in re.finditer(r"^([0-9a-f]{16}) #\d+: ", p.read_text(), re.M)
+        for m in re.finditer(r"^memo: done ([0-9a-f]{16}) #\d+: ", p.read_text(), re.M)
     ]
 
 
@@ -357,6 +358,29 @@ def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch)
     assert (folder / f"{second}.json").stat().st_ino == kept  # the ok point did not
     assert task.main([str(manifest), "2"]) == 0
     assert set(records(root)) == {p.id for p in points}
+
+
+def test_task_stops_at_a_damaged_dataset_leaving_its_points_pending(
+    write_spec, root, monkeypatch, capsys
+):
+    import memo.worker
+    from memo.datasets import DatasetDamaged
+
+    for variable in task.THREAD_VARIABLES:
+        monkeypatch.setenv(variable, "1")
+    write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [0, 1, 2]}})
+    job = Job("exp", "synthetic", str(root / "results"), None, 1, {"backend": "sge"})
+    write_manifest(root / "m.json", job, load_spec("exp").points(), 1, "sge")
+
+    def damaged(job, point):
+        raise DatasetDamaged("/data/lines/X.npy is damaged")
+
+    monkeypatch.setattr(memo.worker, "run_point", damaged)
+    assert task.main([str(root / "m.json"), "1"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: /data/lines/X.npy is damaged; 3 points left pending\n"
+    assert out.endswith("memo: running " + load_spec("exp").points()[0].id + " #0\n")
+    assert records(root) == {}
 
 
 def test_task_rejects_bad_arguments(root, capsys):
@@ -479,6 +503,34 @@ def test_lost_task_leaves_points_pending_and_rerun_submits_only_those(
     assert {p.id for p in newest["points"]} == lost and newest["tasks"] == 2
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_point_that_kills_its_task_is_named_then_recorded_at_its_second_death(
+    write_spec, root, fake, cli, kind
+):
+    # The dying point comes first in the only task: its death takes the task's share with it.
+    grid = [{"x": [1], "die": [True]}, {"x": [0, 2, 3]}]
+    write_spec("exp", {"trial": "synthetic", "param_grid": grid})
+    dying = load_spec("exp").points()[0]
+    command = ["--name", "exp", "--backend", kind, "--tasks", "1"]
+    result = cli(*command, timeout=60)
+    assert result.returncode == 1
+    assert "exp: 4 points: 0 ok, 0 error, 0 timeout, 4 pending" in result.stdout
+    log = root / "logs" / "exp" / "100.1.out"
+    named = f"point {dying.id} #0 died with {kind} job 100 task 1 (log {log}); it has no record"
+    assert named in result.stderr
+    status = cli("--name", "exp", "--status")
+    assert named in status.stdout  # was: --status never named it
+    # The rerun runs it last in its task, so the rest is done before it dies again; then
+    # it is an error record, and no rerun gives it a third task.
+    result = cli(*command, timeout=60)
+    assert result.returncode == 1
+    assert "exp: 4 points: 3 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    error = records(root)[dying.id]["error"]
+    assert error.startswith("WorkerDied: ") and "killed its array task 2 times" in error
+    assert str(log) in error and str(log.with_name("101.1.out")) in error
+    assert "running 0 of 4 points" in cli(*command).stdout
+
+
 def test_rerun_submits_nothing_when_done_and_refuses_while_a_job_runs(write_spec, root, fake, cli):
     write_spec("exp", grid(3))
     fake.hold()
@@ -514,6 +566,14 @@ def test_missing_submit_command_exits_2_with_one_line(write_spec, root, cli, mon
         ("sge", ["-t", "1-5"], "scheduler option -t: memo sets the array from --tasks"),
         ("sge", ["-sync", "y"], "scheduler option -sync: run.py waits by itself"),
         ("slurm", ["--array=1-5"], "scheduler option --array=1-5: memo sets the array"),
+        # Abbreviations the schedulers take: getopt_long prefixes and glued values.
+        ("slurm", ["-a1-3"], "scheduler option -a1-3: memo sets the array"),
+        ("slurm", ["--arr=1-3"], "scheduler option --arr=1-3 (that is --array): memo sets"),
+        ("slurm", ["--wai"], "scheduler option --wai (that is --wait): run.py waits"),
+        ("slurm", ["--wra=id"], "scheduler option --wra=id (that is --wrap): memo submits"),
+        ("slurm", ["-vW"], "scheduler option -vW (that is -W): run.py waits"),
+        ("sge", ["-t1-3"], "scheduler option -t1-3: memo sets the array from --tasks"),
+        ("sge", ["-by"], "scheduler option -by: memo submits a job script"),
         ("slurm", ["--tasks", "0"], "--tasks 0: give the number of array tasks, or -1"),
     ],
 )
@@ -526,6 +586,27 @@ def test_bad_options_exit_2_with_one_line(write_spec, root, fake, cli, kind, arg
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1
     assert fake.calls(SUBMIT[kind]) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_options_that_only_look_like_forbidden_ones_pass(kind):
+    from memo.backends import BACKENDS
+
+    words = {
+        "sge": ["-terse", "-binding", "-tc", "-q"],
+        "slurm": ["-p", "-pa", "--wait-all-nodes=1"],
+    }
+    backend = BACKENDS[kind](1, [])
+    assert [backend.sets_option(w) for w in words[kind]] == [None] * len(words[kind])
+
+
+def test_a_newline_in_a_job_script_option_is_named(write_spec, root, fake, cli):
+    write_spec("a\nb", grid(1))
+    result = cli("--name", "a\nb", "--backend", "sge")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(
+        f"error: logs {str(root / 'logs' / 'a')!r}"[:-1] + "\\nb' has a newline"
+    )
 
 
 def test_refused_submission_exits_2_with_the_schedulers_reason(
@@ -582,3 +663,23 @@ def test_real_scheduler_runs_every_point_once(write_spec, root, cli, monkeypatch
     result = cli("--name", "exp", "--backend", kind, "--tasks", "3", "--", *REAL_ARGS[kind])
     assert result.returncode == 1 and "running 0 of 7 points" in result.stdout
     assert len(run_dirs(root)) == 1  # nothing submitted
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=REAL[k]) for k in KINDS])
+def test_real_scheduler_records_a_point_that_killed_its_task_twice(
+    write_spec, root, cli, monkeypatch, kind
+):
+    monkeypatch.setenv("MEMO_POLL_RECORDS_S", "0.2")
+    monkeypatch.setenv("MEMO_POLL_QUEUE_S", "1")
+    monkeypatch.setenv("MEMO_GRACE_S", "5")
+    grid = [{"x": [1], "die": [True]}, {"x": [0, 2]}]
+    write_spec("exp", {"trial": "synthetic", "param_grid": grid})
+    dying = load_spec("exp").points()[0]
+    command = ["--name", "exp", "--backend", kind, "--tasks", "1", "--", *REAL_ARGS[kind]]
+    result = cli(*command)
+    assert result.returncode == 1 and "0 ok, 0 error, 0 timeout, 3 pending" in result.stdout
+    assert re.search(rf"point {dying.id} #0 died with {kind} job \d+ task 1", result.stderr)
+    assert f"point {dying.id} #0 died with" in cli("--name", "exp", "--status").stdout
+    result = cli(*command)
+    assert result.returncode == 1 and "2 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    assert "killed its array task 2 times" in records(root)[dying.id]["error"]

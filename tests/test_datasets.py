@@ -4,9 +4,11 @@ formats (tiny fakes, no downloads), atomic caching, transforms and the data.py C
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -85,11 +87,17 @@ def test_moons_is_the_documented_draw_scaled_to_max_norm_1(store):
     assert ds.X_test is None and ds.y_test is None
 
 
-def test_load_is_cached_in_process_and_on_disk_as_memory_maps(store, monkeypatch):
+@pytest.mark.parametrize("in_memory", [64 * 2**20, 0])  # small files read, large ones mapped
+def test_load_is_cached_in_process_and_on_disk(store, monkeypatch, in_memory):
+    monkeypatch.setattr(cache, "IN_MEMORY_BYTES", in_memory)
     first = datasets.load_dataset("moons")
     assert datasets.load_dataset("moons") is first
-    assert sorted(p.name for p in (store / "moons").iterdir()) == ["X.npy", "y.npy"]
-    assert isinstance(first.X, np.memmap) and not first.X.flags.writeable
+    assert sorted(p.name for p in (store / "moons").iterdir()) == [
+        "X.npy",
+        "checksums.json",
+        "y.npy",
+    ]
+    assert isinstance(first.X, np.memmap) == (in_memory == 0) and not first.X.flags.writeable
     datasets.load_dataset.cache_clear()
     broken = registry.Entry("embedded", ((1000, 2), None), lambda: 1 / 0)
     monkeypatch.setitem(registry.REGISTRY, "moons", broken)
@@ -102,11 +110,15 @@ def test_load_is_cached_in_process_and_on_disk_as_memory_maps(store, monkeypatch
     [
         (
             lambda d: (d / "X.npy").write_bytes((d / "X.npy").read_bytes()[:-100]),
-            "X.npy is damaged",
+            "X.npy has 188 bytes, not the 288 written",
         ),
-        (lambda d: (d / "y.npy").write_bytes(b"not an array"), "y.npy is damaged"),
-        (lambda d: (d / "X.npy").unlink(), "mismatched arrays"),
-        (lambda d: np.save(d / "y.npy", np.zeros(3, np.int64)), "mismatched arrays"),
+        (lambda d: (d / "y.npy").write_bytes(b"not an array"), "y.npy has 12 bytes"),
+        (lambda d: (d / "X.npy").unlink(), "X.npy is missing"),
+        (lambda d: np.save(d / "y.npy", np.zeros(3, np.int64)), "y.npy has 152 bytes"),
+        # Zeroed at its size (a failed copy): the header too, or only the numbers.
+        (lambda d: (d / "X.npy").write_bytes(bytes(288)), "X.npy is damaged (its checksum"),
+        (lambda d: np.save(d / "X.npy", np.zeros((20, 2), np.float32)), "X.npy is damaged"),
+        (lambda d: (d / "checksums.json").write_text("[1]"), "checksums.json is damaged"),
     ],
 )
 def test_a_damaged_cache_is_one_error_naming_the_file_and_the_fix(store, damage, message):
@@ -114,13 +126,40 @@ def test_a_damaged_cache_is_one_error_naming_the_file_and_the_fix(store, damage,
     damage(store / "lines")
     datasets.load_dataset.cache_clear()
     rebuild = f"delete {store / 'lines'} and run: python data.py --name lines"
-    with pytest.raises(DatasetError, match=message) as error:
+    with pytest.raises(datasets.DatasetDamaged, match=re.escape(message)) as error:
         datasets.load_dataset("lines")
     assert str(error.value).endswith(rebuild)
-    with pytest.raises(DatasetError, match=message):
+    with pytest.raises(DatasetError, match=re.escape(message)):
         datasets.check_available("lines")  # what run.py asks before it runs any point
     result = run_cli(store, "--list")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda path: os.truncate(path, 100), "X.npy has 100 bytes, not the 288 written"),
+        (lambda path: path.write_bytes(bytes(288)), "X.npy is damaged (its checksum differs"),
+    ],
+)
+def test_a_memory_mapped_file_damaged_after_loading_stops_the_next_use(
+    store, monkeypatch, damage, message
+):
+    monkeypatch.setattr(cache, "IN_MEMORY_BYTES", 0)  # map even tiny files, as large ones are
+    first = datasets.load_dataset("lines")
+    os.utime(store / "lines" / "X.npy")  # touched, not changed: checked again and fine
+    assert datasets.load_dataset("lines") is first
+    damage(store / "lines" / "X.npy")  # e.g. a failed copy over it during a run
+    with pytest.raises(datasets.DatasetDamaged, match=re.escape(message)):
+        datasets.load_dataset("lines")  # what a trial calls before each point
+
+
+def test_a_cache_written_before_checksums_gets_them_on_first_read(store):
+    datasets.prepare("lines")
+    sums = (store / "lines" / "checksums.json").read_text()
+    (store / "lines" / "checksums.json").unlink()
+    datasets.load_dataset("lines")
+    assert (store / "lines" / "checksums.json").read_text() == sums
 
 
 def test_moons_sizes_are_prefixes_of_one_draw_scaled_over_the_whole_draw(offline):
@@ -196,6 +235,9 @@ def test_rebuilding_gives_the_same_arrays(offline_root, store):
         earlier = sorted(p.name for p in (offline_root / name).iterdir())
         assert sorted(p.name for p in (store / name).iterdir()) == earlier
         for file in earlier:
+            if file == "checksums.json":  # the same bytes give the same checksums
+                assert (store / name / file).read_text() == (offline_root / name / file).read_text()
+                continue
             np.testing.assert_array_equal(
                 np.load(store / name / file), np.load(offline_root / name / file)
             )
@@ -623,7 +665,28 @@ def test_cli_unusable_cache_folder_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     result = run_cli(tmp_path / "file" / "datasets", "--name", "lines")
     assert result.returncode == 2
-    assert result.stderr == f"error: {tmp_path / 'file' / 'datasets'}: Not a directory\n"
+    assert result.stderr == (
+        f"error: MEMO_DATASETS is {tmp_path / 'file' / 'datasets'}, but {tmp_path / 'file'} "
+        "is not a folder; point it at a folder\n"
+    )
+
+
+def test_a_dataset_folder_that_is_a_file_stops_run_py_up_front(tmp_path, monkeypatch, capsys):
+    import run
+
+    monkeypatch.setenv("MEMO_ROOT", str(tmp_path))
+    monkeypatch.setenv("MEMO_DATASETS", "/etc/hostname")
+    datasets.load_dataset.cache_clear()
+    (tmp_path / "experiments").mkdir()
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0, 1]}}'
+    (tmp_path / "experiments" / "exp.json").write_text(spec)
+    assert run.main(["--name", "exp"]) == 2  # was: an error record per point
+    err = capsys.readouterr().err
+    message = (
+        "MEMO_DATASETS is /etc/hostname, but /etc/hostname is not a folder; point it at a folder"
+    )
+    assert err.count("\n") == 1 and err.endswith(f": {message}\n")
+    assert not (tmp_path / "results").exists()
 
 
 def test_cli_default_builds_every_offline_dataset(monkeypatch, capsys):
@@ -634,3 +697,66 @@ def test_cli_default_builds_every_offline_dataset(monkeypatch, capsys):
     assert "moons" in built and "mnist5k_1v9_size_10" in built and "moons_size_1000k" in built
     assert not {"mnist", "cifar10", "svhn", "mnist_1v9_size_10"} & set(built)
     assert "moons: ready" in capsys.readouterr().out
+
+
+def _zero_numbers(path):
+    """Zero an array file's numbers, keeping its .npy header: it still loads, as zeros."""
+    array = np.load(path)
+    np.save(path, np.zeros_like(array))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(bytes(path.stat().st_size)),  # zeroed at its size
+        _zero_numbers,  # was: every point "ok" on zeros
+        lambda path: os.truncate(path, path.stat().st_size // 2),
+    ],
+)
+def test_a_damaged_dataset_stops_run_py_before_any_point(
+    store, tmp_path, monkeypatch, capsys, damage
+):
+    import run
+
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    monkeypatch.setenv("MEMO_ROOT", str(root))
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0, 1, 2]}}'
+    (root / "experiments" / "exp.json").write_text(spec)
+    datasets.prepare("lines")
+    damage(store / "lines" / "X.npy")
+    assert run.main(["--name", "exp"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "X.npy" in err and err.count("\n") == 1
+    assert not list((root / "results").glob("exp/*.json"))
+
+
+def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
+    store, tmp_path, monkeypatch, capsys
+):
+    import run
+    import trials.memorize
+
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    monkeypatch.setenv("MEMO_ROOT", str(root))
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0, 1, 2]}}'
+    (root / "experiments" / "exp.json").write_text(spec)
+    monkeypatch.setattr(cache, "IN_MEMORY_BYTES", 0)  # memory-mapped, as large datasets are
+    original = trials.memorize.trial
+
+    def first_point_then_a_failed_copy(params):
+        result = original(params)
+        (store / "lines" / "y.npy").write_bytes(bytes((store / "lines" / "y.npy").stat().st_size))
+        return result
+
+    monkeypatch.setattr(trials.memorize, "trial", first_point_then_a_failed_copy)
+    assert run.main(["--name", "exp"]) == 2  # --tasks 1: was SIGBUS, or records on zeros
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "y.npy is damaged" in err and err.count("\n") == 1
+    (record,) = [json.loads(p.read_text()) for p in (root / "results" / "exp").glob("*.json")]
+    assert record["status"] == "ok"  # the point before the damage; the other two stay pending
+    shutil.rmtree(store / "lines")  # as the message says; the next run.py rebuilds it
+    datasets.load_dataset.cache_clear()  # a new run.py is a new process
+    monkeypatch.setattr(trials.memorize, "trial", original)
+    assert run.main(["--name", "exp"]) == 0 and "running 2 of 3 points" in capsys.readouterr().out

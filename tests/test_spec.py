@@ -347,3 +347,50 @@ def test_datasets_are_checked_before_anything_runs(
     assert not (root / "results").exists()
     assert run.main(["--name", "exp", "--dry-run"]) == 0  # counting needs no data
     assert "note: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "stem", [".", "..", ".cache", "checkpoints", "tensorboard", "_runs", "other.csv"]
+)
+def test_experiment_names_that_collide_with_memos_folders_are_refused(root, stem, capsys):
+    import run
+
+    path = root / "experiments" / f"{stem}.json"  # e.g. `..json`: results/../ is outside
+    path.write_text(json.dumps({"trial": SYN, "param_grid": {"x": [1]}}))
+    assert run.main(["--name", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: experiment name {stem!r} ") and err.count("\n") == 1
+    assert not (root / "results").exists() and not (root / "logs").exists()
+
+
+@pytest.mark.parametrize("levels", [900, 100_000])  # Python's stack: spec code, then the parser
+def test_deeply_nested_spec_is_one_line(write_spec, levels):
+    path = write_spec(
+        "deep", '{"trial": "synthetic", "param_grid": {"x": [%s]}}' % ("[" * levels + "]" * levels)
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec("deep")
+    assert str(info.value) == (
+        f"{path}: lists and objects nested more than 100 levels deep; flatten them"
+    )
+
+
+def test_a_dry_run_streams_a_big_grid_in_little_memory(write_spec, capsys):
+    import tracemalloc
+
+    import run
+
+    grid = {"x": {"type_": "range", "stop": 250}, "y": {"type_": "range", "stop": 200}}
+    write_spec("big", {"trial": SYN, "param_grid": grid})
+    tracemalloc.start()
+    try:
+        assert run.main(["--name", "big", "--dry-run"]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    out = capsys.readouterr().out
+    assert "big: 50000 points: 0 ok, 0 error, 0 timeout, 50000 pending" in out
+    assert "x=0.0 y=4.0" in out and "... and 49995 more" in out
+    # Holding every point took ~30 MB here (5.6 GB for 10,000,000); streaming keeps 8 bytes
+    # a point to find a point given twice.
+    assert peak < 4 * 2**20, f"{peak / 2**20:.0f} MiB"

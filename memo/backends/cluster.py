@@ -1,4 +1,7 @@
-"""What the cluster backends (sge.py, slurm.py) share: manifest, job script, waiting.
+"""What the cluster backends (sge.py, slurm.py) share: submitting and waiting.
+
+Files of a run (manifest, job script, logs) are in run_files.py, points that died with
+their task in task_deaths.py, the check of scheduler options in scheduler_options.py.
 
 A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes:
 
@@ -11,7 +14,9 @@ A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes
    while jobs wait in the queue cannot shift work between tasks.
 3. Wait. Look at the records folder every few seconds and ask the scheduler now and then;
    yield an Outcome per point as its record appears. Once the array has left the queue,
-   points without a record stay pending: the next run submits them again.
+   points without a record stay pending: the next run submits them again, those that were
+   running when their task died last in their task; one that killed its task twice gets
+   an error record instead (task_deaths.py).
 
 Ctrl-C while waiting stops the waiting only; the jobs run on. Waiting is tuned by
 environment variables (tests make it quick): ``MEMO_POLL_RECORDS_S`` (default 2),
@@ -21,26 +26,31 @@ environment variables (tests make it quick): ``MEMO_POLL_RECORDS_S`` (default 2)
 import dataclasses
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from memo import paths
 from memo.backends.base import Backend, BackendError
-from memo.spec import Point
+from memo.backends.run_files import (
+    RUNS,
+    job_name,
+    logs_dir,
+    new_run_id,
+    now_iso,
+    read_manifest,
+    render,
+    write_manifest,
+)
+from memo.backends.task_deaths import DEATHS_TO_RECORD, evidence, status_lines, task_deaths
 from memo.store import BadRecord, error_line, is_record, read_record, write_atomic
-from memo.worker import Job, Outcome
+from memo.worker import Job, Outcome, record_lost
 
-RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
-MANIFEST_VERSION = 1
 CALL_TIMEOUT_S = 120.0  # a scheduler command that takes longer is taken as failed
 WAIT_ENV = {  # WaitOptions field -> environment variable
     "records_s": "MEMO_POLL_RECORDS_S",
@@ -116,7 +126,7 @@ class ClusterBackend(Backend):
     cancel_command: str  # qdel / scancel
     detachable = True
     template: str  # job script template in the project root
-    forbidden: dict  # option -> why memo sets it itself; checked in the user's args
+    forbidden: dict  # option -> why memo sets it itself; refused in the user's args
 
     def __init__(self, tasks: int, args: list):
         super().__init__(tasks, args)
@@ -131,9 +141,10 @@ class ClusterBackend(Backend):
                 f"--tasks {self.tasks}: give the number of array tasks, or -1 for one per point"
             )
         for arg in self.args:
-            for option, why in self.forbidden.items():
-                if arg == option or arg.startswith(option + "="):
-                    raise BackendError(f"scheduler option {arg}: {why}")
+            option = self.sets_option(arg)
+            if option:
+                spelled = "" if arg.startswith(option) else f" (that is {option})"
+                raise BackendError(f"scheduler option {arg}{spelled}: {self.forbidden[option]}")
         self.options = WaitOptions.from_env()
         if shutil.which(self.submit_command) is None:
             raise BackendError(
@@ -141,14 +152,22 @@ class ClusterBackend(Backend):
                 f"run on the cluster's login node"
             )
 
+    def sets_option(self, word: str) -> str | None:
+        """The option of ``forbidden`` that ``word`` sets, in any spelling the scheduler takes."""
+        raise NotImplementedError
+
     def threads(self) -> int:
         """1 here; each array task sets and records the threads its allocation gives it."""
         return 1
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
-        if not points:
-            return
-        yield from self.wait(self.submit(job, points))
+        deaths = died_in_tasks(Path(job.results_dir) / job.experiment, ended=True)
+        for point in points:  # killed its task twice: an error record, not a third task
+            if len(deaths.get(point.id, [])) >= DEATHS_TO_RECORD:
+                yield record_lost(job, point, evidence(deaths[point.id]))
+        points = [p for p in points if len(deaths.get(p.id, [])) < DEATHS_TO_RECORD]
+        if points:
+            yield from self.wait(self.submit(job, points))
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -157,6 +176,10 @@ class ClusterBackend(Backend):
         records = Path(job.results_dir).resolve() / job.experiment
         job = dataclasses.replace(job, results_dir=str(records.parent))
         refuse_overlap(self, records, points)
+        # A point that died with a task before runs last in its task: if it dies again, the
+        # rest of the task's share is done by then.
+        suspects = died_in_tasks(records)
+        points = sorted(points, key=lambda p: p.id in suspects)
         tasks = len(points) if self.tasks == -1 else min(self.tasks, len(points))
         run_dir = records / RUNS / new_run_id()
         manifest = run_dir / "manifest.json"
@@ -227,8 +250,18 @@ class ClusterBackend(Backend):
             time.sleep(self.options.records_s)
         finished = {"ended": now_iso(), "unrecorded": sorted(pending)}
         write_atomic(submission.run_dir / "ended.json", json.dumps(finished).encode())
+        if not pending:
+            return
+        deaths = died_in_tasks(records, ended=True)
+        job = read_manifest(submission.run_dir / "manifest.json")["job"]
+        for point in submission.points:
+            found = deaths.get(point.id, [])
+            if point.id in pending and len(found) >= DEATHS_TO_RECORD:
+                pending.discard(point.id)
+                yield record_lost(job, point, evidence(found))
         if pending:
-            print(self.lost_note(submission, len(pending)), file=sys.stderr)
+            died = status_lines({i: d for i, d in deaths.items() if i in pending})
+            print(self.lost_note(submission, len(pending), died), file=sys.stderr)
 
     def in_queue(self, job_id: str) -> bool | None:
         """True while any task of the array is queued or running, False once it has left the
@@ -239,7 +272,7 @@ class ClusterBackend(Backend):
         """Lines naming array tasks that failed, from accounting if it has them (best effort)."""
         return []
 
-    def lost_note(self, submission: Submission, missing: int) -> str:
+    def lost_note(self, submission: Submission, missing: int, died: list = ()) -> str:
         logs = logs_dir(submission.run_dir.parent.parent.name)
         lines = [
             f"{self.name} job {submission.job_id} has left the queue, but {missing} of its "
@@ -248,6 +281,7 @@ class ClusterBackend(Backend):
             f"  logs: {logs}/{submission.job_id}.*.err",
         ]
         lines += [f"  {line}" for line in self.task_failures(submission.job_id)[:10]]
+        lines += [f"  {line}" for line in died[:10]]
         lines.append("  they stay pending; rerun the same command to submit only them")
         return "\n".join(lines)
 
@@ -266,18 +300,26 @@ class ClusterBackend(Backend):
         )
 
 
-# -- locations, the manifest --------------------------------------------------------------
+# -- what --status shows -------------------------------------------------------------------
 
 
-def logs_dir(experiment: str) -> Path:
-    """Where array tasks write ``JOBID.TASK.out`` and ``.err``: logs/NAME under the root."""
-    return paths.root().resolve() / "logs" / experiment
+def died_in_tasks(records: Path, status: dict | None = None, ended: bool = False) -> dict:
+    """{point id: [Death]} of the points without a record (``status``: {id: status} of the
+    records, read if not given) that were running when an array task of theirs died; with
+    ``ended``, only tasks of arrays known to have left the queue."""
+    if status is None:
+        status = dict.fromkeys(record_inodes(records))
+    deaths = task_deaths(records / RUNS, logs_dir(records.name), set(status))
+    if ended:
+        deaths = {i: [d for d in found if d.ended] for i, found in deaths.items()}
+    return {i: found for i, found in deaths.items() if found}
 
 
 def unfinished_runs(records: Path, status: dict) -> list:
     """A line per submitted run not followed to its end (--no-wait, Ctrl-C) that still has
-    points without a record; ``status`` is {point id: status} of the records."""
-    lines = []
+    points without a record, and per point without a record that was running when its task
+    died; ``status`` is {point id: status} of the records."""
+    lines = status_lines(died_in_tasks(records, status))
     for stamp in sorted((records / RUNS).glob("*/submitted.json")):
         run_dir = stamp.parent
         if (run_dir / "ended.json").exists():
@@ -296,88 +338,6 @@ def unfinished_runs(records: Path, status: dict) -> list:
                 f"have no record yet; run folder {run_dir}"
             )
     return lines
-
-
-def write_manifest(path: Path, job: Job, points: list, tasks: int, backend: str) -> None:
-    """Write the run's manifest once, atomically: everything an array task needs."""
-    # The task runs with the submitter's locations, whatever the node's environment says.
-    env = {"MEMO_ROOT": str(paths.root().resolve())}
-    if "MEMO_DATASETS" in os.environ:
-        env["MEMO_DATASETS"] = os.environ["MEMO_DATASETS"]
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "backend": backend,
-        "created": now_iso(),
-        "tasks": tasks,
-        "env": env,
-        "job": dataclasses.asdict(job),
-        "points": [dataclasses.asdict(p) for p in points],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(manifest, indent=1).encode())
-
-
-def read_manifest(path) -> dict:
-    """The manifest with ``job`` as a Job and ``points`` as Points; ValueError if unusable."""
-    manifest = json.loads(Path(path).read_text())
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(
-            f"manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}"
-        )
-    manifest["job"] = Job(**manifest["job"])
-    manifest["points"] = [Point(**p) for p in manifest["points"]]
-    return manifest
-
-
-def share(points: list, task: int, tasks: int) -> list:
-    """The points array task ``task`` (1-based) of ``tasks`` runs: every tasks-th from task-1.
-
-    >>> [share(list("abcdefg"), i, 3) for i in (1, 2, 3)]
-    [['a', 'd', 'g'], ['b', 'e'], ['c', 'f']]
-    """
-    return points[task - 1 :: tasks]
-
-
-def new_run_id() -> str:
-    """A sortable, unique run folder name: UTC time and a random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# -- the job script -------------------------------------------------------------------------
-
-
-def render(template: str, **values: str) -> str:
-    """The template file from the project root with each ``{{key}}`` replaced.
-
-    Values go into ``#$``/``#SBATCH`` lines as they are, so paths there must not hold
-    spaces; the shell lines get quoted values.
-    """
-    text = (paths.PROJECT / template).read_text()
-    for key, value in values.items():
-        if key in ("logs", "name") and re.search(r"\s", value):
-            raise BackendError(
-                f"{key} {value!r} has a space, which job script options cannot hold; "
-                f"set MEMO_ROOT to a path without spaces"
-            )
-        text = text.replace("{{" + key + "}}", value)
-    left = re.findall(r"\{\{\w+\}\}", text)
-    if left:
-        raise BackendError(f"{template}: no value for {', '.join(sorted(set(left)))}")
-    return text
-
-
-def job_name(experiment: str) -> str:
-    """A job name schedulers accept: letters, digits, ``_.-``; not starting with a digit.
-
-    >>> job_name("mnist"), job_name("2layers/v1")
-    ('mnist', 'm2layers_v1')
-    """
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
-    return name if name[:1].isalpha() else "m" + name
 
 
 # -- the records ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ whole flow). Each task's threads come from its slots: ``-- -pe smp 4`` gives NSL
 import re
 
 from memo.backends.cluster import ClusterBackend, scheduler
+from memo.backends.scheduler_options import qsub_option
 
 
 class SGEBackend(ClusterBackend):
@@ -23,9 +24,15 @@ class SGEBackend(ClusterBackend):
         "-b": "memo submits a job script; -b y would skip its #$ options",
     }
 
+    # What qsub takes glued to each forbidden option: -t1-3, -by, -syncy.
+    attached = {"-t": r"\d", "-sync": r"", "-b": r"(?i)(y|n|yes|no|true|false)$"}
+
     def __init__(self, tasks: int, args: list):
         super().__init__(tasks, args)
         self.warned = set()
+
+    def sets_option(self, word: str) -> str | None:
+        return qsub_option(word, self.attached)
 
     def parse_job_id(self, stdout: str) -> str | None:
         """``-terse`` prints ``123`` or, for an array, ``123.1-4:1``.

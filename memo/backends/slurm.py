@@ -7,6 +7,7 @@ whole flow). Each task's threads come from ``-- --cpus-per-task 4`` (SLURM_CPUS_
 import re
 
 from memo.backends.cluster import ClusterBackend, scheduler
+from memo.backends.scheduler_options import getopt_option
 
 
 class SlurmBackend(ClusterBackend):
@@ -24,6 +25,9 @@ class SlurmBackend(ClusterBackend):
         "--wait": "run.py waits by itself (and --no-wait returns at once)",
         "-W": "run.py waits by itself (and --no-wait returns at once)",
     }
+
+    def sets_option(self, word: str) -> str | None:
+        return getopt_option(word, self.forbidden)
 
     def parse_job_id(self, stdout: str) -> str | None:
         """``--parsable`` prints ``123`` or ``123;cluster``.

@@ -1,17 +1,17 @@
 """Datasets by name: ``load_dataset("moons")`` -> Dataset(name, X, y, X_test, y_test).
 
-Modules: ``cache`` (Dataset, DatasetError, atomic on-disk folders), ``registry``
+Modules: ``cache`` (Dataset, DatasetError, checksummed atomic on-disk folders), ``registry``
 (every name and how it is built), ``formats`` (official downloads: URLs, checksums,
 parsers), ``transforms`` (preprocessing and corruptions).
 """
 
-from memo.datasets.cache import Dataset, DatasetError
+from memo.datasets import cache, registry
+from memo.datasets.cache import Dataset, DatasetDamaged, DatasetError
 from memo.datasets.registry import (
     check_available,
     dataset_names,
     describe,
     entry,
-    load_dataset,
     needs_download,
     prepare,
 )
@@ -27,6 +27,7 @@ __all__ = [
     "CORRUPTIONS",
     "PREPROCESS",
     "Dataset",
+    "DatasetDamaged",
     "DatasetError",
     "check_available",
     "corrupt",
@@ -39,3 +40,18 @@ __all__ = [
     "preprocess",
     "preprocess_steps",
 ]
+
+
+def load_dataset(name: str) -> Dataset:
+    """The named dataset (built on first use, then kept per process; arrays are read-only
+    memory maps), its files checked to be unchanged since verified: DatasetDamaged if not.
+
+    What trials call before each point, so a file damaged during a run stops the run
+    instead of giving results computed on zeros.
+    """
+    dataset = registry.load_dataset(name)
+    cache.recheck(dataset)
+    return dataset
+
+
+load_dataset.cache_clear = registry.load_dataset.cache_clear  # as tests and data.py use it
