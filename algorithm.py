@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memo import fast
+from memo import bitset, fast
 
 ACTIVATIONS = ("thres", "relu")
 METHODS = ("fast", "reference")
@@ -222,6 +222,8 @@ def fit(
     if method == "reference":
         H = net.hidden(X)
         cover = lambda in_class, rng: _cover(H, in_class, rng, max_tried)  # noqa: E731
+    elif activation == "thres" and fast.torch_device(device) is None:
+        cover = bitset.covering(net.preactivation_blocks(X), y, n_iter, max_tried)
     else:
         where = fast.torch_device(device)
         # The threshold needs only the sign of W x + b: skip making σ's float 0/1s.
