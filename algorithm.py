@@ -22,9 +22,10 @@ training score is 1 exactly when every point of every covered class is covered.
 
 Two forms build the same network for the same seed. ``method="reference"`` is the
 readable one: it loops over candidates one by one and keeps the (N, n) float32
-first-layer activations of the training set in memory. ``method="fast"`` (memo/fast.py)
-evaluates blocks of candidates with one matrix product each, keeps threshold activations
-as bits, and runs on a GPU through torch when asked. Both draw the candidates of a class
+first-layer activations of the training set in memory. ``method="fast"`` keeps threshold
+activations as bits and counts ``<u, h(x)>`` with compiled popcounts (memo/bitset.py); for
+ReLU, or on a GPU through torch when asked, it evaluates blocks of candidates with one
+matrix product each (memo/fast.py). Both draw the candidates of a class
 in one random permutation, skipping points already covered: given what happened so
 far, the next uncovered point of a uniform permutation is uniform among the untried
 uncovered points, so this is the paper's "draw uniformly at random" [Line 4].
