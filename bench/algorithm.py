@@ -120,16 +120,10 @@ CASES = MOONS + [
     Case("mnist5k, n=500", mnist5k, 500, (1.0,), 10, 10.0),
     Case("mnist5k relu, n=500", mnist5k, 500, (1.0,), 3, 0.0, activation="relu"),
     Case(
-        "MNIST-sized K~2k, n=500", lambda: mnist5k_repeated(0.01), 500, (1.0,), 1, 20.0, prefix=60
+        "MNIST-sized K~2k, n=500", lambda: mnist5k_repeated(0.001), 500, (1.0,), 1, 20.0, prefix=60
     ),
     Case(
-        "MNIST-sized K~10k, n=500",
-        lambda: mnist5k_repeated(0.0105),
-        500,
-        (1.0,),
-        1,
-        20.0,
-        prefix=60,
+        "MNIST-sized K~10k, n=500", lambda: mnist5k_repeated(0.01), 500, (1.0,), 1, 20.0, prefix=60
     ),
 ]
 

@@ -66,7 +66,7 @@ def test_fast_network_is_the_reference_network(n_classes, activation, n_iter, ma
         ("cpu", "bitset", {"FIRST_BLOCK": 1, "MAX_BLOCK": 1}),  # one candidate at a time
         ("cpu", "bitset", {"FIRST_BLOCK": 64}),
         ("cpu", "bitset", {"BLOCK_BYTES": 1}),  # wide masks: blocks of one
-        ("torch-cpu", "fast", {"FIRST_BLOCK": 1, "MAX_BLOCK": 1}),
+        ("torch-cpu", "fast", {"FIRST_BLOCK": 1, "MAX_BLOCK": 8}),  # small blocks
         ("torch-cpu", "fast", {"FIRST_BLOCK": 64}),
     ],
 )
