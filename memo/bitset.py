@@ -2,11 +2,10 @@
 
 A threshold unit's activation is 0 or 1, so a training point's first-layer output h(x) is a
 bit string and ``<u, h(x)>`` is ``popcount(h(x) & u)``, an integer: exact in any order, the
-same value the reference's float32 sum gives. A candidate's threshold m is the minimum of
-that count over the other classes, and most points are far above it, so the count of a
-point stops as soon as it reaches the smallest count seen so far (m only needs the
-minimum). The coverage update stops the same way at m. With m in the tens and n in the
-hundreds, most points cost one or two 64-bit words instead of n/64.
+same value the reference's float32 sum gives. Rows are stored as 64-bit words (N n / 8
+bytes) and counted whole, a fixed loop that LLVM vectorizes (with AVX-512's vector
+popcount where the CPU has it); stopping a row's count once it passes the best so far
+made the loop branchy and was 2-8 times slower here, even with m far below the counts.
 
 Candidates are drawn as in algorithm._cover (one random permutation, covered points
 skipped) and evaluated a block at a time: each row of the other classes is read once per
@@ -16,8 +15,8 @@ block being skipped. The block doubles while few are skipped and halves when man
 
 The whole per-class loop is compiled (no Python per candidate), which is what small fits
 (two moons, a few ms) need. Compiled code is cached in memo/__pycache__ (numba's
-``cache=True``): the first fit after an install compiles for a few seconds, later processes
-load it in well under a second.
+``cache=True``; elsewhere if that is read-only): the first fit after an install compiles
+for about 3 CPU seconds, every later process loads the cache in about 0.5 (``load``).
 """
 
 import numpy as np
@@ -59,7 +58,7 @@ def pack(blocks, n: int, at) -> np.ndarray:
     A unit is active iff its pre-activation is > 0 (σ(0) = 0). Padding bits are 0.
     """
     bits = np.zeros((len(at), (n + 63) // 64), dtype=np.uint64)
-    kernels = _kernels()
+    kernels = load()
     for rows, Z in blocks:
         kernels.pack_signs(Z, at[rows], bits)
     return bits
@@ -81,7 +80,7 @@ def cover(bits, lo: int, hi: int, candidates, max_tried=None):
     """
     limit = len(candidates) if max_tried is None else min(max_tried, len(candidates))
     max_block = max(1, min(MAX_BLOCK, BLOCK_BYTES // (8 * bits.shape[1])))
-    accepted, m, counts = _kernels().cover_class(
+    accepted, m, counts = load().cover_class(
         bits,
         lo,
         hi,
@@ -97,11 +96,16 @@ def cover(bits, lo: int, hi: int, candidates, max_tried=None):
 _compiled = None
 
 
-def _kernels():
-    """The compiled kernels (numba is imported and the cache loaded on the first call)."""
+def load():
+    """The compiled kernels. The first call imports numba and loads (or compiles) them:
+    about half a CPU second, once per process; call it before timing a fit."""
     global _compiled
     if _compiled is None:
-        from memo import _bitset_kernels
+        from memo import _bitset_kernels as kernels
 
-        _compiled = _bitset_kernels
+        # numba loads a kernel on its first call: call each once, with the fit's types.
+        bits = np.zeros((2, 1), dtype=np.uint64)
+        kernels.pack_signs(np.ones((1, 1), dtype=np.float32), np.zeros(1, dtype=np.int64), bits)
+        kernels.cover_class(bits, 0, 1, np.zeros(1, dtype=np.int64), 1, 1, 1)
+        _compiled = kernels
     return _compiled
