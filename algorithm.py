@@ -184,8 +184,9 @@ def fit(
     first layer. max_bias: λ, the first-layer biases are uniform in [-λ, λ].
     activation: "thres" or "relu". seed: an int or anything numpy's SeedSequence takes.
     method: "fast" or "reference"; both give the same network for the same seed.
-    device (fast only): "auto" (a CUDA GPU through torch if there is one, else numpy),
-    "cpu" (numpy), "cuda" or "torch-cpu" (torch on the CPU); the same network on each.
+    device (fast only): "auto" (a CUDA GPU through torch if there is one, else "cpu"),
+    "cpu" (numba kernels for the threshold, numpy for ReLU), "cuda" or "torch-cpu" (torch
+    on the CPU); the same network on each.
     max_tried: stop each class after this many candidates (to time a prefix of a long
     fit; the network then need not memorize); None runs to the end.
 
