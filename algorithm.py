@@ -22,9 +22,10 @@ training score is 1 exactly when every point of every covered class is covered.
 
 Two forms build the same network for the same seed. ``method="reference"`` is the
 readable one: it loops over candidates one by one and keeps the (N, n) float32
-first-layer activations of the training set in memory. ``method="fast"`` (memo/fast.py)
-evaluates blocks of candidates with one matrix product each, keeps threshold activations
-as bits, and runs on a GPU through torch when asked. Both draw the candidates of a class
+first-layer activations of the training set in memory. ``method="fast"`` keeps threshold
+activations as bits and counts ``<u, h(x)>`` with compiled popcounts (memo/bitset.py); for
+ReLU, or on a GPU through torch when asked, it evaluates blocks of candidates with one
+matrix product each (memo/fast.py). Both draw the candidates of a class
 in one random permutation, skipping points already covered: given what happened so
 far, the next uncovered point of a uniform permutation is uniform among the untried
 uncovered points, so this is the paper's "draw uniformly at random" [Line 4].
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memo import fast
+from memo import bitset, fast
 
 ACTIVATIONS = ("thres", "relu")
 METHODS = ("fast", "reference")
@@ -183,8 +184,9 @@ def fit(
     first layer. max_bias: λ, the first-layer biases are uniform in [-λ, λ].
     activation: "thres" or "relu". seed: an int or anything numpy's SeedSequence takes.
     method: "fast" or "reference"; both give the same network for the same seed.
-    device (fast only): "auto" (a CUDA GPU through torch if there is one, else numpy),
-    "cpu" (numpy), "cuda" or "torch-cpu" (torch on the CPU); the same network on each.
+    device (fast only): "auto" (a CUDA GPU through torch if there is one, else "cpu"),
+    "cpu" (numba kernels for the threshold, numpy for ReLU), "cuda" or "torch-cpu" (torch
+    on the CPU); the same network on each.
     max_tried: stop each class after this many candidates (to time a prefix of a long
     fit; the network then need not memorize); None runs to the end.
 
@@ -222,6 +224,8 @@ def fit(
     if method == "reference":
         H = net.hidden(X)
         cover = lambda in_class, rng: _cover(H, in_class, rng, max_tried)  # noqa: E731
+    elif activation == "thres" and fast.torch_device(device) is None:
+        cover = bitset.covering(net.preactivation_blocks(X), y, n_iter, max_tried)
     else:
         where = fast.torch_device(device)
         # The threshold needs only the sign of W x + b: skip making σ's float 0/1s.

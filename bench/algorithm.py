@@ -1,67 +1,97 @@
-"""Reference vs fast form of algorithm.fit, side by side in one run.
+"""memo's own algorithm.py against the fast form of algorithm.fit, side by side in one run.
 
-    python bench/algorithm.py [--quick] [--seeds 20] [--only NAME ...]
+    python bench/algorithm.py [--memo PATH] [--quick] [--only NAME ...]
+    python bench/algorithm.py --cifar [--threads 2]
 
-Timing: one fit (seed 0) per case and form, in this process, CPU seconds (process time)
-and wall seconds, with BLAS held to one thread (set below, before numpy loads): the cost
-of one point in a grid run with one point per core. Where the reference would take too
-long here, both forms run the same prefix of the covering (the first ``max_tried``
-candidates of each class; both forms draw the same candidates), the ratio is taken on
-that prefix, and the fast form's full fit is timed too.
+Baseline: memo's ``algorithm.py`` (patrickfinke/memo, the code the paper's results were
+made with) from ``--memo PATH``, any memo checkout; by default ../shared/anchors/memo beside
+the project (or beside a folder above it). Both fit the same float32 arrays with the same params (n_iter, max_bias,
+activation), seeds 0, 1, ... each; their random streams differ, so the networks differ but
+come from one distribution: K (second_dim_out, neurons over all class networks) and the
+interpolation rate (training score 1) are reported for both.
 
-Outcomes: mean K and interpolation rate over ``--seeds`` seeds for both forms, with
-standard errors, and how many seeds gave bit-identical networks (they should all). Where
-the reference is too slow for many seeds, on a documented smaller version of the case.
+Timing: CPU seconds (time.process_time) of the fit alone, BLAS held to one thread, in
+this process, memo and fast taking turns per seed: the cost of one point when a grid runs
+one point per core. The fast form's compiled kernels are loaded before timing; what they
+cost once per process (compiling after an install, loading the cache later) is measured
+in fresh processes and printed first.
+
+Correctness oracle: this project's ``method="reference"`` (readable, slow). For every case
+the fast and reference forms must build bit-identical networks (same masks, thresholds,
+centres, counts); on the MNIST-sized cases they are compared on the first 60 candidates
+of each class (``max_tried``: both forms draw the same candidates).
+
+``--cifar``: the fast form's whole fit on CIFAR-10's size (60,000 x 3,072 Gaussian points
+of radius 1 with random labels 0..9, n = 10,000, λ = 1), CPU and wall time and peak
+resident memory, with ``--threads`` BLAS threads; no memo run (its published fit of this
+size took about 6.4 hours).
 """
 
 import os
+import sys
 
+THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+    os.environ.setdefault(_var, THREADS)
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
+import importlib.util  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
 import algorithm  # noqa: E402
+from memo import bitset  # noqa: E402
 from memo.datasets import load_dataset, preprocess  # noqa: E402
 
-
-@dataclass
-class Case:
-    name: str
-    load: object  # () -> (X, y) for timing
-    n: int
-    max_bias: float
-    activation: str = "thres"
-    prefix: int | None = None  # max_tried per class for the side-by-side timing
-    small: object = None  # () -> (X, y, note) for the outcome check, if not the case itself
-    check: bool = True  # run the outcome check
+# ../shared/anchors/memo beside the project (or beside a folder above it, for worktrees).
+DEFAULT_MEMO = next(
+    (p / "shared/anchors/memo" for p in PROJECT.parents if (p / "shared/anchors/memo").is_dir()),
+    None,
+)
 
 
-def mnist5k(limit=None):
+def load_memo(path: Path):
+    """memo's algorithm.py as a module named memo_algorithm (ours is also 'algorithm')."""
+    if path is None:
+        sys.exit("no memo checkout at ../shared/anchors/memo: give one with --memo PATH")
+    source = path / "algorithm.py"
+    if not source.is_file():
+        sys.exit(f"--memo {path}: no algorithm.py there (give a checkout of patrickfinke/memo)")
+    sys.path.insert(0, str(path))  # for its `import utils`
+    spec = importlib.util.spec_from_file_location("memo_algorithm", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.path.remove(str(path))
+    return module
+
+
+def mnist5k():
     ds = load_dataset("mnist5k")
     X, _ = preprocess(ds.X.reshape(len(ds.X), -1), None, "maxnorm")  # radius 1, as memo
-    return X[:limit], np.asarray(ds.y)[:limit]
+    return np.asarray(X, dtype=np.float32), np.asarray(ds.y)
 
 
-def moons(size):
-    ds = load_dataset(f"moons_size_{size}")
-    return np.asarray(ds.X), np.asarray(ds.y)
+def moons():
+    ds = load_dataset("moons")  # memo's: 1000 points, radius 1
+    return np.asarray(ds.X, dtype=np.float32), np.asarray(ds.y)
 
 
-def mnist5k_repeated(times=14, seed=0):
-    """mnist5k's 4000 training images 14 times over, each copy jittered by Gaussian noise
-    of 1% of the radius (56,000 points: MNIST's size, not its content)."""
+def mnist5k_repeated(jitter, times=14, seed=0):
+    """mnist5k's 4000 images 14 times over, each copy with Gaussian noise of ``jitter`` times
+    the radius per pixel: 56,000 points, MNIST's size (not its content). The jitter sets K."""
     X, y = mnist5k()
     rng = np.random.default_rng(seed)
-    X = np.concatenate([X + 0.01 * rng.standard_normal(X.shape, dtype=np.float32)] * times)
-    return X, np.concatenate([y] * times)
+    copies = [X + jitter * rng.standard_normal(X.shape, dtype=np.float32) for _ in range(times)]
+    return np.concatenate(copies), np.concatenate([y] * times)
 
 
 def cifar_sized(N=60_000, d=3072, seed=0):
@@ -72,145 +102,183 @@ def cifar_sized(N=60_000, d=3072, seed=0):
     return X, rng.integers(0, 10, N)
 
 
-CASES = [
+@dataclass
+class Case:
+    name: str
+    load: object  # () -> (X, y)
+    n: int
+    biases: tuple  # λ values; each seed runs each
+    seeds: int  # seeds per λ (--quick: fewer)
+    goal: float  # the issue's goal for the ratio
+    activation: str = "thres"
+    prefix: int | None = None  # oracle on the first `prefix` candidates per class only
+
+
+MOONS = [
+    Case(f"moons, n={n}", moons, n, (0.25, 1.0, 2.5), 10, 5.0) for n in (10, 50, 100, 250, 500)
+]
+CASES = MOONS + [
+    Case("mnist5k, n=500", mnist5k, 500, (1.0,), 10, 10.0),
+    Case("mnist5k relu, n=500", mnist5k, 500, (1.0,), 3, 0.0, activation="relu"),
     Case(
-        "moons 1M, n=1000",
-        lambda: moons("1000k"),
-        1000,
-        1.0,
-        small=lambda: (*moons("100k"), "moons 100k (first 100k of the 1M), n=1000"),
+        "MNIST-sized K~2k, n=500", lambda: mnist5k_repeated(0.001), 500, (1.0,), 1, 20.0, prefix=60
     ),
-    Case("mnist5k, n=500", mnist5k, 500, 1.0),
     Case(
-        "mnist5k, n=5000",
-        mnist5k,
-        5000,
-        1.0,
-        small=lambda: (*mnist5k(1000), "first 1000 mnist5k images, n=5000"),
+        "MNIST-sized K~10k, n=500", lambda: mnist5k_repeated(0.01), 500, (1.0,), 1, 20.0, prefix=60
     ),
-    Case("mnist5k relu, n=500", mnist5k, 500, 1.0, activation="relu"),
-    Case("mnist5k first 1000, n=80, λ=0", lambda: mnist5k(1000), 80, 0.0),  # interpolates half
-    Case(
-        "random 60000x3072, n=1000",
-        cifar_sized,
-        1000,
-        1.0,
-        prefix=60,
-        small=lambda: (*cifar_sized(2000), "random 2000x3072, n=1000"),
-    ),
-    Case("mnist5k x14 jittered (56k), n=500", mnist5k_repeated, 500, 1.0, prefix=60, check=False),
 ]
 
 
-def timed_fit(X, y, case, method, seed=0, max_tried=None):
-    wall, cpu = time.perf_counter(), time.process_time()
-    net = algorithm.fit(
-        X, y, case.n, case.max_bias, case.activation, seed, method=method, max_tried=max_tried
-    )
-    return net, time.process_time() - cpu, time.perf_counter() - wall
+def cpu_time(fn):
+    start = time.process_time()
+    out = fn()
+    return time.process_time() - start, out
+
+
+def run_memo(memo, X, y, case, lam, seed):
+    params = {"n_iter": case.n, "max_bias": lam, "activation": case.activation}
+    model = memo.get_model(params, seed)
+    t, _ = cpu_time(lambda: model.fit(X, y))
+    K = memo.get_model_metrics(model)["second_dim_out"]
+    return t, K, model.score(X, y) == 1.0
+
+
+def run_fast(X, y, case, lam, seed):
+    t, net = cpu_time(lambda: algorithm.fit(X, y, case.n, lam, case.activation, seed))
+    return t, sum(net.K), net.training_score(y) == 1.0
 
 
 def same(a, b):
     arrays = [*zip(a.U, b.U), *zip(a.m, b.m), *zip(a.centers, b.centers)]
-    return all(np.array_equal(p, q) for p, q in arrays) and a.tried == b.tried
+    return all(np.array_equal(p, q) for p, q in arrays) and (a.tried, a.rejected) == (
+        b.tried,
+        b.rejected,
+    )
 
 
-def outcomes(X, y, case, seeds):
-    """Per form: K and interpolated per seed; and the number of identical networks."""
-    stats = {"reference": ([], []), "fast": ([], [])}
-    identical = 0
-    for seed in range(seeds):
-        nets = {}
-        for method, (K, interp) in stats.items():
-            nets[method] = algorithm.fit(
-                X, y, case.n, case.max_bias, case.activation, seed, method=method
-            )
-            K.append(sum(nets[method].K))
-            interp.append(nets[method].training_score(y) == 1.0)
-        identical += same(nets["reference"], nets["fast"])
-    return stats, identical
+def oracle(X, y, case, seeds):
+    """How many of ``seeds`` seeds give bit-identical fast and reference networks."""
+    kw = dict(activation=case.activation, max_tried=case.prefix)
+    lam = case.biases[0]
+    return sum(
+        same(
+            algorithm.fit(X, y, case.n, lam, seed=s, method="reference", **kw),
+            algorithm.fit(X, y, case.n, lam, seed=s, **kw),
+        )
+        for s in range(seeds)
+    )
+
+
+def once_per_process():
+    """CPU seconds of the first tiny fit in a fresh process: compiling, then from the cache."""
+    code = (
+        "import time, numpy as np, algorithm; c = time.process_time(); "
+        "algorithm.fit(np.eye(4), np.arange(4) % 2, 8, 1.0); print(time.process_time() - c)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(PROJECT))
+
+    def first_fit(**extra):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True
+        )
+        return float(out.stdout.strip() or "nan")
+
+    with tempfile.TemporaryDirectory() as empty:
+        compiling = first_fit(NUMBA_CACHE_DIR=empty)
+    first_fit()  # make sure the cache is written
+    return compiling, first_fit()
 
 
 def mean_se(values):
     v = np.asarray(values, dtype=float)
-    return v.mean(), v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+    return v.mean(), (v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20, help="seeds for the outcome check")
-    parser.add_argument("--quick", action="store_true", help="3 seeds, smaller prefixes")
-    parser.add_argument("--only", nargs="+", help="cases whose name starts with one of these")
-    args = parser.parse_args(argv)
-    seeds = 3 if args.quick else args.seeds
+def fmt(values, digits=2):
+    mean, se = mean_se(values)
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def compare(memo, args):
+    compiling, loading = once_per_process()
+    print(
+        f"# once per process: compile {compiling:.2f} CPU s (first fit after an install), "
+        f"load from cache {loading:.2f} CPU s (first fit of every later process)\n",
+        flush=True,
+    )
+    bitset.load()  # the kernels, before timing
     cases = [c for c in CASES if not args.only or any(c.name.startswith(o) for o in args.only)]
-
-    timing_rows, outcome_rows = [], []
+    rows = []
     for case in cases:
         X, y = case.load()
-        print(f"# {case.name}: N={len(X)}, d={X.shape[1]}", flush=True)
-        prefix = case.prefix and (6 if args.quick else case.prefix)
-        ref, ref_cpu, ref_wall = timed_fit(X, y, case, "reference", max_tried=prefix)
-        fast, fast_cpu, fast_wall = timed_fit(X, y, case, "fast", max_tried=prefix)
-        assert same(ref, fast), f"{case.name}: the forms built different networks"
-        row = {
-            "case": case.name,
-            "what": f"first {prefix} candidates per class" if prefix else "whole fit",
-            "tried": sum(ref.tried),
-            "K": sum(ref.K),
-            "ref": (ref_cpu, ref_wall),
-            "fast": (fast_cpu, fast_wall),
-        }
-        if prefix:
-            # The reference's cost a candidate, without the first layer: the difference
-            # between two prefixes. Then the whole fit of the fast form.
-            short, short_cpu, _ = timed_fit(X, y, case, "reference", max_tried=prefix // 6)
-            per = (ref_cpu - short_cpu) / (sum(ref.tried) - sum(short.tried))
-            full, full_cpu, full_wall = timed_fit(X, y, case, "fast")
-            estimate = ref_cpu + per * (sum(full.tried) - sum(ref.tried))
-            row["full"] = (full_cpu, full_wall, sum(full.tried), sum(full.K), per, estimate)
-        timing_rows.append(row)
-        print(row, flush=True)
-
-        if case.check:
-            Xs, ys, note = case.small() if case.small else (X, y, "the case itself")
-            stats, identical = outcomes(Xs, ys, case, seeds)
-            outcome_rows.append((case.name, note, stats, identical))
-            print(note, {m: (mean_se(K), mean_se(i)) for m, (K, i) in stats.items()}, flush=True)
-
-    print("\n| case | timed | tried | reference CPU s (wall) | fast CPU s (wall) | ratio (CPU) |")
-    print("|---|---|---|---|---|---|")
-    for r in timing_rows:
-        ratio = r["ref"][0] / r["fast"][0]
+        seeds = min(case.seeds, 2) if args.quick else case.seeds
+        res = {"memo": ([], [], []), "fast": ([], [], [])}
+        for seed in range(seeds):
+            for lam in case.biases:
+                # Turns alternate, so that a load spike does not hit one side only.
+                runs = [("memo", lambda: run_memo(memo, X, y, case, lam, seed))]
+                runs.append(("fast", lambda: run_fast(X, y, case, lam, seed)))
+                for side, fn in runs[:: 1 if seed % 2 else -1]:
+                    for store, value in zip(res[side], fn()):
+                        store.append(value)
+        identical = oracle(X, y, case, 1 if case.prefix or args.quick else 3)
+        oracle_seeds = 1 if case.prefix or args.quick else 3
+        rows.append((case, len(X), X.shape[1], res, identical, oracle_seeds))
+        (tm, Km, im), (tf, Kf, i_f) = res["memo"], res["fast"]
         print(
-            f"| {r['case']} | {r['what']} | {r['tried']} | {r['ref'][0]:.2f} ({r['ref'][1]:.2f})"
-            f" | {r['fast'][0]:.2f} ({r['fast'][1]:.2f}) | {ratio:.1f}x |"
+            f"{case.name}: memo {np.mean(tm):.4f} s, fast {np.mean(tf):.4f} s, "
+            f"{np.mean(tm) / np.mean(tf):.1f}x; K {np.mean(Km):.0f} / {np.mean(Kf):.0f}; "
+            f"identical to the reference {identical}/{oracle_seeds}",
+            flush=True,
         )
-    print("\nWhole fits where the reference ran on a prefix only (its time extrapolated):\n")
+
     print(
-        "| case | tried | K | reference CPU s a candidate | reference CPU s (extrapolated) "
-        "| fast CPU s (wall), measured | ratio |"
+        "\n| case | N x d | λ | fits | memo CPU s a fit | fast CPU s a fit | ratio | goal "
+        "| K memo | K fast | interp. memo | interp. fast | fast = reference |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for r in timing_rows:
-        if "full" in r:
-            cpu, wall, tried, K, per, estimate = r["full"]
-            print(
-                f"| {r['case']} | {tried} | {K} | {per:.4f} | {estimate:.0f} | {cpu:.1f} "
-                f"({wall:.1f}) | {estimate / cpu:.0f}x (extrapolated) |"
-            )
-    print(
-        "\n| case | outcome check on | seeds | mean K ref | mean K fast | interp. ref | "
-        "interp. fast | identical networks |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, note, stats, identical in outcome_rows:
-        (kr, kr_se), (ir, ir_se) = (mean_se(v) for v in stats["reference"])
-        (kf, kf_se), (i_f, if_se) = (mean_se(v) for v in stats["fast"])
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for case, N, d, res, identical, oracle_seeds in rows:
+        (tm, Km, im), (tf, Kf, i_f) = res["memo"], res["fast"]
+        ratio = np.mean(tm) / np.mean(tf)
+        goal = f"≥ {case.goal:.0f}x" if case.goal else "-"
+        check = f"{identical}/{oracle_seeds}" + (
+            f" (first {case.prefix}/class)" if case.prefix else ""
+        )
         print(
-            f"| {name} | {note} | {seeds} | {kr:.1f} ± {kr_se:.1f} | {kf:.1f} ± {kf_se:.1f} | "
-            f"{ir:.2f} ± {ir_se:.2f} | {i_f:.2f} ± {if_se:.2f} | {identical}/{seeds} |"
+            f"| {case.name} | {N} x {d} | {', '.join(map(str, case.biases))} | {len(tm)} "
+            f"| {fmt(tm, 4)} | {fmt(tf, 4)} | {ratio:.1f}x | {goal} | {fmt(Km, 1)} "
+            f"| {fmt(Kf, 1)} | {fmt(im)} | {fmt(i_f)} | {check} |"
         )
+
+
+def cifar():
+    X, y = cifar_sized()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    bitset.load()
+    wall, cpu = time.perf_counter(), time.process_time()
+    net = algorithm.fit(X, y, 10_000, 1.0, "thres", 0)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"| random 60000 x 3072, n=10000, λ=1 | {THREADS} | {cpu:.0f} | {wall:.0f} | "
+        f"{sum(net.K)} | {net.training_score(y)} | {peak:.2f} GiB ({base:.2f} GiB before the "
+        f"fit: the data) |"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memo", type=Path, default=DEFAULT_MEMO, help="a memo checkout")
+    parser.add_argument("--quick", action="store_true", help="2 seeds a case, 1 for the oracle")
+    parser.add_argument("--only", nargs="+", help="cases whose name starts with one of these")
+    parser.add_argument("--cifar", action="store_true", help="only the CIFAR-sized fast fit")
+    parser.add_argument("--threads", default="1", help="BLAS threads (read before numpy loads)")
+    args = parser.parse_args()
+    with threadpool_limits(int(THREADS)):
+        if args.cifar:
+            cifar()
+        else:
+            compare(load_memo(args.memo), args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The fast form of algorithm.py's covering: blocks of candidates, one matrix product each.
+"""The fast form's covering for ReLU and on torch devices: blocks of candidates, one product each.
+
+(Threshold fits on the CPU use memo/bitset.py: compiled popcounts on packed bits.)
 
 The reference form draws one candidate, sums its mask over all N rows, and repeats.
 Here the next B candidates of the same random order are evaluated together:
@@ -20,11 +22,9 @@ from the product where it is clear by more than E, and from the canonical sum
 the fast form then makes the very decisions the reference makes.
 
 Storage. Threshold activations are kept as bits, one row per distinct pattern (N * n / 8
-bytes at most), and their sums come from popcounts of ``h & u`` for small blocks or wide
-layers, else from float32 products (rows unpacked chunk by chunk, or kept as float32
-while that takes under FLOAT_CACHE bytes). ReLU activations are kept as float32 (they
-are reals). With a torch ``device`` the products run there (float32 for the threshold,
-exact on 0/1 values also with TF32; float64 for ReLU); torch is imported only then.
+bytes at most), unpacked chunk by chunk for the products. ReLU activations are kept as
+float32 (they are reals). With a torch ``device`` the products run there (float32 for the
+threshold, exact on 0/1 values also with TF32; float64 for ReLU); torch is imported only then.
 """
 
 import os
@@ -34,10 +34,6 @@ import numpy as np
 
 U32 = 2.0**-24  # unit roundoff of float32
 CHUNK = 2**19  # values in one (rows, n) chunk of unpacked activations: 2 MiB of float32
-FLOAT_CACHE = 2**28  # bytes: threshold activations are also kept as float32 up to this
-POPCOUNT_MAX = 8  # blocks of at most this many threshold masks use popcounts, not products
-POPCOUNT_WORDS = 32  # ... and so do all blocks when n is at least 64 times this
-POP_CHUNK = 2**16  # words in one popcount chunk
 FIRST_BLOCK = 4  # candidates in the first block of a class
 MAX_BLOCK = 512  # candidates in one block at most
 
@@ -45,7 +41,8 @@ MAX_BLOCK = 512  # candidates in one block at most
 def torch_device(device: str) -> str | None:
     """The torch device that ``device`` asks for, or None for numpy on the CPU.
 
-    "cpu": numpy. "auto": "cuda" if torch sees a GPU, else numpy; on Linux torch is only
+    "cpu": no torch (memo/bitset.py for the threshold, numpy for ReLU). "auto": "cuda" if
+    torch sees a GPU, else as "cpu"; on Linux torch is only
     imported to ask when an NVIDIA driver is loaded. "cuda", "cuda:1": torch on that GPU.
     "torch-cpu": torch on the CPU (to exercise the torch path without a GPU).
 
@@ -106,9 +103,7 @@ class Activations:
             self.bits = bits[first[order]]
             self.at = np.argsort(order)[of_row]
             self.E = 0.0
-            # Floats only serve products, which wide layers skip (popcounts instead).
-            keep_float = len(self.bits) * n * 4 <= FLOAT_CACHE and self.words < POPCOUNT_WORDS
-            self.F = _unpack(self.bits, n).astype(np.float32) if keep_float else None
+            self.F = None
         else:
             order = np.argsort(groups, kind="stable")
             self.at = np.argsort(order)
@@ -235,21 +230,6 @@ class _NumpyOps:
 
     def _products(self, idx, U):
         acts = self.acts
-        popcount = len(U) <= POPCOUNT_MAX or acts.words >= POPCOUNT_WORDS
-        if acts.exact and popcount and hasattr(np, "bitwise_count"):
-            # popcount(h & u) on the packed words: cheaper than a product for few masks
-            # (a product streams all the rows for little work) or wide layers.
-            words = _pack(U, acts.words)
-            step = max(1, POP_CHUNK // (len(U) * acts.words))
-            both = np.empty((step, len(U), acts.words), dtype=np.uint64)
-            counts = np.empty(both.shape, dtype=np.uint8)
-            for start in range(0, len(idx), step):
-                rows = acts.bits[_run(idx[start : start + step])]
-                c = len(rows)
-                np.bitwise_and(rows[:, None, :], words, out=both[:c])
-                np.bitwise_count(both[:c], out=counts[:c])
-                yield start, counts[:c].sum(axis=2, dtype=np.int32)
-            return
         Ut = U.T.astype(np.float32)
         for start in range(0, len(idx), self.step):
             yield start, acts.rows(idx[start : start + self.step]) @ Ut
@@ -330,16 +310,8 @@ class _TorchOps:
         return sure, *_pairs(unsure_r, unsure_c)
 
 
-def _pack(B, words: int) -> np.ndarray:
-    """(R, n) bool as (R, words) uint64 bit strings, zero padded (numpy's packbits order)."""
-    out = np.zeros((len(B), words * 8), dtype=np.uint8)
-    packed = np.packbits(B, axis=1)
-    out[:, : packed.shape[1]] = packed
-    return out.view(np.uint64)
-
-
 def _unpack(bits, n: int) -> np.ndarray:
-    """(R, n) uint8 0/1 from _pack's words."""
+    """(R, n) uint8 0/1 from packbits' words."""
     return np.unpackbits(bits.view(np.uint8), axis=1, count=n)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import algorithm
-from memo import fast
+from memo import bitset, fast
 from memo.spec import make_point, trial_fields
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,24 +60,28 @@ def test_fast_network_is_the_reference_network(n_classes, activation, n_iter, ma
     assert (net.score(X, y) == 1.0) == (n_iter == 150)
 
 
-def test_the_paths_inside_fast_give_one_network(monkeypatch):
-    """Popcounts, products on floats, products on unpacked bits, block sizes, twins."""
+@pytest.mark.parametrize(
+    "device, module, setting",
+    [
+        ("cpu", "bitset", {"FIRST_BLOCK": 1, "MAX_BLOCK": 1}),  # one candidate at a time
+        ("cpu", "bitset", {"FIRST_BLOCK": 64}),
+        ("cpu", "bitset", {"BLOCK_BYTES": 1}),  # wide masks: blocks of one
+        ("torch-cpu", "fast", {"FIRST_BLOCK": 1, "MAX_BLOCK": 8}),  # small blocks
+        ("torch-cpu", "fast", {"FIRST_BLOCK": 64}),
+    ],
+)
+def test_block_sizes_and_twins_give_one_network(monkeypatch, device, module, setting):
+    """The compiled covering (threshold on the CPU) and the products (torch), any blocks."""
     X, y = data(3, N=300, d=2)
     X = np.concatenate([X, X[:40]])  # twins: same pattern, some in another class
     y = np.concatenate([y, (y[:40] + np.arange(40) % 2) % 3])
-    ref = algorithm.fit(X, y, 40, 0.5, "thres", 3, method="reference")
-    settings = [
-        {"POPCOUNT_MAX": 0, "POPCOUNT_WORDS": 10**6},  # always products on floats
-        {"POPCOUNT_MAX": 0, "POPCOUNT_WORDS": 10**6, "FLOAT_CACHE": 0},  # ... on bits
-        {"POPCOUNT_MAX": 10**6},  # always popcounts
-        {"FIRST_BLOCK": 1, "MAX_BLOCK": 1},  # one candidate at a time
-        {"FIRST_BLOCK": 64},
-    ]
-    for setting in settings:
+    for n in (40, 130):  # one word of bits; three, the last one partly used
+        ref = algorithm.fit(X, y, n, 0.5, "thres", 3, method="reference")
+        assert sum(ref.rejected) > 0  # twins in other classes make candidates fail
         with monkeypatch.context() as patch:
             for name, value in setting.items():
-                patch.setattr(fast, name, value)
-            assert same(ref, algorithm.fit(X, y, 40, 0.5, "thres", 3)), setting
+                patch.setattr({"bitset": bitset, "fast": fast}[module], name, value)
+            assert same(ref, algorithm.fit(X, y, n, 0.5, "thres", 3, device=device))
 
 
 def test_patterns_are_grouped_exactly_even_when_hashes_collide(monkeypatch):
@@ -228,8 +232,7 @@ def test_radius_and_separation_match_brute_force(d, n_classes):
     assert memorize.separation(X, y) == pytest.approx(0, abs=1e-6)
 
 
-def test_threshold_activations_are_not_kept_as_float32(monkeypatch):
-    monkeypatch.setattr(fast, "FLOAT_CACHE", 0)
+def test_threshold_activations_are_not_kept_as_float32():
     N, n = 40_000, 512  # the (N, n) float32 activations would take 82 MB
     X, _ = data(2, N=N, d=3)
     y = (X[:, 0] > 0).astype(int)
