@@ -117,7 +117,8 @@ def run(args) -> int:
     busy, _ = claims.running(store.dir)  # points other processes run now
     if args.status:
         print(report.status(spec.name, points, rows))
-        print(running_line(points, done, busy))
+        if any(p.id not in done for p in points):
+            print(running_line(points, done, busy))
         for line in unfinished_runs(store.dir, done):
             print(line)
         return 0 if all(done.get(p.id) == "ok" for p in points) else 1
@@ -198,7 +199,7 @@ def run_points(name, backend: Backend, job: Job, todo: list, store: Store, point
     except RecordWriteError as e:  # disk full: what is recorded stays, the rest is pending
         progress.close()
         print(
-            f"error: {e}; the {progress.counts['ok'] + progress.counts['error']}"
+            f"error: {e}; the {progress.done - progress.counts['skipped']}"
             f" points recorded in this run are kept; make room and rerun",
             file=sys.stderr,
         )

@@ -4,8 +4,8 @@
   machine from starting. Where it cannot be taken (a read-only ``.cache``, a file system
   without locks, two hosts not sharing locks) run.py says so and goes on.
 - A claim ``results/NAME/_running/<id>.json`` (host, pid, start time) exists while a
-  process runs the point, in whatever backend. It is made by a hard link of a finished
-  temp file, so it appears whole and only one process can make it; a second runner skips
+  process runs the point, in whatever backend. It is created exclusively (``O_EXCL``, as
+  NFS supports too), so only one process can make it; a second runner skips
   a point whose claim is fresh. A claim is stale once its process is gone (same host:
   the pid is not running; another host: not refreshed for :data:`STALE_S`; the holder
   refreshes it every :data:`HEARTBEAT_S`); stale claims are taken over or removed.
@@ -78,45 +78,30 @@ def take(records: Path, point_id: str) -> Holder | None:
     """Claim the point for this process; None once claimed, or the fresh claim's Holder if
     another process runs it. OSError if the claim cannot be written."""
     path = claim_path(records, point_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = {"host": HOST, "pid": os.getpid(), "started": now_iso()}
-    tmp = temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(json.dumps(stamp).encode())
-        found = None
-        for _ in range(3):
-            try:
-                place(tmp, path)
-            except FileExistsError:
-                found = holder(path)
-                if found is None:  # released in between
-                    continue
-                if found[0].fresh():
-                    return found[0]
-                remove_stale(path, found[1])
+    stamp = json.dumps({"host": HOST, "pid": os.getpid(), "started": now_iso()}).encode()
+    found = None
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+        except FileNotFoundError:  # the first claim of this experiment
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        except FileExistsError:
+            found = holder(path)
+            if found is None:  # released in between
                 continue
-            _held[path] = os.lstat(path).st_ino
-            heartbeat()
-            return None
-        return found[0] if found else Holder("?", 0, "?", 0.0)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def place(tmp: Path, path: Path) -> None:
-    """Put the finished file ``tmp`` at ``path`` unless something is there (FileExistsError)."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError as e:  # a file system without hard links: create exclusively instead
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
-            raise
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(tmp.read_bytes())
+            if found[0].fresh():
+                return found[0]
+            remove_stale(path, found[1])
+            continue
+        try:  # one write: a reader meanwhile sees an empty claim, which counts as held
+            os.write(fd, stamp)
+            _held[path] = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        heartbeat()
+        return None
+    return found[0] if found else Holder("?", 0, "?", 0.0)
 
 
 def remove_stale(path: Path, inode: int) -> None:

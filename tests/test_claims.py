@@ -65,7 +65,7 @@ class contextlib_null:
 
 
 def test_sigkill_of_run_py_alone_then_an_immediate_rerun_runs_every_point_once(write_spec, root):
-    write_spec("exp", grid_spec(4, duration=3.0))
+    write_spec("exp", grid_spec(4, duration=2.0))
     folder = root / "results" / "exp"
     first = start_runner("--name", "exp", "--tasks", "2")
     seen = watch_records(folder, [first], {}, until=2)

@@ -20,6 +20,8 @@ from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a reused worker must see as run.py does
 BARREN = 3  # pool deaths in a row with no point started or finished, then give up
+CHUNK, CHUNK_S = 32, 0.05  # at most points per chunk; seconds of work aimed at per chunk
+PER_POINT_S = 0.001  # a point's cost beyond its trial (claim, record)
 _pool: dict = {}  # (workers, threads) -> the executor, reused by later runs in this process
 
 
@@ -96,28 +98,34 @@ class JoblibBackend(Backend):
 
 def in_pool(job: Job, queue: collections.deque, workers: int) -> Iterator[Outcome]:
     """Run the points of ``queue`` (taking them from it) in ``workers`` processes, yielding
-    each Outcome as it comes; PoolDied with the points in flight if a worker dies."""
+    each Outcome as it comes; PoolDied with the points in flight if a worker dies.
+
+    Quick points go in chunks (up to :data:`CHUNK`, about :data:`CHUNK_S` of work each),
+    so that sending them costs less than running them."""
     pool = executor(workers, job.threads)
     env = {k: os.environ[k] for k in ENV if k in os.environ}
-    flying: dict = {}
+    flying: dict = {}  # future -> its chunk of points
+    size, took = 1, CHUNK_S  # points per chunk; seconds per point seen last
     try:
         while queue or flying:
             while queue and len(flying) < 2 * workers:  # one more each, so none waits
-                point = queue.popleft()
-                flying[pool.submit(work, job, point, env)] = point
+                size = max(1, min(CHUNK, int(CHUNK_S / max(took, 1e-6)), -(-len(queue) // workers)))
+                chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+                flying[pool.submit(work, job, chunk, env)] = chunk
             done, _ = concurrent.futures.wait(flying, return_when="FIRST_COMPLETED")
             died = None
             for future in done:
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except BrokenProcessPool as e:  # TerminatedWorkerError is one
                     died = e
                     continue
                 del flying[future]
-                yield outcome
+                took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
+                yield from outcomes
             if died is not None:
                 drop(workers, job.threads)
-                raise PoolDied(list(flying.values()), exit_codes(died))
+                raise PoolDied([p for chunk in flying.values() for p in chunk], exit_codes(died))
     except BaseException:  # Ctrl-C, a full disk: stop the workers, leave their points
         if flying:
             drop(workers, job.threads)
@@ -148,10 +156,11 @@ def drop(workers: int, threads: int) -> None:
         pool.shutdown(wait=True, kill_workers=True)
 
 
-def work(job: Job, point, env: dict) -> Outcome:
-    """run_point in a worker, with run.py's locations (a reused worker may be older)."""
+def work(job: Job, points: list, env: dict) -> list:
+    """run_point on each point in a worker, with run.py's locations (a reused worker may be
+    older than this run)."""
     os.environ.update(env)
-    return run_point(job, point)
+    return [run_point(job, point) for point in points]
 
 
 def watch_parent(parent: int) -> None:
