@@ -1,22 +1,27 @@
-"""The row cache: every record's flat scalar row, column by column, in one JSON file.
+"""The row cache: every record's flat scalar row, column by column, in one file.
 
-``results/.cache/NAME.rows.json`` is derived from the records and rebuilt at will. It is
-plain data (never pickle: a results folder may be writable by others, and whatever is read
-from it must not run as code), checked against a SHA-256 of its body written in its first
-line, and checked for shape and value types before use, so a damaged or planted cache is
-rebuilt from the records instead of trusted.
+``results/.cache/NAME.rows.npz`` is derived from the records and rebuilt at will. It is
+plain data: a JSON line, then numpy arrays of numbers and UTF-8 bytes read with
+``allow_pickle=False`` (never pickle: a results folder may be writable by others, and what
+is read from it must not run as code). Its first line holds a SHA-256 of the rest, and
+shapes and types are checked before use, so a damaged or planted cache is rebuilt from the
+records instead of trusted. Typed arrays load some ten times faster than the same rows
+in JSON, which --status over 100,000 records needs.
 """
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from memo.files import read_regular, write_atomic
 
 FORMAT = "memo-rows"
 VERSION = 3
 CAP = 1 << 31  # bytes; a cache of 100,000 records is some tens of MB
-SCALARS = (str, int, float, bool, type(None))
+SCALARS = {str, int, float, bool, type(None)}
 
 
 class DamagedCache(ValueError):
@@ -67,17 +72,19 @@ class Rows:
 
 
 def save(path, rows: Rows) -> None:
-    """Write the cache atomically: a header line with the body's SHA-256, then the body."""
-    body = json.dumps(
-        {
-            "columns": rows.columns,
-            "files": rows.files,
-            "corrupt": rows.corrupt,
-            "misnamed": rows.misnamed,
-            "curved": rows.curved,
-        },
-        separators=(",", ":"),
-    ).encode()
+    """Write the cache atomically: a header line with the SHA-256 of the rest, a line naming
+    the columns and their kinds, then the columns as numpy arrays (an ``.npz``)."""
+    arrays, kinds = {}, []
+    for i, values in enumerate(rows.columns.values()):
+        kinds.append(encode(values, f"c{i}", arrays))
+    encode_text(list(rows.files), "names", arrays)
+    arrays["stamps"] = np.array(list(rows.files.values()), dtype=np.int64).reshape(-1, 3)
+    meta = {"columns": list(rows.columns), "kinds": kinds}
+    for key in ("corrupt", "misnamed", "curved"):
+        meta[key] = getattr(rows, key)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    body = json.dumps(meta).encode() + b"\n" + buffer.getvalue()
     header = {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(body).hexdigest()}
     write_atomic(path, json.dumps(header).encode() + b"\n" + body)
 
@@ -98,37 +105,116 @@ def load(path) -> Rows | None:
         return None  # another memo version's cache: rebuilt without a word
     if header.get("sha256") != hashlib.sha256(body).hexdigest():
         raise DamagedCache("checksum mismatch")
-    try:
-        content = json.loads(body)
-    except ValueError:
-        raise DamagedCache("not JSON") from None
-    return checked(content)
+    try:  # from here on the file is whole, but who wrote it is unknown: check everything
+        line, _, blob = body.partition(b"\n")
+        meta = json.loads(line)
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            return decode(meta, {key: arrays[key] for key in arrays.files})
+    except DamagedCache:
+        raise
+    except Exception as e:  # numpy's readers raise many kinds on a file made to fool them
+        raise DamagedCache(f"unusable content: {type(e).__name__}") from None
 
 
-def checked(content) -> Rows:
-    """Rows from a cache file's parsed body, every shape and type checked (the file is
-    untrusted data); DamagedCache otherwise."""
-    if not isinstance(content, dict):
-        raise DamagedCache("not an object")
-    columns, files = content.get("columns"), content.get("files")
-    names = [content.get(key) for key in ("corrupt", "misnamed", "curved")]
-    if not (isinstance(columns, dict) and isinstance(files, dict)):
-        raise DamagedCache("no columns or files")
-    ids = columns.get("id")
-    if not (isinstance(ids, list) and isinstance(columns.get("status"), list)):
+def encode(values: list, key: str, arrays: dict) -> str:
+    """Store one column in ``arrays`` under ``key``; its kind: bool, int, float or text, in a
+    typed array (with a mask where values are None), else json."""
+    present = [v for v in values if v is not None]
+    types = set(map(type, present))
+    if len(present) < len(values):
+        arrays[key + ".null"] = np.array([v is None for v in values])
+    kind = types.pop().__name__ if len(types) == 1 else "json"
+    if kind == "int" and not all(-(2**63) <= v < 2**63 for v in present):
+        kind = "json"
+    if kind in ("bool", "int", "float"):
+        fill = {"bool": False, "int": 0, "float": 0.0}[kind]
+        dtype = {"bool": np.bool_, "int": np.int64, "float": np.float64}[kind]
+        arrays[key] = np.array([fill if v is None else v for v in values], dtype=dtype)
+    elif kind == "str":
+        encode_text(["" if v is None else v for v in values], key, arrays)
+    else:
+        kind = "json"
+        encode_text([json.dumps(values)], key, arrays)
+    return kind
+
+
+def encode_text(texts: list, key: str, arrays: dict) -> None:
+    """Strings as their UTF-8 bytes joined by NUL (split in one call when read), or, if
+    some string holds a NUL, end to end with where each ends."""
+    if any("\0" in t for t in texts):
+        encoded = [t.encode() for t in texts]
+        arrays[key] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        arrays[key + ".ends"] = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    else:
+        arrays[key] = np.frombuffer("\0".join(texts).encode(), dtype=np.uint8)
+        arrays[key + ".count"] = np.array(len(texts), dtype=np.int64)
+
+
+def decode_text(arrays: dict, key: str) -> list:
+    blob = arrays[key]
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise DamagedCache(f"{key}: not text")
+    raw = blob.tobytes().decode()
+    if key + ".count" in arrays:
+        count = int(arrays[key + ".count"])
+        texts = raw.split("\0") if count else []
+        if len(texts) != count:
+            raise DamagedCache(f"{key}: {len(texts)} strings, not {count}")
+        return texts
+    ends = arrays[key + ".ends"]
+    if ends.dtype != np.int64 or ends.ndim != 1:
+        raise DamagedCache(f"{key}: bad text offsets")
+    if len(ends) and (ends[-1] != len(blob) or (np.diff(ends, prepend=0) < 0).any()):
+        raise DamagedCache(f"{key}: bad text offsets")
+    data = blob.tobytes()
+    starts = [0, *ends[:-1].tolist()]
+    return [data[a:b].decode() for a, b in zip(starts, ends.tolist())]
+
+
+DTYPES = {"bool": np.bool_, "int": np.int64, "float": np.float64}
+
+
+def decode(meta: dict, arrays: dict) -> Rows:
+    """Rows from a cache file's parsed parts, every shape and type checked; DamagedCache
+    otherwise."""
+    names, kinds = meta["columns"], meta["kinds"]
+    if not (isinstance(names, list) and isinstance(kinds, list) and len(names) == len(kinds)):
+        raise DamagedCache("no column list")
+    if not (all(type(n) is str for n in names) and "id" in names and "status" in names):
         raise DamagedCache("no id or status column")
-    for values in columns.values():
-        if not isinstance(values, list) or len(values) != len(ids):
+    files = decode_text(arrays, "names")
+    stamps = arrays["stamps"]
+    if stamps.dtype != np.int64 or stamps.shape != (len(files), 3):
+        raise DamagedCache("bad file stamps")
+    columns, length = {}, None
+    for i, (name, kind) in enumerate(zip(names, kinds)):
+        key = f"c{i}"
+        if kind in DTYPES:
+            array = arrays[key]
+            if array.dtype != DTYPES[kind] or array.ndim != 1:
+                raise DamagedCache(f"column {name}: not {kind}")
+            values = array.tolist()
+        elif kind == "str":
+            values = decode_text(arrays, key)
+        elif kind == "json":
+            (text,) = decode_text(arrays, key)
+            values = json.loads(text)
+            if not (isinstance(values, list) and set(map(type, values)) <= SCALARS):
+                raise DamagedCache(f"column {name}: a value that is not a scalar")
+        else:
+            raise DamagedCache(f"column {name}: unknown kind {kind!r}")
+        if key + ".null" in arrays:
+            null = arrays[key + ".null"]
+            if null.dtype != np.bool_ or null.shape != (len(values),):
+                raise DamagedCache(f"column {name}: bad mask")
+            values = [None if n else v for v, n in zip(values, null.tolist())]
+        if length is not None and len(values) != length:
             raise DamagedCache("columns of different lengths")
-        if not all(type(v) in SCALARS for v in values):
-            raise DamagedCache("a value that is not a scalar")
-    if not all(type(i) is str for i in ids):
+        length = len(values)
+        columns[name] = values
+    if any(v is None or type(v) is not str for v in columns["id"]):
         raise DamagedCache("an id that is not text")
-    for name, stamp in files.items():
-        if not (isinstance(stamp, list) and len(stamp) == 3 and all(type(s) is int for s in stamp)):
-            raise DamagedCache(f"a bad stamp for {name}")
-    for group in names:
-        if not (isinstance(group, list) and all(type(n) is str for n in group)):
-            raise DamagedCache("a bad list of file names")
-    stamps = {name: tuple(stamp) for name, stamp in files.items()}
-    return Rows(columns, stamps, *names)
+    groups = [meta[key] for key in ("corrupt", "misnamed", "curved")]
+    if not all(isinstance(g, list) and all(type(n) is str for n in g) for g in groups):
+        raise DamagedCache("a bad list of file names")
+    return Rows(columns, dict(zip(files, zip(*stamps.T.tolist()))), *groups)
