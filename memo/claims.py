@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from memo.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, read_regular
+from memo.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
+from memo.files import read_regular
 from memo.files import temp_path, write_atomic
 
 CLAIMS = "_running"  # "_": not a record name
@@ -33,7 +34,8 @@ HEARTBEAT_S = 60.0
 CAP = 1 << 16  # bytes of a claim file read at most
 MANIFEST_CAP = 1 << 30
 _held: dict = {}  # claim path -> inode, of the claims this process holds
-_keeper: list = []  # the heartbeat thread, once started
+_keeper: dict = {}  # pid -> its heartbeat thread, once started
+_stamp: dict = {}  # pid -> its process_stamp, once read
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,14 @@ class Holder:
     pid: int
     started: str
     age: float  # seconds since the claim was made or last refreshed
+    process: str | None = None  # memo.files.process_stamp of the pid when it claimed
 
     def fresh(self) -> bool:
-        if self.host == HOST:
-            return pid_alive(self.pid)
+        if self.host == HOST:  # the process itself, not a later one given its pid
+            if not pid_alive(self.pid):
+                return False
+            now = process_stamp(self.pid)
+            return self.process is None or now is None or now == self.process
         return self.age < STALE_S
 
     def __str__(self) -> str:
@@ -68,7 +74,14 @@ def holder(path: Path) -> tuple | None:
     age = time.time() - info.st_mtime
     try:
         data = json.loads(read_regular(path, CAP))
-        found = Holder(str(data["host"]), int(data["pid"]), str(data["started"]), age)
+        process = data.get("process")
+        found = Holder(
+            str(data["host"]),
+            int(data["pid"]),
+            str(data["started"]),
+            age,
+            str(process) if process else None,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         found = Holder("?", 0, "?", age)
     return found, info.st_ino
@@ -78,7 +91,8 @@ def take(records: Path, point_id: str) -> Holder | None:
     """Claim the point for this process; None once claimed, or the fresh claim's Holder if
     another process runs it. OSError if the claim cannot be written."""
     path = claim_path(records, point_id)
-    stamp = json.dumps({"host": HOST, "pid": os.getpid(), "started": now_iso()}).encode()
+    mine = {"host": HOST, "pid": os.getpid(), "started": now_iso(), "process": _process()}
+    stamp = json.dumps(mine).encode()
     found = None
     for _ in range(3):
         try:
@@ -102,6 +116,14 @@ def take(records: Path, point_id: str) -> Holder | None:
         heartbeat()
         return None
     return found[0] if found else Holder("?", 0, "?", 0.0)
+
+
+def _process() -> str | None:
+    """This process's process_stamp, read once (per pid: a forked child has its own)."""
+    pid = os.getpid()
+    if pid not in _stamp:
+        _stamp[pid] = process_stamp(pid)
+    return _stamp[pid]
 
 
 def remove_stale(path: Path, inode: int) -> None:
@@ -132,7 +154,7 @@ def release(records: Path, point_id: str) -> None:
 def heartbeat() -> None:
     """Start, once per process, the thread that refreshes this process's claims so that other
     hosts see them fresh."""
-    if _keeper:
+    if os.getpid() in _keeper:  # a forked child has no thread of its parent's
         return
 
     def refresh():
@@ -142,8 +164,8 @@ def heartbeat() -> None:
                 with contextlib.suppress(OSError):
                     os.utime(path, follow_symlinks=False)
 
-    _keeper.append(threading.Thread(target=refresh, name="memo-claims", daemon=True))
-    _keeper[0].start()
+    _keeper[os.getpid()] = threading.Thread(target=refresh, name="memo-claims", daemon=True)
+    _keeper[os.getpid()].start()
 
 
 def running(records: Path, clean: bool = False) -> tuple:

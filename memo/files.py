@@ -109,6 +109,19 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_stamp(pid: int) -> str | None:
+    """The boot and the start time of process ``pid`` here: what tells it from a later
+    process given the same pid (after a reboot, say); None if unknown (no /proc)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            start = handle.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}/{start}"
+
+
 def clean_temps(folder: Path, min_age_s: float = 60.0) -> int:
     """Remove the temp files of writers killed mid-write (atomic_file's names, older than
     ``min_age_s``, of a pid no longer running here); how many were removed."""

@@ -259,3 +259,12 @@ def test_a_full_disk_is_one_line_and_keeps_the_points_done(write_spec, root, tas
     kept = records(root)
     assert len(kept) >= 2 and all(r["status"] == "ok" for r in kept.values())
     assert all(len(json.dumps(r)) < limit for r in kept.values())
+
+
+def test_a_claim_of_a_later_process_with_the_same_pid_is_stale(write_spec, root):
+    write_spec("exp", grid_spec(1))
+    (point,) = load_spec("exp").points()
+    path = claim(root, point, HOST, os.getpid())  # alive, but not the claimer (pid reused)
+    record = json.loads(path.read_text()) | {"process": "an-earlier-boot/123"}
+    path.write_text(json.dumps(record))
+    assert run.main(["--name", "exp"]) == 0 and set(records(root)) == {point.id}
