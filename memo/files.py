@@ -40,11 +40,13 @@ def read_regular(path, cap: int) -> bytes:
         if info.st_size > cap:
             raise NotRegular(errno.EFBIG, f"larger than {cap} bytes", str(path))
         chunks, size = [], 0
-        while chunk := os.read(fd, max(info.st_size, 65536)):
+        while chunk := os.read(fd, info.st_size + 1 if not chunks else 65536):
             chunks.append(chunk)
             size += len(chunk)
             if size > cap:  # grown since the fstat
                 raise NotRegular(errno.EFBIG, f"larger than {cap} bytes", str(path))
+            if len(chunks) == 1 and size <= info.st_size:  # all of it, in one read
+                break
         return b"".join(chunks)
     finally:
         os.close(fd)

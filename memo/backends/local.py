@@ -105,12 +105,13 @@ def in_pool(job: Job, queue: collections.deque, workers: int) -> Iterator[Outcom
     pool = executor(workers, job.threads)
     env = {k: os.environ[k] for k in ENV if k in os.environ}
     flying: dict = {}  # future -> its chunk of points
-    size, took = 1, CHUNK_S  # points per chunk; seconds per point seen last
+    took = CHUNK_S  # seconds per point, as the last chunk took
     try:
         while queue or flying:
             while queue and len(flying) < 2 * workers:  # one more each, so none waits
-                size = max(1, min(CHUNK, int(CHUNK_S / max(took, 1e-6)), -(-len(queue) // workers)))
-                chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+                fair = -(-len(queue) // workers)  # the rest shared out
+                size = max(1, min(CHUNK, fair, int(CHUNK_S / max(took, 1e-6))))
+                chunk = [queue.popleft() for _ in range(size)]
                 flying[pool.submit(work, job, chunk, env)] = chunk
             done, _ = concurrent.futures.wait(flying, return_when="FIRST_COMPLETED")
             died = None
