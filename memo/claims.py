@@ -216,8 +216,9 @@ def lock(store, held: contextlib.ExitStack) -> tuple:
         ), None
     except OSError as e:
         return None, unlocked_note(store, e)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    with contextlib.suppress(OSError):  # the pid is for the message above only
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
     return None, None
 
 
