@@ -200,7 +200,8 @@ def run_points(name, backend: Backend, job: Job, todo: list, store: Store, point
         progress.close()
         print(
             f"error: {e}; the {progress.done - progress.counts['skipped']}"
-            f" points recorded in this run are kept; make room and rerun",
+            f" points recorded in this run are kept; {'make room' if e.full else 'fix that'}"
+            " and rerun",
             file=sys.stderr,
         )
         return 2

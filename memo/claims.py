@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from memo.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
-from memo.files import read_regular
+from memo.files import own_dir, read_regular
 from memo.files import temp_path, write_atomic
 
 CLAIMS = "_running"  # "_": not a record name
@@ -36,6 +37,7 @@ MANIFEST_CAP = 1 << 30
 _held: dict = {}  # claim path -> inode, of the claims this process holds
 _keeper: dict = {}  # pid -> its heartbeat thread, once started
 _stamp: dict = {}  # pid -> its process_stamp, once read
+_dirs: set = set()  # claim folders checked to be folders, not links
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,14 @@ def take(records: Path, point_id: str) -> Holder | None:
     """Claim the point for this process; None once claimed, or the fresh claim's Holder if
     another process runs it. OSError if the claim cannot be written."""
     path = claim_path(records, point_id)
+    if path.parent not in _dirs:  # checked once per process
+        _dirs.add(own_dir(path.parent))
     mine = {"host": HOST, "pid": os.getpid(), "started": now_iso(), "process": _process()}
     stamp = json.dumps(mine).encode()
     found = None
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-        except FileNotFoundError:  # the first claim of this experiment
-            path.parent.mkdir(parents=True, exist_ok=True)
-            continue
         except FileExistsError:
             found = holder(path)
             if found is None:  # released in between
@@ -173,6 +174,8 @@ def running(records: Path, clean: bool = False) -> tuple:
     stale ones are removed."""
     fresh, stale = {}, 0
     try:
+        if not stat.S_ISDIR(os.lstat(Path(records) / CLAIMS).st_mode):  # a link: not ours
+            return fresh, stale
         names = [n for n in os.listdir(Path(records) / CLAIMS) if n.endswith(".json")]
     except OSError:
         return fresh, stale
@@ -197,10 +200,10 @@ def lock(store, held: contextlib.ExitStack) -> tuple:
     no lock could be taken here at all."""
     path = store.lock_path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        own_dir(path.parent)
         fd = open_regular(path, os.O_RDWR | os.O_CREAT)
-    except NotRegular:
-        return f"{path} is not a regular file; remove it and rerun", None
+    except NotRegular as e:  # the lock, or the folder it is in
+        return f"{e.filename} is {e.strerror}; remove it and rerun", None
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EISDIR):
             return f"{path} is not a regular file; remove it and rerun", None

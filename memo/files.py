@@ -62,6 +62,16 @@ def open_regular(path, flags: int, mode: int = 0o666) -> int:
     return fd
 
 
+def own_dir(path: Path) -> Path:
+    """Create the folder ``path`` memo keeps its own files in (``.cache``, ``_running``) if
+    missing; NotRegular if it is a link or not a folder, so nothing is made elsewhere."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise NotRegular(errno.ELOOP, "a link or not a folder", str(path))
+    return path
+
+
 def temp_path(path: Path) -> Path:
     """A fresh hidden name beside ``path`` that clean_temps recognizes by its pid."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -126,22 +136,27 @@ def process_stamp(pid: int) -> str | None:
 
 def clean_temps(folder: Path, min_age_s: float = 60.0) -> int:
     """Remove the temp files of writers killed mid-write (atomic_file's names, older than
-    ``min_age_s``, of a pid no longer running here); how many were removed."""
+    ``min_age_s``, of a pid no longer running here); how many were removed. A ``folder``
+    that is a link is left alone."""
     removed, now = 0, time.time()
     try:
-        entries = list(os.scandir(folder))
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
     except OSError:
         return 0
-    for entry in entries:
-        found = TEMP.match(entry.name)
-        if not found:
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-            if now - info.st_mtime < min_age_s or pid_alive(int(found.group(1))):
+    try:
+        with os.scandir(fd) as entries:
+            found = [(e, TEMP.match(e.name)) for e in entries]
+        for entry, match in found:
+            if not match:
                 continue
-            os.unlink(entry.path)
-            removed += 1
-        except OSError:  # gone already, or not ours to remove
-            continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if now - info.st_mtime < min_age_s or pid_alive(int(match.group(1))):
+                    continue
+                os.unlink(entry.name, dir_fd=fd)
+                removed += 1
+            except OSError:  # gone already, or not ours to remove
+                continue
+    finally:
+        os.close(fd)
     return removed

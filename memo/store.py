@@ -16,6 +16,7 @@ unreadable (its point is pending and runs again) or, if it holds a record of ano
 """
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from memo import paths, rowcache
-from memo.files import atomic_file, read_regular, write_atomic
+from memo.files import atomic_file, own_dir, read_regular, write_atomic
 from memo.rowcache import Rows
 
 __all__ = ["Store", "Rows", "load_results", "read_record", "atomic_file", "write_atomic"]
@@ -61,7 +62,23 @@ class MisnamedRecord(BadRecord):
 
 
 class RecordWriteError(Exception):
-    """A record could not be written (disk full, a folder in its place): one line."""
+    """A record could not be written (disk full, a folder in its place): one line, and
+    whether the disk is full (or the file size limit reached)."""
+
+    def __init__(self, message: str, full: bool = False):
+        super().__init__(message, full)  # both in args: it crosses from worker processes
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    @property
+    def full(self) -> bool:
+        return self.args[1]
+
+    @classmethod
+    def of(cls, what: str, error: OSError) -> "RecordWriteError":
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return cls(f"cannot write {what}: {error.strerror or error}", full)
 
 
 class Store:
@@ -84,7 +101,7 @@ class Store:
             self.dir.mkdir(parents=True, exist_ok=True)
             write_atomic(path, text.encode())
         except OSError as e:
-            raise RecordWriteError(f"cannot write record {path}: {e.strerror or e}") from None
+            raise RecordWriteError.of(f"record {path}", e) from None
 
     def read(self, point_id: str) -> dict:
         """The point's record; OSError if it has none, BadRecord if it is not valid."""
@@ -130,7 +147,7 @@ class Store:
                 curved.append(name)
         fresh_rows = Rows.build(rows, files, corrupt, misnamed, curved)
         try:  # reading works without writing, e.g. in a colleague's read-only results
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            own_dir(self.cache_path.parent)
             rowcache.save(self.cache_path, fresh_rows)
         except OSError:
             pass

@@ -67,7 +67,7 @@ def run_point(job: Job, point: Point) -> Outcome:
     try:
         other = claims.take(store.dir, point.id)
     except OSError as e:
-        raise RecordWriteError(f"cannot claim point {point.id} in {store.dir}: {e.strerror or e}")
+        raise RecordWriteError.of(f"the claim of point {point.id} ({e.filename})", e) from None
     if other is not None:
         return Outcome(point.id, "skipped", 0.0, f"running elsewhere ({other})")
     try:

@@ -268,3 +268,26 @@ def test_a_claim_of_a_later_process_with_the_same_pid_is_stale(write_spec, root)
     record = json.loads(path.read_text()) | {"process": "an-earlier-boot/123"}
     path.write_text(json.dumps(record))
     assert run.main(["--name", "exp"]) == 0 and set(records(root)) == {point.id}
+
+
+def test_memo_makes_nothing_through_a_linked_cache_or_claims_folder(write_spec, root, cli):
+    write_spec("exp", grid_spec(2))
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    (root / "results").mkdir()
+    (root / "results" / ".cache").symlink_to(elsewhere)
+    result = cli("--name", "exp")
+    assert result.returncode == 2 and records(root) == {}
+    cache = root / "results" / ".cache"
+    assert result.stderr == f"error: {cache} is a link or not a folder; remove it and rerun\n"
+    cache.unlink()
+    (root / "results" / "exp").mkdir(exist_ok=True)
+    (root / "results" / "exp" / claims.CLAIMS).symlink_to(elsewhere)
+    bait = elsewhere / f".x.json.{dead_pid()}.0123abcd.tmp"  # looks like a killed writer's
+    bait.write_text("")
+    os.utime(bait, (0, 0))
+    result = cli("--name", "exp")
+    assert result.returncode == 2 and "is a link or not a folder" not in result.stderr
+    assert "_running): a link or not a folder; the 0 points" in result.stderr
+    assert result.stderr.endswith("fix that and rerun\n")
+    assert len(result.stderr.splitlines()) == 1 and os.listdir(elsewhere) == [bait.name]
