@@ -1,12 +1,13 @@
 """The row cache: every record's flat scalar row, column by column, in one file.
 
-``results/.cache/NAME.rows.npz`` is derived from the records and rebuilt at will. It is
-plain data: a JSON line, then numpy arrays of numbers and UTF-8 bytes read with
+``results/.cache/NAME.rows`` is derived from the records and rebuilt at will. It is plain
+data: a JSON line with a SHA-256 of the rest, a JSON line naming the columns and their
+kinds, then the columns as an ``.npz`` of numbers and UTF-8 bytes, read with
 ``allow_pickle=False`` (never pickle: a results folder may be writable by others, and what
-is read from it must not run as code). Its first line holds a SHA-256 of the rest, and
-shapes and types are checked before use, so a damaged or planted cache is rebuilt from the
-records instead of trusted. Typed arrays load some ten times faster than the same rows
-in JSON, which --status over 100,000 records needs.
+is read from it must not run as code). The checksum and every shape and type are checked
+before use, so a damaged or planted cache is rebuilt from the records instead of trusted.
+Typed arrays load about three times faster than the same rows as JSON (0.5 s against 1.5 s
+for 100,000 rows on a loaded 2-core VM), as fast as the pickle did.
 """
 
 import hashlib

@@ -3,7 +3,7 @@
 Records are written to a temp file in the same folder and renamed into place, so a
 reader never sees half a record and many writers (array tasks on NFS) need no lock or
 shared counter. The collected table ``results/NAME.csv`` and the row cache
-``results/.cache/NAME.rows.npz`` (memo/rowcache.py) are both derived from the records
+``results/.cache/NAME.rows`` (memo/rowcache.py) are both derived from the records
 and rebuilt at will; the cache is checked against each record file's ctime, size and
 inode (ctime changes with every change to a file, also one that keeps its mtime, as
 ``cp -p`` does).
@@ -89,7 +89,7 @@ class Store:
         self.experiment = experiment
         self.dir = base / experiment
         self.table_path = base / f"{experiment}.csv"
-        self.cache_path = base / ".cache" / f"{experiment}.rows.npz"
+        self.cache_path = base / ".cache" / f"{experiment}.rows"
         self.lock_path = base / ".cache" / f"{experiment}.lock"  # held by a running run.py
 
     def write(self, record: dict) -> None:
