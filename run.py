@@ -130,6 +130,8 @@ def run(args) -> int:
     problem = missing_data(todo)
     if args.dry_run:
         print(report.dry_run(spec.name, points, done, todo))
+        if elsewhere:
+            print(elsewhere_line(elsewhere, busy))
         if problem:
             print(f"note: {problem}")
         return 0
@@ -166,10 +168,7 @@ def run(args) -> int:
             f" tasks={args.tasks}"
         )
         if elsewhere:
-            print(
-                f"{len(elsewhere)} more are running in another process"
-                f" ({busy[elsewhere[0].id]}, ...); left to it"
-            )
+            print(elsewhere_line(elsewhere, busy))
         if args.no_wait and todo:
             return submit_only(spec.name, backend, job, todo)
         return run_points(spec.name, backend, job, todo, store, points, rows.files)
@@ -238,6 +237,11 @@ def clean_up(store: Store) -> None:
             f" left by killed processes in {store.dir}",
             file=sys.stderr,
         )
+
+
+def elsewhere_line(elsewhere: list, busy: dict) -> str:
+    """The points to run that another process runs now (claimed), left to it."""
+    return f"{len(elsewhere)} more are running in another process ({busy[elsewhere[0].id]}, ...)"
 
 
 def running_line(points: list, done: dict, busy: dict) -> str:

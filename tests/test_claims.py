@@ -101,6 +101,8 @@ def test_a_claimed_point_is_left_to_its_runner_until_the_claim_is_stale(write_sp
     assert run.main(["--name", "exp"]) == 1  # the first stays pending: node7 runs it
     out, err = capsys.readouterr()
     assert "running 2 of 3 points" in out and "1 more are running in another process" in out
+    assert run.main(["--name", "exp", "--dry-run"]) == 0
+    assert "1 more are running in another process (node7 pid 4242" in capsys.readouterr().out
     assert "node7 pid 4242" in out and "removed 0 temp files and 1 point claims" in err
     assert set(records(root)) == {second.id, third.id} and not gone.exists()
     assert run.main(["--name", "exp", "--status"]) == 1
