@@ -13,22 +13,21 @@ waiting) unless given --no-wait; see memo/backends/cluster.py.
 
 import argparse
 import contextlib
-import fcntl
 import math
-import os
 import signal
 import sys
 import tempfile
 import time
 
-from memo import report
+from memo import claims, report
 from memo.backends import BACKENDS, BackendError, make_backend
 from memo.backends.base import Backend
 from memo.backends.cluster import unfinished_runs
 from memo.datasets import DatasetDamaged
 from memo.progress import Progress
 from memo.spec import SpecError, load_spec
-from memo.store import Store
+from memo.files import clean_temps
+from memo.store import RecordWriteError, Store
 from memo.worker import Job, provenance
 
 
@@ -70,6 +69,11 @@ def parse_args(argv):
         "--no-wait", action="store_true", help="cluster backends: submit, print the job id, exit"
     )
     parser.add_argument(
+        "--force-local",
+        action="store_true",
+        help="run points here even if an unfinished cluster job of this experiment has them",
+    )
+    parser.add_argument(
         "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
     )
     args = parser.parse_args(argv)
@@ -106,25 +110,33 @@ def run(args) -> int:
         return 2
 
     store = Store(spec.name)
-    rows = store.rows(fresh=args.collect)  # --collect reads every record again
+    if args.collect:  # reads every record again
+        return finish(spec.name, store, points, fresh=True)
+    since = time.time()  # records written after this are another run's (Job.since)
+    rows = store.rows()
     done = rows.status()
+    busy, _ = claims.running(store.dir)  # points other processes run now
     if args.status:
         print(report.status(spec.name, points, rows))
+        if any(p.id not in done for p in points):
+            print(running_line(points, done, busy))
         for line in unfinished_runs(store.dir, done):
             print(line)
         return 0 if all(done.get(p.id) == "ok" for p in points) else 1
-    if args.collect:
-        return finish(spec.name, store, points, rows)
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
     if args.dry_run:
-        return dry_run(spec, done, rerun)
+        return dry_run(spec, done, rerun, busy)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
+    elsewhere = [p for p in todo if p.id in busy]
+    todo = [p for p in todo if p.id not in busy]
     problem = missing_data(todo)
     if problem:
         print(f"error: {spec.path}: {problem}", file=sys.stderr)
         return 2
     problem = unwritable(store.dir) if todo else None
+    if not problem and todo and not backend.detachable and not args.force_local:
+        problem = claims.cluster_holds(store.dir, todo, done)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -136,24 +148,32 @@ def run(args) -> int:
         timeout=args.timeout,
         threads=backend.threads(),
         provenance=provenance(backend.name),
+        since=since,
     )
     with contextlib.ExitStack() as held:
-        other = claim(store, held) if todo else None
+        other, note = claims.lock(store, held) if todo else (None, None)
         if other:
             print(f"error: {other}", file=sys.stderr)
             return 2
+        if note:
+            print(note, file=sys.stderr)
+        if todo:
+            clean_up(store)
         print(
             f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name},"
             f" tasks={args.tasks}"
         )
+        if elsewhere:
+            print(elsewhere_line(elsewhere, busy))
         if args.no_wait and todo:
             return submit_only(spec.name, backend, job, todo)
         return run_points(spec.name, backend, job, todo, store, points, rows.files)
 
 
-def dry_run(spec, done: dict, rerun: set) -> int:
-    """--dry-run: counts and the first points to run, streaming the grid (any size fits)."""
-    preview = report.DryRun(done, rerun)
+def dry_run(spec, done: dict, rerun: set, busy: dict) -> int:
+    """--dry-run: counts and the first points to run, streaming the grid (any size fits);
+    ``busy``: the claims of points other processes run now (claims.running)."""
+    preview = report.DryRun(done, rerun, busy)
     start = time.monotonic()
     try:
         for point in spec.iter_points():
@@ -165,6 +185,8 @@ def dry_run(spec, done: dict, rerun: set) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(preview.text(spec.name))
+    if preview.elsewhere:
+        print(elsewhere_line(preview.elsewhere, busy))
     problem = missing_data(list(preview.by_dataset.values()))
     if problem:
         print(f"note: {problem}")
@@ -192,11 +214,20 @@ def run_points(name, backend: Backend, job: Job, todo: list, store: Store, point
         progress.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RecordWriteError as e:  # disk full: what is recorded stays, the rest is pending
+        progress.close()
+        print(
+            f"error: {e}; the {progress.done - progress.counts['skipped']}"
+            f" points recorded in this run are kept; {'make room' if e.full else 'fix that'}"
+            " and rerun",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
     print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
-    return finish(name, store, points, store.rows())
+    return finish(name, store, points)
 
 
 def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
@@ -214,26 +245,31 @@ def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
     return 0
 
 
-def claim(store: Store, held: contextlib.ExitStack) -> str | None:
-    """Lock the experiment for this run.py until ``held`` closes; why not, if another
-    run.py holds it (two runs of one grid would both run every point)."""
-    try:
-        store.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = held.enter_context(open(store.lock_path, "a+"))
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        return (
-            f"another run.py is running {store.experiment} (pid {lock.read().strip() or '?'});"
-            " wait for it, or follow it with --status"
+def clean_up(store: Store) -> None:
+    """Remove the temp files and point claims left by killed processes, in one note."""
+    temps = sum(clean_temps(folder) for folder in (store.dir, store.cache_path.parent))
+    temps += clean_temps(store.dir / claims.CLAIMS)
+    _, stale = claims.running(store.dir, clean=True)
+    if temps or stale:
+        print(
+            f"note: removed {temps} temp files and {stale} point claims"
+            f" left by killed processes in {store.dir}",
+            file=sys.stderr,
         )
-    except OSError:
-        return None  # no locks here (some network file systems): run unguarded
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
-    return None
+
+
+def elsewhere_line(elsewhere: list, busy: dict) -> str:
+    """The points to run that another process runs now (claimed), left to it."""
+    return f"{len(elsewhere)} more are running in another process ({busy[elsewhere[0].id]}, ...)"
+
+
+def running_line(points: list, done: dict, busy: dict) -> str:
+    """--status: the pending points that some process runs now, apart from the rest."""
+    now = [p for p in points if p.id not in done and p.id in busy]
+    waiting = sum(1 for p in points if p.id not in done) - len(now)
+    where = sorted({f"{busy[p.id].host} pid {busy[p.id].pid}" for p in now})
+    shown = f" ({', '.join(where[:5])}{', ...' if len(where) > 5 else ''})" if where else ""
+    return f"pending: {len(now)} running now{shown}, {waiting} not started"
 
 
 def unwritable(folder) -> str | None:
@@ -259,10 +295,10 @@ def missing_data(points: list) -> str | None:
     return None
 
 
-def finish(name: str, store: Store, points: list, rows) -> int:
+def finish(name: str, store: Store, points: list, fresh: bool = False) -> int:
     """Write the table, print the summary line; 0 if every point is ok, else 1."""
     try:
-        frame = store.write_table(points, rows)
+        frame, rows = store.write_table(points, fresh)
     except OSError as e:  # say, a colleague's read-only results
         print(f"error: cannot write {store.table_path}: {e.strerror or e}", file=sys.stderr)
         return 2

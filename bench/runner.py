@@ -1,6 +1,7 @@
-"""The runner's cost: overhead per point against a bare joblib.Parallel, and --status time.
+"""The runner's cost: overhead per point against a bare joblib.Parallel, --status time, and
+load_results on records without curves.
 
-    python bench/runner.py [--points 10000] [--records 100000] [--tasks 2]
+    python bench/runner.py [--points 10000] [--records 100000] [--tasks 2] [--scalars 20000]
 
 Both are measured in this run on this machine, so the ratios hold on a noisy one.
 Goals (issue 2): at most 2 ms per point over joblib; --status over 100,000 records < 2 s.
@@ -14,13 +15,16 @@ import os
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import joblib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import run  # noqa: E402
+from memo import worker  # noqa: E402
 from memo.spec import load_spec  # noqa: E402
+from memo.store import load_results  # noqa: E402
 from memo.worker import Job, provenance, run_point  # noqa: E402
 
 
@@ -49,6 +53,7 @@ def main():
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--tasks", type=int, default=2)
+    parser.add_argument("--scalars", type=int, default=20_000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="memo-bench-"))
     (root / "experiments").mkdir()
@@ -77,6 +82,19 @@ def main():
     print(f"--status over {args.records} records (written in {fill:.1f} s):")
     print(f"  first, reading every record  {cold:6.2f} s")
     print(f"  again, from the row cache    {warm:6.2f} s  (goal < 2 s)")
+
+    # Records with scalar metrics only, as memorize's are (synthetic's have a curve).
+    write_spec(root, "scalars", args.scalars)
+    job = Job("scalars", "synthetic", str(root / "results"), None, 1, provenance("joblib"))
+    worker.trial_module = lambda name: types.SimpleNamespace(trial=noop)
+    for point in load_spec("scalars").points():
+        run_point(job, point)
+    load_results("scalars", curves=False)  # the row cache, as after any run
+    default = timed(lambda: load_results("scalars"))
+    scalars = timed(lambda: load_results("scalars", curves=False))
+    print(f"load_results over {args.scalars} records without curves:")
+    print(f"  default (curves=True)  {default:6.2f} s  ratio {default / scalars:5.2f}")
+    print(f"  curves=False           {scalars:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ class Progress:
 
     def __init__(self, total: int, stream=None, every_s: float = 30.0):
         self.total = total
-        self.counts = {"ok": 0, "error": 0, "timeout": 0}
+        self.counts = {"ok": 0, "error": 0, "timeout": 0, "skipped": 0}
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self.start = self.last_line = time.monotonic()
@@ -28,7 +28,9 @@ class Progress:
     def update(self, outcome) -> None:
         self.counts[outcome.status] += 1
         failed = self.counts["error"] + self.counts["timeout"]
-        if outcome.status != "ok":
+        if outcome.status == "skipped":  # another process runs or ran it
+            self.write(f"skipped: point {outcome.id}: {outcome.message}")
+        elif outcome.status != "ok":
             self.write(f"{outcome.status}: point {outcome.id}: {outcome.message}")
         if self.bar is not None:
             self.bar.set_postfix(failed=failed, refresh=False)

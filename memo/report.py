@@ -44,11 +44,13 @@ class DryRun:
     """What ``--dry-run`` prints, from points streamed through :meth:`add` once: counts, the
     params that vary and the first few points to run; a big grid is never held in memory.
 
-    ``status`` is {id: status} of the records, ``rerun`` the statuses that run again.
+    ``status`` is {id: status} of the records, ``rerun`` the statuses that run again,
+    ``busy`` the ids of points another process runs now (left to it, listed in ``elsewhere``).
     """
 
-    def __init__(self, status: dict, rerun=frozenset(), show: int = 5):
-        self.status, self.rerun, self.show = status, set(rerun), show
+    def __init__(self, status: dict, rerun=frozenset(), busy=frozenset(), show: int = 5):
+        self.status, self.rerun, self.busy, self.show = status, set(rerun), busy, show
+        self.elsewhere = []
         self.tally = dict.fromkeys((*STATUSES, "pending"), 0)
         self.todo, self.first, self.varied = 0, None, set()
         self.sample = []  # the first `show` points to run
@@ -62,7 +64,9 @@ class DryRun:
             self.first = params
         elif len(self.varied) < len(params):
             self.varied.update(k for k, v in params.items() if self.first.get(k) != v)
-        if state == "pending" or state in self.rerun:
+        if (state == "pending" or state in self.rerun) and point.id in self.busy:
+            self.elsewhere.append(point)
+        elif state == "pending" or state in self.rerun:
             self.todo += 1
             if len(self.sample) < self.show:
                 self.sample.append(point)

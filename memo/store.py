@@ -3,30 +3,35 @@
 Records are written to a temp file in the same folder and renamed into place, so a
 reader never sees half a record and many writers (array tasks on NFS) need no lock or
 shared counter. The collected table ``results/NAME.csv`` and the row cache
-``results/.cache/NAME.rows.pkl`` are both derived from the records and rebuilt at
-will; the cache is checked against each record file's ctime, size and inode (ctime
-changes with every change to a file, also one that keeps its mtime, as ``cp -p`` does).
+``results/.cache/NAME.rows`` (memo/rowcache.py) are both derived from the records
+and rebuilt at will; the cache is checked against each record file's ctime, size and
+inode (ctime changes with every change to a file, also one that keeps its mtime, as
+``cp -p`` does).
 
-A file ``<id>.json`` holds a record if it is a JSON object with the keys and types of
+A file ``<id>.json`` holds a record if it is a regular file (not a link, folder or FIFO)
+of at most :data:`RECORD_CAP` bytes, a JSON object with the keys and types of
 :data:`RECORD_TYPES`, a status in :data:`STATUSES` and that id; any other file there is
 unreadable (its point is pending and runs again) or, if it holds a record of another id
 (a copy), ignored.
 """
 
 import contextlib
+import errno
 import json
 import os
-import pickle
-import uuid
-from dataclasses import dataclass
+import stat
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from memo import paths
+from memo import paths, rowcache
+from memo.files import atomic_file, own_dir, read_regular, write_atomic
+from memo.rowcache import Rows
 
-CACHE_VERSION = 2
+__all__ = ["Store", "Rows", "load_results", "read_record", "atomic_file", "write_atomic"]
 STATUSES = ("ok", "error", "timeout")
+RECORD_CAP = 64 << 20  # bytes; a larger file in a records folder is not read
 # Columns every row has besides params and metrics, in table order.
 LEAD_COLUMNS = ("_index", "id")
 TAIL_COLUMNS = ("seed", "status")
@@ -56,6 +61,26 @@ class MisnamedRecord(BadRecord):
     """A record file holding a valid record of another id, as a copy ``<id>.orig.json`` does."""
 
 
+class RecordWriteError(Exception):
+    """A record could not be written (disk full, a folder in its place): one line, and
+    whether the disk is full (or the file size limit reached)."""
+
+    def __init__(self, message: str, full: bool = False):
+        super().__init__(message, full)  # both in args: it crosses from worker processes
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    @property
+    def full(self) -> bool:
+        return self.args[1]
+
+    @classmethod
+    def of(cls, what: str, error: OSError) -> "RecordWriteError":
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return cls(f"cannot write {what}: {error.strerror or error}", full)
+
+
 class Store:
     """The records of one experiment."""
 
@@ -64,49 +89,66 @@ class Store:
         self.experiment = experiment
         self.dir = base / experiment
         self.table_path = base / f"{experiment}.csv"
-        self.cache_path = base / ".cache" / f"{experiment}.rows.pkl"
+        self.cache_path = base / ".cache" / f"{experiment}.rows"
         self.lock_path = base / ".cache" / f"{experiment}.lock"  # held by a running run.py
 
     def write(self, record: dict) -> None:
-        """Write one record atomically (temp file + rename), replacing any older one."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write one record atomically (temp file + rename), replacing any older one.
+        TypeError/ValueError if it is not JSON-ready; RecordWriteError if the disk refuses."""
         text = json.dumps(record, default=to_json)
-        write_atomic(self.dir / f"{record['id']}.json", text.encode())
+        path = self.dir / f"{record['id']}.json"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text.encode())
+        except OSError as e:
+            raise RecordWriteError.of(f"record {path}", e) from None
 
     def read(self, point_id: str) -> dict:
         """The point's record; OSError if it has none, BadRecord if it is not valid."""
         return read_record(self.dir / f"{point_id}.json")
 
-    def rows(self, fresh: bool = False) -> "Rows":
+    def rows(self, fresh: bool = False) -> Rows:
         """The flat scalar rows of every record, from a cache kept up to date.
 
         The folder is listed and each record file stat'ed; a file whose stamp (ctime, size,
         inode) matches the cache is not read again, unless ``fresh`` (read every record).
         Files that are not valid records are named in ``Rows.corrupt`` and ``Rows.misnamed``.
         """
-        files = self._list()
-        if files is None:
+        listed = self._list()
+        if listed is None:
             return Rows.build([])
+        files, odd = listed
         cached = None if fresh else self._load_cache()
         if cached is not None and cached.files == files:
             return cached
         old = cached.files if cached else {}
         known = {f"{id_}.json": i for i, id_ in enumerate(cached.columns["id"])} if cached else {}
-        rows, corrupt, misnamed = [], [], []
+        was_curved = set(cached.curved) if cached else set()
+        rows, corrupt, misnamed, curved = [], [], [], []
         for name, stamp in files.items():
+            if name in odd:  # a link, folder or FIFO: never opened
+                corrupt.append(name)
+                continue
             if name in known and old[name] == stamp:
                 rows.append(cached.row(known[name]))
+                if name in was_curved:
+                    curved.append(name)
                 continue
             try:
-                rows.append(flatten(read_record(self.dir / name)))
+                record = read_record(self.dir / name)
             except MisnamedRecord:
                 misnamed.append(name)
+                continue
             except (BadRecord, OSError):
                 corrupt.append(name)
-        fresh_rows = Rows.build(rows, files, corrupt, misnamed)
+                continue
+            rows.append(flatten(record))
+            if any(isinstance(v, (list, dict)) for v in record["metrics"].values()):
+                curved.append(name)
+        fresh_rows = Rows.build(rows, files, corrupt, misnamed, curved)
         try:  # reading works without writing, e.g. in a colleague's read-only results
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.cache_path, pickle.dumps((CACHE_VERSION, fresh_rows), protocol=5))
+            own_dir(self.cache_path.parent)
+            rowcache.save(self.cache_path, fresh_rows)
         except OSError:
             pass
         return fresh_rows
@@ -120,99 +162,88 @@ class Store:
                     records.append(read_record(path))
         return records
 
-    def _list(self) -> dict | None:
-        """{file name: stamp} of the record files (one stat each); None without a folder."""
+    def _list(self) -> tuple | None:
+        """({file name: stamp}, {names that are not regular files}) of the record files (one
+        lstat each); None without a folder."""
         try:  # listed by descriptor, each stat is relative to it: no path lookups
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        files = {}
+        files, odd = {}, set()
         try:
             with os.scandir(fd) as entries:
                 found = [entry for entry in entries if is_record(entry.name)]
             for entry in found:
                 try:
-                    st = entry.stat()
+                    st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # removed since the listing
                     continue
                 files[entry.name] = (st.st_ctime_ns, st.st_size, st.st_ino)
+                if not stat.S_ISREG(st.st_mode):
+                    odd.add(entry.name)
         finally:
             os.close(fd)
-        return files
+        return files, odd
 
-    def write_table(self, points: list, rows: "Rows"):
-        """Write results/NAME.csv: one row per grid point that has a record, in grid order."""
-        frame = rows.frame()
-        if len(frame):
-            frame["_index"] = frame["id"].map({p.id: p.index for p in points})
-            frame = frame.dropna(subset=["_index"]).astype({"_index": int})
-            frame = frame.sort_values("_index").reset_index(drop=True)
-        frame = order_columns(frame, points)
-        write_atomic(self.table_path, frame.to_csv(index=False).encode())
-        return frame
+    def write_table(self, points: list, fresh: bool = False, tries: int = 5):
+        """Write results/NAME.csv from the records: one row per grid point that has a record,
+        in grid order; returns (table, rows).
 
-    def _load_cache(self):
+        Another process may add a record while the table is written (a run ending while
+        ``--collect`` runs): the records are listed again after writing, and the table
+        rewritten until no record came or changed in between, so the last table written
+        holds every record there was when it was written.
+        """
+        for _ in range(tries):
+            rows = self.rows(fresh=fresh)
+            frame = rows.frame()
+            if len(frame):
+                frame["_index"] = frame["id"].map({p.id: p.index for p in points})
+                frame = frame.dropna(subset=["_index"]).astype({"_index": int})
+                frame = frame.sort_values("_index").reset_index(drop=True)
+            frame = order_columns(frame, points)
+            write_atomic(self.table_path, frame.to_csv(index=False).encode())
+            listed = self._list()
+            if listed is None or listed[0] == rows.files:
+                break
+            fresh = False
+        return frame, rows
+
+    def _load_cache(self) -> Rows | None:
         try:
-            version, rows = pickle.loads(self.cache_path.read_bytes())
-        except Exception:  # missing, truncated or unpicklable: rebuild
+            return rowcache.load(self.cache_path)
+        except FileNotFoundError:
             return None
-        return rows if version == CACHE_VERSION else None
-
-
-@dataclass
-class Rows:
-    """The records' flat rows column by column: quick to cache, load and tabulate."""
-
-    columns: dict  # column -> list, one value per record (None where a record lacks it)
-    files: dict  # {file name: stamp} of every record file listed
-    corrupt: list  # names of files that are not valid records (their points are pending)
-    misnamed: list  # names of files holding a record of another id (ignored)
-
-    @classmethod
-    def build(cls, rows: list, files=None, corrupt=(), misnamed=()) -> "Rows":
-        keys = list(dict.fromkeys(k for row in rows for k in row)) or ["id", "status"]
-        columns = {k: [row.get(k) for row in rows] for k in keys}
-        return cls(columns, files or {}, list(corrupt), list(misnamed))
-
-    def __len__(self) -> int:
-        return len(self.columns["id"])
-
-    def row(self, i: int) -> dict:
-        return {k: v[i] for k, v in self.columns.items() if v[i] is not None}
-
-    def by_id(self, column: str) -> dict:
-        """{point id: value of the column}."""
-        return dict(zip(self.columns["id"], self.columns.get(column, [None] * len(self))))
-
-    def status(self) -> dict:
-        return self.by_id("status")
-
-    def frame(self):
-        """A pandas DataFrame; integer columns stay integer where some rows lack them."""
-        import pandas as pd
-
-        data = {}
-        for key, values in self.columns.items():
-            present = [v for v in values if v is not None]
-            if len(present) < len(values) and all(type(v) is int for v in present):
-                data[key] = pd.array(values, dtype="Int64")
-            else:
-                data[key] = values
-        return pd.DataFrame(data)
+        except rowcache.DamagedCache as e:
+            print(
+                f"note: the row cache {self.cache_path} is damaged ({e}); "
+                f"rebuilt from the records",
+                file=sys.stderr,
+            )
+        except OSError as e:  # a link or a folder where the cache should be: not used
+            print(
+                f"note: the row cache {self.cache_path} is not used: {e.strerror or e}",
+                file=sys.stderr,
+            )
+        return None
 
 
 def load_results(experiment: str, curves: bool = True, status: str | None = "ok"):
     """Load an experiment's records into a pandas DataFrame, one row per record.
 
     With ``curves=True`` list-valued metrics (per-epoch curves) are kept as list
-    columns; otherwise only scalars are loaded (fast, from the cache). ``status``
+    columns; otherwise only scalars are loaded (fast, from the cache; as fast with
+    ``curves=True`` when no record has a list-valued metric). ``status``
     filters rows ("ok" by default; None keeps failed points too).
     """
     store = Store(experiment)
-    if curves:
+    rows = store.rows()
+    if curves and rows.curved:
         frame = Rows.build([flatten(r, curves=True) for r in store.records()]).frame()
-    else:
-        frame = store.rows().frame()
+    else:  # no record has a curve: the cached rows are the whole story
+        frame = rows.frame()
+        if curves and len(frame):  # in the order of the path above: by file name
+            frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
     if status is not None and len(frame):
         frame = frame[frame["status"] == status].reset_index(drop=True)
     return frame
@@ -270,7 +301,7 @@ def read_record(path: Path) -> dict:
     one whose id is not the file's name. OSError if it cannot be read."""
     path = Path(path)
     try:
-        record = json.loads(path.read_bytes())
+        record = json.loads(read_regular(path, RECORD_CAP))
     except ValueError:
         raise BadRecord(f"{path}: not JSON") from None
     if not (
@@ -297,26 +328,3 @@ def error_line(error: str | None) -> str:
     """
     lines = (error or "").strip().splitlines()
     return lines[-1] if lines else ""
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path):
-    """A binary file handle whose contents appear at ``path`` whole, or not at all.
-
-    It writes a hidden temp file beside ``path`` and renames it into place when the block
-    ends; if the block raises, the temp file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    with atomic_file(path) as handle:
-        handle.write(data)

@@ -4,7 +4,9 @@ Every backend calls :func:`run_point`, in whatever process it runs points. A tri
 exception, a NaN metric, a metric named like a param or one of the record's own columns
 (memo.store.RESERVED) or a timeout becomes a record with status "error" or "timeout";
 only an interrupt (Ctrl-C, SIGTERM) leaves the point without a record, so it stays
-pending and the next run does it.
+pending and the next run does it. While it runs, the point is claimed (memo/claims.py):
+a point another process runs, or recorded since the run was planned, is skipped.
+A record that cannot be written (disk full) raises memo.store.RecordWriteError.
 """
 
 import contextlib
@@ -23,10 +25,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from memo import paths
+from memo import claims, paths
 from memo.datasets import DatasetDamaged
 from memo.spec import Point, trial_module
-from memo.store import RESERVED, Store, error_line
+from memo.store import RESERVED, BadRecord, RecordWriteError, Store, error_line
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
 
@@ -41,6 +43,8 @@ class Job:
     timeout: float | None  # seconds per point; None for no limit
     threads: int  # BLAS/torch threads each worker may use
     provenance: dict  # backend, git and package versions, taken once per run
+    since: float | None = None  # time.time() when the run was planned: a record newer than
+    # that (another run's) makes a failed point's rerun needless; None: only ok records do
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Outcome:
     """What the runner hears back about a finished point."""
 
     id: str
-    status: str  # "ok" | "error" | "timeout"
+    status: str  # "ok" | "error" | "timeout", or "skipped" (run or recorded by another process)
     wall_time: float
     message: str = ""  # last line of the error, if any
 
@@ -58,6 +62,35 @@ class PointTimeout(Exception):
 
 
 def run_point(job: Job, point: Point) -> Outcome:
+    """Claim the point, run the trial on it and store its record; skip it if another process
+    holds its claim or has recorded it since the run was planned."""
+    store = Store(job.experiment, job.results_dir)
+    try:
+        other = claims.take(store.dir, point.id)
+    except OSError as e:
+        raise RecordWriteError.of(f"the claim of point {point.id} ({e.filename})", e) from None
+    if other is not None:
+        return Outcome(point.id, "skipped", 0.0, f"running elsewhere ({other})")
+    try:
+        if recorded_since(store, point.id, job.since):
+            return Outcome(point.id, "skipped", 0.0, "recorded by another run meanwhile")
+        return run_claimed(job, point, store)
+    finally:
+        claims.release(store.dir, point.id)
+
+
+def recorded_since(store: Store, point_id: str, since: float | None) -> bool:
+    """Whether the point has an ok record, or any record written after ``since``."""
+    path = store.dir / f"{point_id}.json"
+    try:
+        written = os.lstat(path).st_mtime
+        record = store.read(point_id)
+    except (OSError, BadRecord):
+        return False
+    return record["status"] == "ok" or (since is not None and written >= since)
+
+
+def run_claimed(job: Job, point: Point, store: Store) -> Outcome:
     """Run the trial on one point and store its record."""
     trial = trial_module(job.trial).trial
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -78,10 +111,10 @@ def run_point(job: Job, point: Point) -> Outcome:
     cpu = time.process_time() - cpu0
     record = make_record(job, point, status, metrics, error, wall, cpu, started)
     try:
-        Store(job.experiment, job.results_dir).write(record)
+        store.write(record)
     except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
         record.update(status="error", metrics={}, error=f"metrics are not JSON-ready: {e}")
-        Store(job.experiment, job.results_dir).write(record)
+        store.write(record)
     return Outcome(point.id, record["status"], wall, error_line(error))
 
 

@@ -751,7 +751,9 @@ def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
         return result
 
     monkeypatch.setattr(trials.memorize, "trial", first_point_then_a_failed_copy)
-    assert run.main(["--name", "exp"]) == 2  # --tasks 1: was SIGBUS, or records on zeros
+    # In run.py's own process (the patched trial runs only there): was SIGBUS, or records
+    # on zeros.
+    assert run.main(["--name", "exp", "--backend", "inline"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "y.npy is damaged" in err and err.count("\n") == 1
     (record,) = [json.loads(p.read_text()) for p in (root / "results" / "exp").glob("*.json")]
@@ -760,3 +762,25 @@ def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
     datasets.load_dataset.cache_clear()  # a new run.py is a new process
     monkeypatch.setattr(trials.memorize, "trial", original)
     assert run.main(["--name", "exp"]) == 0 and "running 2 of 3 points" in capsys.readouterr().out
+
+
+def test_a_dataset_damaged_under_a_worker_process_stops_the_run_without_a_record(store, tmp_path):
+    """--tasks 1 runs points in a worker process: DatasetDamaged crosses back to run.py."""
+    from memo.backends import make_backend
+    from memo.spec import load_spec
+    from memo.worker import Job
+
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0]}}'
+    (root / "experiments" / "exp.json").write_text(spec)
+    datasets.prepare("lines")
+    (store / "lines" / "y.npy").write_bytes(bytes((store / "lines" / "y.npy").stat().st_size))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEMO_ROOT", str(root))
+        (point,) = load_spec("exp").points()
+        backend = make_backend("joblib", 1, [])
+        job = Job("exp", "memorize", str(root / "results"), None, 1, {})
+        with pytest.raises(datasets.DatasetDamaged, match="y.npy is damaged"):
+            list(backend.run(job, [point]))
+    assert not list((root / "results").glob("exp/*.json"))  # the point stays pending

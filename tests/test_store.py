@@ -182,3 +182,147 @@ def test_records_are_read_where_the_cache_cannot_be_written(write_spec, root, ca
     assert len(load_results("exp", curves=False)) == 3
     made = {store.cache_path.name, store.lock_path.name}  # and no temp files
     assert not cache.is_dir() or set(os.listdir(cache)) <= made
+
+
+class Planted:
+    """Unpickled, it creates the file ``marker``: what a planted cache could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_planted_as_the_row_cache_is_never_run(write_spec, root, capsys):
+    import pickle
+
+    store = ran(write_spec)
+    marker = root / "planted-ran"
+    for name in ("exp.rows.pkl", store.cache_path.name):  # the old cache and the new
+        (store.cache_path.parent / name).write_bytes(pickle.dumps((2, Planted(marker))))
+    assert run.main(["--name", "exp", "--status"]) == 0
+    assert run.main(["--name", "exp", "--dry-run"]) == 0
+    assert run.main(["--name", "exp"]) == 0
+    assert len(load_results("exp")) == len(load_results("exp", curves=False)) == 3
+    assert not marker.exists()
+    assert "exp: 3 points: 3 ok" in capsys.readouterr().out
+
+
+def test_a_damaged_row_cache_is_rebuilt_from_the_records_with_a_note(write_spec, root, capsys):
+    store = ran(write_spec, 4)
+    truth = store.rows(fresh=True).columns
+    data = store.cache_path.read_bytes()
+    body = data.index(b"\n") + 1
+    for i in range(body, len(data), max(1, (len(data) - body) // 25)):  # a bit flip each
+        store.cache_path.write_bytes(data[:i] + bytes([data[i] ^ 4]) + data[i + 1 :])
+        capsys.readouterr()
+        assert Store("exp").rows().columns == truth
+        assert "is damaged (checksum mismatch); rebuilt from the records" in capsys.readouterr().err
+    # A cache with a right checksum but a value no record can hold: rebuilt too.
+    columns = dict(truth, wall_time=[[1]] * 4)
+    rows = store_module.Rows(columns, store.rows().files, [], [])
+    store_module.rowcache.save(store.cache_path, rows)
+    capsys.readouterr()
+    assert Store("exp").rows().columns == truth
+    assert "a value that is not a scalar" in capsys.readouterr().err
+
+
+def test_load_results_reads_no_record_when_none_has_curves(write_spec, root, monkeypatch):
+    store = ran(write_spec)
+    for path in record_paths(store):
+        record = json.loads(path.read_text())
+        del record["metrics"]["curve"]
+        store.write(record)
+    with_curves = load_results("exp")  # fills the cache
+    reads = count_reads(monkeypatch)
+    again = load_results("exp")
+    assert reads == [] and len(again) == 3 and "curve" not in again
+    pd.testing.assert_frame_equal(again, with_curves)
+    assert list(again["id"]) == sorted(again["id"])
+
+
+def test_a_record_written_while_the_table_is_written_is_in_the_table(write_spec, root, monkeypatch):
+    store = ran(write_spec)
+    late = json.loads(record_paths(store)[0].read_text())
+    late["id"], late["_index"] = "f" * 16, 3
+    write_spec("exp", grid(3))
+    points = load_spec("exp").points()
+    points.append(type(points[0])(late["id"], 3, late["params"], late["seed"]))
+    frame = store_module.Rows.frame
+    calls = []
+
+    def racing(rows):  # another process records a point while this one writes the table
+        calls.append(1)
+        if len(calls) == 1:
+            store.write(late)
+        return frame(rows)
+
+    monkeypatch.setattr(store_module.Rows, "frame", racing)
+    table, _ = store.write_table(points, fresh=True)
+    assert list(pd.read_csv(store.table_path)["id"]) == [p.id for p in points]
+    assert len(calls) == 2
+
+
+def test_odd_files_in_a_records_folder_neither_hang_nor_crash(write_spec, root, cli):
+    store = ran(write_spec, 4)
+    fifo, zero, folder, _ = record_paths(store)
+    for path in (fifo, zero, folder):
+        path.unlink()
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    folder.mkdir()
+    (folder / "x").write_text("")
+    status = cli("--name", "exp", "--status", timeout=60)
+    assert status.returncode == 1 and "1 ok, 0 error, 0 timeout, 3 pending" in status.stdout
+    assert "3 unreadable record files (pending)" in status.stdout and status.stderr == ""
+    result = cli("--name", "exp", timeout=60)  # the folder cannot be replaced by a record
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"error: cannot write record {folder}:" in result.stderr
+    shutil.rmtree(folder)
+    assert cli("--name", "exp", timeout=60).returncode == 0
+    assert all(json.loads(p.read_text())["status"] == "ok" for p in record_paths(store))
+
+
+def test_temp_files_of_killed_writers_are_removed_on_the_next_run(write_spec, root, capsys):
+    import subprocess
+    import sys
+
+    store = ran(write_spec, 2)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    old = time.time() - 3600
+    left = store.dir / f".{'a' * 16}.json.{dead}.0123abcd.tmp"  # a killed writer's
+    live = store.dir / f".{'b' * 16}.json.{os.getpid()}.0123abcd.tmp"  # still writing
+    young = store.dir / f".{'c' * 16}.json.{dead}.0123abcd.tmp"  # too new to tell
+    for path in (left, live, young):
+        path.write_text("{")
+    os.utime(left, (old, old))
+    os.utime(live, (old, old))
+    write_spec("exp", grid(3))
+    capsys.readouterr()
+    assert run.main(["--name", "exp"]) == 0
+    assert not left.exists() and live.exists() and young.exists()
+    assert "note: removed 1 temp files and 0 point claims left by killed processes" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_re_signed_cache_with_any_byte_changed_never_crashes_a_reader(write_spec, root):
+    import hashlib
+
+    from memo import rowcache
+
+    store = ran(write_spec, 3)
+    head, _, body = store.cache_path.read_bytes().partition(b"\n")
+    header = json.loads(head)
+    for i in range(0, len(body), max(1, len(body) // 60)):  # as someone who can write .cache
+        forged = body[:i] + bytes([body[i] ^ 0x41]) + body[i + 1 :]
+        header["sha256"] = hashlib.sha256(forged).hexdigest()
+        store.cache_path.write_bytes(json.dumps(header).encode() + b"\n" + forged)
+        try:
+            rows = rowcache.load(store.cache_path)
+        except rowcache.DamagedCache:
+            continue
+        assert len(rows) == 3 and all(type(i) is str for i in rows.columns["id"])

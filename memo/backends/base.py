@@ -13,6 +13,10 @@ class BackendError(Exception):
 class Backend(abc.ABC):
     """Runs points with :func:`memo.worker.run_point` and reports each as it finishes.
 
+    run_point claims each point while it runs (memo/claims.py), in whatever process: a
+    backend that loses a worker finds the points that were running by their claims, left
+    behind by a dead process, and tells them from those not started yet.
+
     ``tasks`` is how many points may run at once; ``args`` are the words after ``--``
     on the command line, passed to the scheduler by the cluster backends.
     """

@@ -1,27 +1,49 @@
-"""Points on this machine, in parallel processes through joblib (loky)."""
+"""Points on this machine, each in a worker process (loky, the pool joblib uses)."""
 
+import collections
+import concurrent.futures
 import os
 import re
-import tempfile
-from pathlib import Path
+import threading
+import time
 from typing import Iterator
 
 import joblib
-from joblib.externals.loky.process_executor import TerminatedWorkerError
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.process_executor import BrokenProcessPool
 
+from memo import claims
 from memo.backends.base import Backend, BackendError
 from memo.store import Store
-from memo.worker import Job, Outcome, record_lost, run_point
+from memo.task import THREAD_VARIABLES
+from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
+
+ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a reused worker must see as run.py does
+BARREN = 3  # pool deaths in a row with no point started or finished, then give up
+CHUNK, CHUNK_S = 32, 0.05  # at most points per chunk; seconds of work aimed at per chunk
+PER_POINT_S = 0.001  # a point's cost beyond its trial (claim, record)
+_pool: dict = {}  # (workers, threads) -> the executor, reused by later runs in this process
+
+
+class PoolDied(Exception):
+    """A worker process died; the pool is gone with the points it had been given."""
+
+    def __init__(self, points: list, why: str):
+        super().__init__(why)
+        self.points, self.why = points, why
 
 
 class JoblibBackend(Backend):
-    """``--tasks N`` processes (-1: one per core); ``--tasks 1`` runs in this process,
-    so a debugger or profiler sees the trial.
+    """``--tasks N`` worker processes (-1: one per core); ``--tasks 1`` one worker, so that
+    a point that kills its process is a record as with more. (``--backend inline`` runs
+    points in run.py's own process, where a debugger sees the trial.)
 
-    A worker process that dies (killed, out of memory, a crash in C) takes the pool down
-    with it. The points that were running then run again one at a time, each in a process
-    of its own: the one that dies again gets an error record (memo.worker.record_lost),
-    the others their results, and the rest of the grid goes on in parallel.
+    A worker that dies (killed, out of memory, a crash in C) takes the pool down with it.
+    The points that were running (their claims, memo/claims.py, are left by the dead) then
+    run again one at a time, each in a worker of its own: the one that dies again gets an
+    error record (memo.worker.record_lost), the others their results; points not started
+    yet go back to the queue, and the rest of the grid goes on in parallel. Workers watch
+    run.py and exit when it dies (SIGKILL, the OOM killer), so none runs on unwatched.
     """
 
     name = "joblib"
@@ -33,7 +55,7 @@ class JoblibBackend(Backend):
             )
         if self.args:
             raise BackendError(
-                f"the joblib backend takes no scheduler arguments, got: {' '.join(self.args)}"
+                f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
             )
 
     def workers(self) -> int:
@@ -44,67 +66,125 @@ class JoblibBackend(Backend):
         return max(1, joblib.cpu_count() // self.workers())
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
-        if self.workers() == 1:
-            for point in points:
-                yield run_point(job, point)
-            return
-        pending = {p.id: p for p in points}
-        while pending:
-            with tempfile.TemporaryDirectory(prefix="memo-running-") as running:
-                try:
-                    for outcome in self._in_workers(job, list(pending.values()), running):
-                        del pending[outcome.id]
-                        yield outcome
-                    return
-                except TerminatedWorkerError as e:
-                    died = exit_codes(e)
-                    marks = os.listdir(running)
-            done = [i.removesuffix(".done") for i in marks if i.endswith(".done")]
-            yield from recorded(job, [pending.pop(i) for i in done if i in pending])
-            suspects = [pending.pop(i) for i in marks if i in pending]
-            if not suspects:
-                raise BackendError(f"a worker process died between points ({died})")
+        queue, barren = collections.deque(points), 0
+        while queue:
+            progress, suspects = False, []
+            try:
+                for outcome in in_pool(job, queue, self.workers()):
+                    progress = True
+                    yield outcome
+                return
+            except PoolDied as death:
+                why, store = death.why, Store(job.experiment, job.results_dir)
+                for point in death.points:  # in flight when the pool died
+                    found = claims.holder(claims.claim_path(store.dir, point.id))
+                    if found and not found[0].fresh():  # its worker died running it
+                        suspects.append(point)
+                    elif recorded_since(store, point.id, job.since):  # done, not reported
+                        progress = True
+                        yield recorded(store, point)
+                    else:  # not started yet (or run by another process now)
+                        queue.appendleft(point)
             for point in suspects:  # each alone now: the one that dies again is the cause
                 try:
-                    (outcome,) = self._in_workers(job, [point], running=None)
-                except TerminatedWorkerError as e:
-                    outcome = record_lost(job, point, exit_codes(e))
+                    (outcome,) = in_pool(job, collections.deque([point]), 1)
+                except PoolDied as again:
+                    outcome = record_lost(job, point, again.why)
                 yield outcome
+            barren = 0 if progress or suspects else barren + 1
+            if barren == BARREN:
+                raise BackendError(f"worker processes keep dying before they run a point ({why})")
 
-    def _in_workers(self, job: Job, points: list, running: str | None):
-        """Run points in loky worker processes (a lone point too), as many at once as there
-        are workers; with ``running`` (a folder) see :func:`run_marked`."""
-        parallel = joblib.Parallel(
-            n_jobs=max(2, min(self.workers(), len(points))),
-            return_as="generator_unordered",
-            batch_size="auto",
+
+def in_pool(job: Job, queue: collections.deque, workers: int) -> Iterator[Outcome]:
+    """Run the points of ``queue`` (taking them from it) in ``workers`` processes, yielding
+    each Outcome as it comes; PoolDied with the points in flight if a worker dies.
+
+    Quick points go in chunks (up to :data:`CHUNK`, about :data:`CHUNK_S` of work each),
+    so that sending them costs less than running them."""
+    pool = executor(workers, job.threads)
+    env = {k: os.environ[k] for k in ENV if k in os.environ}
+    flying: dict = {}  # future -> its chunk of points
+    took = CHUNK_S  # seconds per point, as the last chunk took
+    try:
+        while queue or flying:
+            while queue and len(flying) < 2 * workers:  # one more each, so none waits
+                fair = -(-len(queue) // workers)  # the rest shared out
+                size = max(1, min(CHUNK, fair, int(CHUNK_S / max(took, 1e-6))))
+                chunk = [queue.popleft() for _ in range(size)]
+                flying[pool.submit(work, job, chunk, env)] = chunk
+            done, _ = concurrent.futures.wait(flying, return_when="FIRST_COMPLETED")
+            died = None
+            for future in done:
+                try:
+                    outcomes = future.result()
+                except BrokenProcessPool as e:  # TerminatedWorkerError is one
+                    died = e
+                    continue
+                del flying[future]
+                took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
+                yield from outcomes
+            if died is not None:
+                drop(workers, job.threads)
+                raise PoolDied([p for chunk in flying.values() for p in chunk], exit_codes(died))
+    except BaseException:  # Ctrl-C, a full disk: stop the workers, leave their points
+        if flying:
+            drop(workers, job.threads)
+        raise
+
+
+def executor(workers: int, threads: int):
+    """This process's pool of ``workers`` processes with ``threads`` BLAS threads each."""
+    key = (workers, threads)
+    pool = _pool.get(key)
+    if pool is None or pool._flags.broken:
+        for old in list(_pool):
+            drop(*old)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            env={name: str(threads) for name in THREAD_VARIABLES},
+            initializer=watch_parent,
+            initargs=(os.getpid(),),
         )
-        with joblib.parallel_config(backend="loky", inner_max_num_threads=job.threads):
-            yield from parallel(joblib.delayed(run_marked)(job, p, running) for p in points)
+        _pool[key] = pool
+    return pool
 
 
-def run_marked(job: Job, point, running: str | None) -> Outcome:
-    """run_point, leaving in folder ``running`` a file ``<id>`` while the point runs and
-    ``<id>.done`` once it is recorded: after a dead pool, which points were running
-    and which were done but not yet reported."""
-    if running is None:
-        return run_point(job, point)
-    marker = Path(running) / point.id
-    marker.touch()
-    outcome = run_point(job, point)
-    marker.rename(marker.with_name(f"{point.id}.done"))
-    return outcome
+def drop(workers: int, threads: int) -> None:
+    """Shut the pool down, killing its workers, and wait until they are gone."""
+    pool = _pool.pop((workers, threads), None)
+    if pool is not None:
+        pool.shutdown(wait=True, kill_workers=True)
 
 
-def exit_codes(error: TerminatedWorkerError) -> str:
+def work(job: Job, points: list, env: dict) -> list:
+    """run_point on each point in a worker, with run.py's locations (a reused worker may be
+    older than this run)."""
+    os.environ.update(env)
+    return [run_point(job, point) for point in points]
+
+
+def watch_parent(parent: int) -> None:
+    """In each worker: exit as soon as run.py (``parent``) is gone, even mid-point; its
+    claim is then stale and the next run does the point."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(70)
+
+    if os.getppid() != parent:
+        os._exit(70)
+    threading.Thread(target=watch, name="memo-parent", daemon=True).start()
+
+
+def exit_codes(error: Exception) -> str:
     """What loky says of the dead process, e.g. 'SIGKILL(-9): killed, out of memory?'."""
     codes = re.search(r"exit codes of the workers are \{(.*)\}", str(error))
     return f"{codes.group(1) if codes else 'exit code unknown'}: killed, out of memory?"
 
 
-def recorded(job: Job, points: list) -> Iterator[Outcome]:
-    """The outcomes of points recorded in this run, read back from their records."""
-    store = Store(job.experiment, job.results_dir)
-    for point in points:
-        record = store.read(point.id)
-        yield Outcome(point.id, record["status"], record.get("wall_time") or 0.0)
+def recorded(store: Store, point) -> Outcome:
+    """The outcome of a point recorded in this run, read back from its record."""
+    record = store.read(point.id)
+    return Outcome(point.id, record["status"], record.get("wall_time") or 0.0)

@@ -1,0 +1,276 @@
+"""Who is running what: the lock of a run.py, a claim per running point, cluster runs.
+
+- The lock ``results/.cache/NAME.lock`` keeps a second run.py of the experiment on this
+  machine from starting. Where it cannot be taken (a read-only ``.cache``, a file system
+  without locks, two hosts not sharing locks) run.py says so and goes on.
+- A claim ``results/NAME/_running/<id>.json`` (host, pid, start time) exists while a
+  process runs the point, in whatever backend. It is created exclusively (``O_EXCL``, as
+  NFS supports too), so only one process can make it; a second runner skips
+  a point whose claim is fresh. A claim is stale once its process is gone (same host:
+  the pid is not running; another host: not refreshed for :data:`STALE_S`; the holder
+  refreshes it every :data:`HEARTBEAT_S`); stale claims are taken over or removed.
+- A cluster run (``_runs/RUN``, memo/backends/cluster.py) that has not ended may still
+  run its points: a local run refuses them (cluster_holds).
+"""
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from memo.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
+from memo.files import own_dir, read_regular
+from memo.files import temp_path, write_atomic
+
+CLAIMS = "_running"  # "_": not a record name
+STALE_S = 600.0
+HEARTBEAT_S = 60.0
+CAP = 1 << 16  # bytes of a claim file read at most
+MANIFEST_CAP = 1 << 30
+_held: dict = {}  # claim path -> inode, of the claims this process holds
+_keeper: dict = {}  # pid -> its heartbeat thread, once started
+_stamp: dict = {}  # pid -> its process_stamp, once read
+_dirs: set = set()  # claim folders checked to be folders, not links
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whoever holds a claim, as its file says."""
+
+    host: str
+    pid: int
+    started: str
+    age: float  # seconds since the claim was made or last refreshed
+    process: str | None = None  # memo.files.process_stamp of the pid when it claimed
+
+    def fresh(self) -> bool:
+        if self.host == HOST:  # the process itself, not a later one given its pid
+            if not pid_alive(self.pid):
+                return False
+            now = process_stamp(self.pid)
+            return self.process is None or now is None or now == self.process
+        return self.age < STALE_S
+
+    def __str__(self) -> str:
+        return f"{self.host} pid {self.pid} since {self.started}"
+
+
+def claim_path(records: Path, point_id: str) -> Path:
+    return Path(records) / CLAIMS / f"{point_id}.json"
+
+
+def holder(path: Path) -> tuple | None:
+    """(Holder, inode) of the claim file ``path``; None if there is none. A claim that
+    cannot be read counts as another host's (fresh while young)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    age = time.time() - info.st_mtime
+    try:
+        data = json.loads(read_regular(path, CAP))
+        process = data.get("process")
+        found = Holder(
+            str(data["host"]),
+            int(data["pid"]),
+            str(data["started"]),
+            age,
+            str(process) if process else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        found = Holder("?", 0, "?", age)
+    return found, info.st_ino
+
+
+def take(records: Path, point_id: str) -> Holder | None:
+    """Claim the point for this process; None once claimed, or the fresh claim's Holder if
+    another process runs it. OSError if the claim cannot be written."""
+    path = claim_path(records, point_id)
+    if path.parent not in _dirs:  # checked once per process
+        _dirs.add(own_dir(path.parent))
+    mine = {"host": HOST, "pid": os.getpid(), "started": now_iso(), "process": _process()}
+    stamp = json.dumps(mine).encode()
+    found = None
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+        except FileExistsError:
+            found = holder(path)
+            if found is None:  # released in between
+                continue
+            if found[0].fresh():
+                return found[0]
+            remove_stale(path, found[1])
+            continue
+        try:  # one write: a reader meanwhile sees an empty claim, which counts as held
+            os.write(fd, stamp)
+            _held[path] = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        heartbeat()
+        return None
+    return found[0] if found else Holder("?", 0, "?", 0.0)
+
+
+def _process() -> str | None:
+    """This process's process_stamp, read once (per pid: a forked child has its own)."""
+    pid = os.getpid()
+    if pid not in _stamp:
+        _stamp[pid] = process_stamp(pid)
+    return _stamp[pid]
+
+
+def remove_stale(path: Path, inode: int) -> None:
+    """Remove the stale claim ``path`` (inode ``inode``); never a fresh one made meanwhile:
+    it is renamed aside first, and put back if it is not the stale one."""
+    aside = temp_path(path)
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        if os.lstat(aside).st_ino != inode:
+            with contextlib.suppress(OSError):
+                os.link(aside, path)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def release(records: Path, point_id: str) -> None:
+    """Remove this process's claim of the point (not one another process made since)."""
+    path = claim_path(records, point_id)
+    inode = _held.pop(path, None)
+    with contextlib.suppress(OSError):
+        if inode is not None and os.lstat(path).st_ino == inode:
+            os.unlink(path)
+
+
+def heartbeat() -> None:
+    """Start, once per process, the thread that refreshes this process's claims so that other
+    hosts see them fresh."""
+    if os.getpid() in _keeper:  # a forked child has no thread of its parent's
+        return
+
+    def refresh():
+        while True:
+            time.sleep(HEARTBEAT_S)
+            for path in list(_held):
+                with contextlib.suppress(OSError):
+                    os.utime(path, follow_symlinks=False)
+
+    _keeper[os.getpid()] = threading.Thread(target=refresh, name="memo-claims", daemon=True)
+    _keeper[os.getpid()].start()
+
+
+def running(records: Path, clean: bool = False) -> tuple:
+    """({point id: Holder} of the fresh claims, number of stale claims); with ``clean`` the
+    stale ones are removed."""
+    fresh, stale = {}, 0
+    try:
+        if not stat.S_ISDIR(os.lstat(Path(records) / CLAIMS).st_mode):  # a link: not ours
+            return fresh, stale
+        names = [n for n in os.listdir(Path(records) / CLAIMS) if n.endswith(".json")]
+    except OSError:
+        return fresh, stale
+    for name in names:
+        path = Path(records) / CLAIMS / name
+        found = holder(path)
+        if found is None:
+            continue
+        if found[0].fresh():
+            fresh[name[: -len(".json")]] = found[0]
+            continue
+        stale += 1
+        if clean:
+            with contextlib.suppress(OSError):
+                remove_stale(path, found[1])
+    return fresh, stale
+
+
+def lock(store, held: contextlib.ExitStack) -> tuple:
+    """Lock the experiment for this run.py until ``held`` closes: (error, note). The error
+    says why not (another run.py holds it, the lock is not a regular file); the note, that
+    no lock could be taken here at all."""
+    path = store.lock_path
+    try:
+        own_dir(path.parent)
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+    except NotRegular as e:  # the lock, or the folder it is in
+        return f"{e.filename} is {e.strerror}; remove it and rerun", None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR):
+            return f"{path} is not a regular file; remove it and rerun", None
+        return None, unlocked_note(store, e)
+    held.callback(os.close, fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        return (
+            f"another run.py is running {store.experiment} (pid {pid});"
+            " wait for it, or follow it with --status"
+        ), None
+    except OSError as e:
+        return None, unlocked_note(store, e)
+    with contextlib.suppress(OSError):  # the pid is for the message above only
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return None, None
+
+
+def unlocked_note(store, error: OSError) -> str:
+    return (
+        f"note: cannot lock {store.lock_path} ({error.strerror or error}): a second run.py of "
+        f"{store.experiment} would not be refused, but points are claimed while they run, "
+        f"so none runs twice"
+    )
+
+
+def cluster_holds(records: Path, todo: list, status: dict) -> str | None:
+    """Why points of ``todo`` must not run here: a cluster run of the experiment that has
+    not ended may still run some of them (those without a record in ``status``). The
+    scheduler is asked where it answers; a run it no longer knows is marked ended."""
+    from memo.backends import BACKENDS, BackendError
+    from memo.backends.cluster import RUNS
+
+    ids = {p.id for p in todo if p.id not in status}
+    for stamp in sorted((Path(records) / RUNS).glob("*/submitted.json")):
+        run_dir = stamp.parent
+        if (run_dir / "ended.json").exists():
+            continue
+        try:
+            job_id = str(json.loads(read_regular(stamp, CAP))["job_id"])
+            manifest = json.loads(read_regular(run_dir / "manifest.json", MANIFEST_CAP))
+            held = ids & {str(p["id"]) for p in manifest["points"]}
+            kind = BACKENDS[manifest["backend"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not held:
+            continue
+        try:
+            queued = kind(1, []).in_queue(job_id)
+        except BackendError:
+            queued = None
+        if queued is False:
+            ended = {"ended": now_iso(), "seen_gone_by": "a local run"}
+            with contextlib.suppress(OSError):
+                write_atomic(run_dir / "ended.json", json.dumps(ended).encode())
+            continue
+        state = "is still queued or running" if queued else "has not ended (no answer here)"
+        return (
+            f"{kind.name} job {job_id} {state} and may still run {len(held)} of these "
+            f"points; follow it with --status, cancel it ({kind.cancel_command} {job_id}), "
+            f"or run them here anyway with --force-local"
+        )
+    return None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
