@@ -43,8 +43,8 @@ METRICS = {
     "memory_needed": "bytes the solve was estimated to need beyond the data, before it ran",
     "peak_memory": "bytes: the process's peak RSS so far (CPU; earlier points of the worker "
     "count too) or the peak CUDA memory of this point",
-    "n_train": "training points solved for",
-    "n_test": "test points predicted",
+    "train_size": "training points solved for (n)",
+    "test_size": "test points predicted",
     "num_classes": "classes (columns of Y)",
     "label_noise_rate": "share of training labels the label noise changed",
     "label_noise_test_rate": "share of test labels the test label noise changed",
@@ -140,7 +140,7 @@ def trial(params: dict) -> dict:
     # Memory: decided before K exists; MemoryError is the point's one-line error record.
     n_test = len(X_test) if has_test else 0
     cuda = device.type == "cuda"
-    available = kernels.device_bytes(device) if cuda else kernels.available_bytes()
+    available = kernels.device_bytes(device) if cuda else kernels.memory.available_bytes()
     if p.memory_limit is not None:
         available = min(available, int(p.memory_limit * kernels.memory.GB))
     solver, precision = kernels.choose(
@@ -190,8 +190,8 @@ def trial(params: dict) -> dict:
         "predict_time": predict_time,
         "memory_needed": needed,
         "peak_memory": peak,
-        "n_train": n,
-        "n_test": n_test,
+        "train_size": n,
+        "test_size": n_test,
         "num_classes": classes,
         "label_noise_rate": data.rates.get("labels", 0.0),
         "label_noise_test_rate": data.rates.get("test_labels", 0.0),

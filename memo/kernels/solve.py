@@ -32,7 +32,14 @@ class Solution:
 
 def fit(X, Y, kind, gamma, ridge, solver, precision, tol=1e-6, max_iter=1000, rank=1000, seed=0):
     """Solve on X's kind of array; X, Y float64. ``solver`` cholesky or iterative,
-    ``precision`` float64, float32 or mixed (cholesky only)."""
+    ``precision`` float64, float32 or mixed (cholesky only). With ridge 0 a repeated
+    training point makes K singular: NotPositiveDefinite, before any work."""
+    repeats = duplicates(X) if ridge == 0 else 0
+    if repeats:
+        raise NotPositiveDefinite(
+            f"kernel matrix is singular: {repeats} training points repeat an earlier one; "
+            "set ridge > 0 (e.g. 1e-6) or drop the repeats"
+        )
     if solver == "iterative":
         return conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed)
     return cholesky(X, Y, kind, gamma, ridge, precision)
@@ -104,19 +111,28 @@ def _factor(K, X, precision, ridge):
     return L
 
 
+def duplicates(X) -> int:
+    """How many rows of X repeat an earlier row exactly (hashing rows: O(n·d)).
+
+    >>> duplicates(np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
+    1
+    """
+    Xn = np.ascontiguousarray(X.cpu().numpy() if is_torch(X) else X)
+    return len(Xn) - len(set(map(bytes, Xn)))
+
+
 def _not_pd_message(X, pivot, precision, ridge) -> str:
-    Xn = X.cpu().numpy() if is_torch(X) else X
-    duplicates = len(Xn) - len(np.unique(Xn, axis=0))
+    repeats = duplicates(X)
     cause = (
-        f"{duplicates} training points repeat an earlier one"
-        if duplicates
+        f"{repeats} training points repeat an earlier one"
+        if repeats
         else "no point repeats, so gamma is too small (or ridge too small) for this precision"
     )
     stored = "float32" if precision == "mixed" else precision
-    fix = "set ridge > 0 (e.g. 1e-6)" if duplicates else "use precision 'float64' or ridge > 0"
+    fix = "set ridge > 0 (e.g. 1e-6)" if repeats else "use precision 'float64' or ridge > 0"
     return (
         f"kernel matrix (ridge {ridge:g}) is not positive definite in {stored}: the Cholesky "
-        f"factor fails at row {pivot} of {len(Xn)}; {cause}; {fix}"
+        f"factor fails at row {pivot} of {len(X)}; {cause}; {fix}"
     )
 
 
