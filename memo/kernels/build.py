@@ -53,9 +53,9 @@ def kernel_block(A, B, a_sq, b_sq, kind: str, gamma: float):
     G = A @ B.T
     if kind == "arccos":
         na, nb = xp.sqrt(a_sq), xp.sqrt(b_sq)
-        tiny = np.finfo(np.float64).tiny
-        G /= _clip(na.clone() if is_torch(na) else na.copy(), tiny, None)[:, None]
-        G /= _clip(nb.clone() if is_torch(nb) else nb.copy(), tiny, None)[None, :]
+        tiny = 1e-30  # a zero row (float32 too): cos 0, and k = 0 from its norm
+        G /= _clip(na * 1, tiny, None)[:, None]
+        G /= _clip(nb * 1, tiny, None)[None, :]
         cos = _clip(G, -1.0, 1.0)
         theta = xp.arccos(cos)
         out = xp.sqrt(_clip(1.0 - cos * cos, 0.0, None))  # sin θ
