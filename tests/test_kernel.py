@@ -177,6 +177,12 @@ def test_trial_solvers_agree():
         assert abs(other["norm"] - base["norm"]) < 1e-4 * base["norm"]
 
 
+def test_trial_binary_dataset_and_centered_targets():
+    result = trial({"dataset": "mnist5k_1v9_size_50", "targets": "centered", "seed": 0})
+    assert result["num_classes"] == 2 and result["train_error"] == 0.0
+    assert result["test_error"] < 0.05  # ones against nines
+
+
 def test_trial_memory_above_the_machine_is_one_line_before_any_work(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
     monkeypatch.setattr(solve, "cholesky", lambda *a: pytest.fail("solved anyway"))
