@@ -108,6 +108,32 @@ def test_conjugate_gradient_reaches_the_direct_solution_within_tol(kind):
     assert relative(got.alpha, direct.alpha) <= cond * tol
 
 
+@pytest.mark.parametrize(
+    "solver, precision", [("cholesky", "float64"), ("cholesky", "mixed"), ("iterative", "float64")]
+)
+def test_torch_path_matches_numpy(solver, precision):
+    """The CUDA path's code, run on torch CPU tensors (no GPU here)."""
+    import torch
+
+    X, Y = points()
+    want = solve.fit(X, Y, "laplacian", 0.5, 0.0, solver, precision, tol=1e-10, rank=50)
+    got = solve.fit(
+        torch.as_tensor(X),
+        torch.as_tensor(Y),
+        "laplacian",
+        0.5,
+        0.0,
+        solver,
+        precision,
+        tol=1e-10,
+        rank=50,
+    )
+    assert relative(got.alpha.numpy(), want.alpha) < 1e-8
+    assert np.abs(got.fitted.numpy() - Y).max() < 1e-8
+    test = build.cross(torch.as_tensor(X[:7]), torch.as_tensor(X), got.alpha, "laplacian", 0.5)
+    assert np.abs(test.numpy() - Y[:7]).max() < 1e-8
+
+
 def test_repeated_points_or_a_tiny_gamma_are_named_errors():
     X, Y = points()
     X[50] = X[60] = X[10]

@@ -50,13 +50,13 @@ def cholesky(X, Y, kind, gamma, ridge, precision) -> Solution:
     ``mixed`` (K in float32) refine in float64 with K's blocks recomputed on the fly."""
     start = time.perf_counter()
     low = precision in ("float32", "mixed")
-    Xs = X.float() if low and is_torch(X) else X.astype(np.float32) if low else X
+    Xs = _stored(X, low)
     K = build_full(Xs, kind, gamma, ridge) if is_torch(X) else build_lower(Xs, kind, gamma, ridge)
     build_time = time.perf_counter() - start
     start = time.perf_counter()
     L = _factor(K, X, precision, ridge)
     del K  # on the CPU L is K's memory; on CUDA this frees the unfactored copy
-    alpha = _as64(_cho_solve(L, Y.float() if low and is_torch(Y) else Y.astype(Xs.dtype)))
+    alpha = _as64(_cho_solve(L, _stored(Y, low)))
     solve_time = time.perf_counter() - start
     start = time.perf_counter()
     sq = sq_norms(X)
@@ -77,7 +77,7 @@ def _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq):
     steps = 0
     while best > 0 and steps < MAX_REFINEMENTS:
         R = Y - fitted - ridge * alpha
-        delta = _cho_solve(L, R.float() if is_torch(R) else R.astype(np.float32))
+        delta = _cho_solve(L, _stored(R, True))
         trial = alpha + _as64(delta)
         trial_fitted = matvec(X, trial, kind, gamma, sq)
         steps += 1
@@ -220,6 +220,13 @@ def nystrom_preconditioner(X, kind, gamma, ridge, rank, seed):
         return U @ (UR * scale[:, None]) + (R - U @ UR)
 
     return apply
+
+
+def _stored(a, low: bool):
+    """a in the precision K is stored in: float32 if low, else float64."""
+    if is_torch(a):
+        return a.float() if low else a.double()
+    return a.astype(np.float32 if low else np.float64, copy=False)
 
 
 def _as64(a):
