@@ -15,8 +15,9 @@ random points in [0, 1]^784 (MNIST's shape and scale, random labels) for larger 
 Checks: equal test error on mnist5k; α within 1e-6 relative (max norm) in float64.
 
 ``--full``: one 60,000 × 784 solve (random data, mixed precision) with its time and peak
-memory, logging each stage's time and peak RSS as it goes (a float32 Cholesky of that size
-is 7.2e13 flops: about an hour on 2 cores). Not run in CI.
+memory, logging each stage's time and peak RSS as it goes, and the factor's progress with
+an estimate of its end (a float32 Cholesky of that size is 7.2e13 flops: about an hour on
+2 quiet cores). Not run in CI.
 """
 
 import argparse
@@ -151,14 +152,6 @@ def full(gamma: float, log_path: str | None) -> None:
             with open(log_path, "a") as f:
                 f.write(line + "\n")
 
-    small = 15_000  # same-run calibration: a float32 factor n³/64 as large
-    Xs = load(small)[0].astype(np.float32)
-    K = build.build_lower(Xs, "gaussian", gamma)
-    start = time.perf_counter()
-    solve._factor(K, Xs, "float32", 0.0)
-    took = time.perf_counter() - start
-    log(f"calibration: float32 factor of n {small} {took:.0f} s; x64 (n 60000): {64 * took:.0f} s")
-    del Xs, K
     n = 60_000
     X, Y, X_test, y, y_test = load(n)
     need = memory.needed_bytes(n, 784, 10, 1000, "cholesky", "mixed")
@@ -168,7 +161,15 @@ def full(gamma: float, log_path: str | None) -> None:
     log(
         f"built K (float32): {time.perf_counter() - start:.0f} s, peak RSS {peak_rss() / GB:.2f} GB"
     )
-    L = solve._factor(K, X, "mixed", 0.0)
+    factor_start, shown = time.perf_counter(), [0.0]
+
+    def progress(share):  # blocked factor (n > 46,340): log each further 2 % with an ETA
+        if share - shown[0] >= 0.02 or share == 1.0:
+            shown[0] = share
+            spent = time.perf_counter() - factor_start
+            log(f"factor {100 * share:.0f} % of flops in {spent:.0f} s; all ~{spent / share:.0f} s")
+
+    L = solve._factor(K, X, "mixed", 0.0, progress)
     log(f"factored: {time.perf_counter() - start:.0f} s, peak RSS {peak_rss() / GB:.2f} GB")
     alpha = solve._as64(solve._cho_solve(L, Y.astype(np.float32)))
     fitted = build.matvec(X, alpha, "gaussian", gamma)

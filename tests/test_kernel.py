@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 
 import run
 from memo import kernels
-from memo.kernels import build, memory, solve
+from memo.kernels import blocked, build, memory, solve
 from memo.spec import SpecError, load_spec
 from trials.kernel import METRICS, Params, trial
 
@@ -81,6 +81,25 @@ def test_factor_is_in_place_on_the_fortran_ordered_matrix():
     L = solve._factor(K, X, "float64", 0.0)
     assert np.shares_memory(L, K)
     assert relative(np.tril(L) @ np.tril(L).T, dense(X, "gaussian", 0.5)) < 1e-12
+
+
+@pytest.mark.parametrize("precision", ["float64", "mixed"])
+def test_blocked_factor_past_lapacks_32_bit_limit_matches(precision, monkeypatch):
+    """Past 46,340 rows the factor and solves run by blocks (scipy's LAPACK would overflow);
+    the same code on a small n, with the limit lowered and blocks of 64."""
+    X, Y = points(300)
+    want = solve.fit(X, Y, "laplacian", 0.5, 0.0, "cholesky", precision)
+    monkeypatch.setattr(blocked, "LAPACK_MAX", 100)
+    monkeypatch.setattr(blocked, "BLOCK", 64)
+    shares = []
+    K = build.build_lower(X, "laplacian", 0.5)
+    assert np.shares_memory(solve._factor(K, X, "float64", 0.0, shares.append), K)
+    assert len(shares) == 5 and shares[-1] == 1.0
+    got = solve.fit(X, Y, "laplacian", 0.5, 0.0, "cholesky", precision)
+    assert relative(got.alpha, want.alpha) < 1e-10
+    K = build.build_lower(X, "gaussian", 1e-7)
+    with pytest.raises(solve.NotPositiveDefinite, match="fails at row"):
+        solve._factor(K, X, "float64", 0.0)
 
 
 def test_mixed_precision_reaches_the_float64_residual():

@@ -91,13 +91,13 @@ def build_lower(X, kind: str, gamma: float, ridge: float = 0.0):
     """K + ridge·I of X's rows as one Fortran-ordered numpy array, lower triangle filled.
 
     Column block j holds K(X[j:], X[j block]): one GEMM of a row block against the rows
-    from j on, written through a transposed view; the upper triangle is left unwritten
-    (LAPACK's lower Cholesky never reads it). Peak: K plus one block (:func:`block_rows`).
+    from j on, written through a transposed view; the upper triangle stays zero (a lower
+    Cholesky never reads it). Peak: K plus one block (:func:`block_rows`).
     """
     n = len(X)
     sq = sq_norms(X)
     diag = diagonal(sq, kind, gamma) + ridge
-    K = np.empty((n, n), dtype=X.dtype, order="F")
+    K = np.zeros((n, n), dtype=X.dtype, order="F")  # calloc: pages cost only when touched
     step = block_rows(n)
     for j0 in range(0, n, step):
         j1 = min(n, j0 + step)

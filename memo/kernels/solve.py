@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memo.kernels import blocked
 from memo.kernels.build import build_full, build_lower, is_torch, kernel_block, matvec, sq_norms
 
 MAX_REFINEMENTS = 30
@@ -90,13 +91,16 @@ def _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq):
     return alpha, fitted, steps
 
 
-def _factor(K, X, precision, ridge):
-    """Lower Cholesky factor, in place on the CPU; NotPositiveDefinite naming the cause."""
+def _factor(K, X, precision, ridge, progress=None):
+    """Lower Cholesky factor, in place on the CPU; NotPositiveDefinite naming the cause.
+    Past blocked.LAPACK_MAX rows by :func:`memo.kernels.blocked.cholesky` (``progress``)."""
     if is_torch(K):
         import torch
 
         L, info = torch.linalg.cholesky_ex(K)
         pivot = int(info.item())
+    elif len(K) > blocked.LAPACK_MAX:
+        L, pivot = K, blocked.cholesky(K, progress=progress)
     else:
         from scipy.linalg import lapack
 
@@ -141,6 +145,8 @@ def _cho_solve(L, B):
         import torch
 
         return torch.cholesky_solve(B, L)
+    if len(L) > blocked.LAPACK_MAX:
+        return blocked.cho_solve(L, B)
     from scipy.linalg import lapack
 
     potrs = lapack.dpotrs if L.dtype == np.float64 else lapack.spotrs
