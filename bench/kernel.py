@@ -173,9 +173,8 @@ def full(gamma: float, log_path: str | None) -> None:
     log(f"factored: {time.perf_counter() - start:.0f} s, peak RSS {peak_rss() / GB:.2f} GB")
     alpha = solve._as64(solve._cho_solve(L, Y.astype(np.float32)))
     fitted = build.matvec(X, alpha, "gaussian", gamma)
-    log(
-        f"residual pass: {time.perf_counter() - start:.0f} s, residual {np.abs(fitted - Y).max():.1e}"
-    )
+    residual = np.abs(fitted - Y).max()
+    log(f"residual pass: {time.perf_counter() - start:.0f} s, residual {residual:.1e}")
     alpha, fitted, steps = solve._refine(L, X, Y, alpha, fitted, "gaussian", gamma, 0.0, None)
     log(
         f"done: {time.perf_counter() - start:.0f} s, {steps} refinement steps, residual "

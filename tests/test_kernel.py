@@ -180,6 +180,8 @@ def test_memory_choice_and_its_error_line():
     assert "\n" not in message
     assert "needs 30.2 GB" in message and "24.0 GB are available" in message
     assert "precision 'mixed' or 'float32'" in message and "n_train <= 53," in message
+    with pytest.raises(MemoryError, match=r"in mixed needs 15\.\d GB.*n_train <= 52,\d+ in mixed"):
+        kernels.choose(n, d, 10, 10_000, "auto", "auto", "cpu", 12e9, 1000 * 1000)
     fits = memory.largest_n(24e9, d, 10, 10_000, "float64")
     assert memory.needed_bytes(fits, d, 10, 10_000, "cholesky", "float64") <= 24e9
     assert memory.needed_bytes(fits + 1, d, 10, 10_000, "cholesky", "float64") > 24e9

@@ -97,17 +97,14 @@ def choose(n, d, classes, n_test, solver, precision, device, available, rank) ->
         if solver == "auto" and need("iterative", "float64") <= available:
             return "iterative", "float64"
         p = tried[-1]
-        fits = [
-            f"n_train <= {largest_n(available, d, classes, n_test, q, device):,} in {q}"
-            for q in ("float64", "float32")
-            if q == p or (p == "float64" and q == "float32")
-        ]
-        if p == "float64" and need("cholesky", "float32") <= available:
-            fits = ["precision 'mixed' or 'float32'"] + fits[:1]
+        needed, iterative = need("cholesky", p), need("iterative", "float64")
+        fits = [f"n_train <= {largest_n(available, d, classes, n_test, p, device):,} in {p}"]
+        if p == "float64" and need("cholesky", "mixed") <= available:
+            fits.insert(0, "precision 'mixed' or 'float32'")
         raise MemoryError(
-            f"kernel: the cholesky solve of n_train {n:,} in {p} needs {need('cholesky', p) / GB:.1f}"
-            f" GB, and {available / GB:.1f} GB are available here; what fits: "
-            f"{', or '.join(fits)}, or solver 'iterative' ({need('iterative', 'float64') / GB:.1f} GB)"
+            f"kernel: the cholesky solve of n_train {n:,} in {p} needs {needed / GB:.1f} GB, "
+            f"and {available / GB:.1f} GB are available here; what fits: {', or '.join(fits)}, "
+            f"or solver 'iterative' ({iterative / GB:.1f} GB)"
         )
     if need("iterative", "float64") > available:
         raise MemoryError(
