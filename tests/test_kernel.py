@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist
 import run
 from memo import kernels
 from memo.kernels import blocked, build, memory, solve
+from memo.plots import validate
 from memo.spec import SpecError, load_spec
 from trials.kernel import METRICS, Params, trial
 
@@ -273,6 +274,8 @@ def test_every_kernel_experiment_validates(name, monkeypatch):
     spec = load_spec(name)
     if spec.trial == "kernel":
         assert spec.points()
+        for entry in spec.plots:
+            validate(entry)
 
 
 def test_run_py_end_to_end(write_spec, root, capsys):
