@@ -1,0 +1,264 @@
+"""Solve (K + ridge·I) α = Y for all classes at once: in-place Cholesky, mixed-precision
+refinement, or Nyström-preconditioned conjugate gradients with K never stored.
+
+numpy arrays run on the CPU (LAPACK through scipy, in place on the Fortran-ordered K);
+torch tensors on their device (CUDA: torch.linalg, which factors out of place).
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from memo.kernels import blocked
+from memo.kernels.build import build_full, build_lower, is_torch, kernel_block, matvec, sq_norms
+
+MAX_REFINEMENTS = 30
+
+
+class NotPositiveDefinite(ValueError):
+    """K + ridge·I has no Cholesky factor in the precision used; the message names the cause."""
+
+
+@dataclass
+class Solution:
+    alpha: object  # (n, classes) float64 coefficients
+    fitted: object  # K α (no ridge term): the training predictions, float64
+    iterations: int  # refinement steps (mixed) or CG iterations (iterative); 0 otherwise
+    converged: bool  # the iteration reached its target (always true for a direct solve)
+    build_time: float  # s: building K (cholesky) or the preconditioner (iterative)
+    solve_time: float  # s: factor, triangular solves, refinement or CG
+    fitted_time: float  # s: the float64 K α pass after a direct float64/float32 solve
+
+
+def fit(X, Y, kind, gamma, ridge, solver, precision, tol=1e-6, max_iter=1000, rank=1000, seed=0):
+    """Solve on X's kind of array; X, Y float64. ``solver`` cholesky or iterative,
+    ``precision`` float64, float32 or mixed (cholesky only). With ridge 0 a repeated
+    training point makes K singular: NotPositiveDefinite, before any work."""
+    repeats = duplicates(X) if ridge == 0 else 0
+    if repeats:
+        raise NotPositiveDefinite(
+            f"kernel matrix is singular: {repeats} training points repeat an earlier one; "
+            "set ridge > 0 (e.g. 1e-6) or drop the repeats"
+        )
+    if solver == "iterative":
+        return conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed)
+    return cholesky(X, Y, kind, gamma, ridge, precision)
+
+
+def cholesky(X, Y, kind, gamma, ridge, precision) -> Solution:
+    """Build K in the stored precision, factor it in place, two triangular solves; with
+    ``mixed`` (K in float32) refine in float64 with K's blocks recomputed on the fly."""
+    start = time.perf_counter()
+    low = precision in ("float32", "mixed")
+    Xs = _stored(X, low)
+    K = build_full(Xs, kind, gamma, ridge) if is_torch(X) else build_lower(Xs, kind, gamma, ridge)
+    build_time = time.perf_counter() - start
+    start = time.perf_counter()
+    L = _factor(K, X, precision, ridge)
+    del K  # on the CPU L is K's memory; on CUDA this frees the unfactored copy
+    alpha = _as64(_cho_solve(L, _stored(Y, low)))
+    solve_time = time.perf_counter() - start
+    start = time.perf_counter()
+    sq = sq_norms(X)
+    fitted = matvec(X, alpha, kind, gamma, sq)
+    fitted_time = time.perf_counter() - start
+    iterations = 0
+    if precision == "mixed":  # the refinement's last pass gives fitted: it counts as solving
+        alpha, fitted, iterations = _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq)
+        solve_time += time.perf_counter() - start
+        fitted_time = 0.0
+    return Solution(alpha, fitted, iterations, True, build_time, solve_time, fitted_time)
+
+
+def _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq):
+    """Iterative refinement: α += L⁻ᵀL⁻¹(Y − (K + ridge·I)α), the residual in float64, until
+    it stops falling by half (float64's level) or is exactly zero; the best α is kept."""
+    best = _max_abs(Y - fitted - ridge * alpha)
+    steps = 0
+    while best > 0 and steps < MAX_REFINEMENTS:
+        R = Y - fitted - ridge * alpha
+        delta = _cho_solve(L, _stored(R, True))
+        trial = alpha + _as64(delta)
+        trial_fitted = matvec(X, trial, kind, gamma, sq)
+        steps += 1
+        residual = _max_abs(Y - trial_fitted - ridge * trial)
+        if residual < best:
+            alpha, fitted = trial, trial_fitted
+        if residual > 0.5 * best:
+            break
+        best = residual
+    return alpha, fitted, steps
+
+
+def _factor(K, X, precision, ridge, progress=None):
+    """Lower Cholesky factor, in place on the CPU; NotPositiveDefinite naming the cause.
+    Past blocked.LAPACK_MAX rows by :func:`memo.kernels.blocked.cholesky` (``progress``)."""
+    if is_torch(K):
+        import torch
+
+        L, info = torch.linalg.cholesky_ex(K)
+        pivot = int(info.item())
+    elif len(K) > blocked.LAPACK_MAX:
+        L, pivot = K, blocked.cholesky(K, progress=progress)
+    else:
+        from scipy.linalg import lapack
+
+        potrf = lapack.dpotrf if K.dtype == np.float64 else lapack.spotrf
+        L, pivot = potrf(K, lower=1, overwrite_a=1, clean=0)
+        if not np.shares_memory(L, K):  # LAPACK copied: the memory estimate was wrong
+            raise RuntimeError("the Cholesky factor was not computed in place")
+    if pivot > 0:
+        raise NotPositiveDefinite(_not_pd_message(X, pivot, precision, ridge))
+    if pivot < 0:
+        raise RuntimeError(f"Cholesky: argument {-pivot} was illegal")
+    return L
+
+
+def duplicates(X) -> int:
+    """How many rows of X repeat an earlier row exactly (hashing rows: O(n·d)).
+
+    >>> duplicates(np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
+    1
+    """
+    Xn = np.ascontiguousarray(X.cpu().numpy() if is_torch(X) else X)
+    return len(Xn) - len(set(map(bytes, Xn)))
+
+
+def _not_pd_message(X, pivot, precision, ridge) -> str:
+    repeats = duplicates(X)
+    cause = (
+        f"{repeats} training points repeat an earlier one"
+        if repeats
+        else "no point repeats, so gamma is too small (or ridge too small) for this precision"
+    )
+    stored = "float32" if precision == "mixed" else precision
+    fix = "set ridge > 0 (e.g. 1e-6)" if repeats else "use precision 'float64' or ridge > 0"
+    return (
+        f"kernel matrix (ridge {ridge:g}) is not positive definite in {stored}: the Cholesky "
+        f"factor fails at row {pivot} of {len(X)}; {cause}; {fix}"
+    )
+
+
+def _cho_solve(L, B):
+    if is_torch(L):
+        import torch
+
+        return torch.cholesky_solve(B, L)
+    if len(L) > blocked.LAPACK_MAX:
+        return blocked.cho_solve(L, B)
+    from scipy.linalg import lapack
+
+    potrs = lapack.dpotrs if L.dtype == np.float64 else lapack.spotrs
+    X, info = potrs(L, B, lower=1)
+    if info:
+        raise RuntimeError(f"Cholesky solve: argument {-info} was illegal")
+    return X
+
+
+def conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed) -> Solution:
+    """Preconditioned CG on each class's column at once (each with its own step sizes), K
+    applied on the fly by :func:`memo.kernels.build.matvec`; stops when every column's
+    residual ‖(K + ridge·I)α − y‖ ≤ tol‖y‖, or after max_iter iterations."""
+    start = time.perf_counter()
+    precondition = nystrom_preconditioner(X, kind, gamma, ridge, rank, seed)
+    build_time = time.perf_counter() - start
+    start = time.perf_counter()
+    sq = sq_norms(X)
+    alpha, R = Y * 0, Y * 1
+    target = tol * _column_norms(Y)
+    Z = precondition(R)
+    P, rz = Z, (R * Z).sum(0)
+    iterations, converged = 0, bool((_column_norms(R) <= target).all())
+    while not converged and iterations < max_iter:
+        Q = matvec(X, P, kind, gamma, sq) + ridge * P
+        step = rz / _nonzero((P * Q).sum(0))
+        alpha = alpha + P * step
+        R = R - Q * step
+        iterations += 1
+        converged = bool((_column_norms(R) <= target).all())
+        Z = precondition(R)
+        rz_new = (R * Z).sum(0)
+        P = Z + P * (rz_new / _nonzero(rz))
+        rz = rz_new
+    solve_time = time.perf_counter() - start
+    start = time.perf_counter()
+    fitted = matvec(X, alpha, kind, gamma, sq)
+    fitted_time = time.perf_counter() - start
+    return Solution(alpha, fitted, iterations, converged, build_time, solve_time, fitted_time)
+
+
+def nystrom_preconditioner(X, kind, gamma, ridge, rank, seed):
+    """r ↦ P⁻¹r for P ≈ K + μI from a rank-m Nyström approximation UΛUᵀ on m seeded random
+    points: P⁻¹ = (λ_m + μ)U(Λ + μI)⁻¹Uᵀ + (I − UUᵀ) (Frangella, Tropp & Udell 2023),
+    μ = ridge. The top of K's spectrum is divided out; the rest is left as it is."""
+    n = len(X)
+    m = min(rank, n)
+    pick = np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
+    sq = sq_norms(X)
+    if is_torch(X):
+        import torch
+
+        pick = torch.as_tensor(pick, device=X.device)
+        la = torch.linalg
+    else:
+        import scipy.linalg as la
+    C = kernel_block(X, X[pick], sq, sq[pick], kind, gamma)  # (n, m)
+    W = C[pick]
+    shift = float(np.finfo(np.float64).eps) * float(_trace(W)) * 10
+    W = W + shift * _eye_like(W)
+    if is_torch(X):
+        Lw = la.cholesky(W)
+        F = la.solve_triangular(Lw, C.T, upper=False).T  # C Lw⁻ᵀ
+        U, s, _ = la.svd(F, full_matrices=False)
+    else:
+        Lw = la.cholesky(W, lower=True)
+        F = la.solve_triangular(Lw, C.T, lower=True).T
+        U, s, _ = la.svd(F, full_matrices=False, overwrite_a=True, check_finite=False)
+    del C, F
+    lam = s * s - shift
+    lam = lam * (lam > 0)
+    mu = ridge if ridge > 0 else max(float(lam[-1]), shift)  # > 0: P stays invertible
+    scale = (float(lam[-1]) + mu) / (lam + mu)
+
+    def apply(R):
+        UR = U.T @ R
+        return U @ (UR * scale[:, None]) + (R - U @ UR)
+
+    return apply
+
+
+def _stored(a, low: bool):
+    """a in the precision K is stored in: float32 if low, else float64."""
+    if is_torch(a):
+        return a.float() if low else a.double()
+    return a.astype(np.float32 if low else np.float64, copy=False)
+
+
+def _as64(a):
+    return a.double() if is_torch(a) else np.asarray(a, dtype=np.float64)
+
+
+def _max_abs(a) -> float:
+    return float(abs(a).max())
+
+
+def _column_norms(a):
+    return (a * a).sum(0) ** 0.5
+
+
+def _nonzero(a):
+    """a with exact zeros replaced by 1, so a finished column divides harmlessly."""
+    return a + (a == 0)
+
+
+def _trace(W):
+    return W.diagonal().sum()
+
+
+def _eye_like(W):
+    if is_torch(W):
+        import torch
+
+        return torch.eye(len(W), dtype=W.dtype, device=W.device)
+    return np.eye(len(W), dtype=W.dtype)
