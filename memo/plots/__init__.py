@@ -19,7 +19,7 @@ import pandas as pd
 from memo import paths
 from memo.store import atomic_file
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
-from memo.plots import data, tables  # noqa: F401 (importing them registers their types)
+from memo.plots import curves, data, tables  # noqa: F401 (importing them registers their types)
 
 __all__ = [
     "BANDS",
