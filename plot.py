@@ -98,12 +98,15 @@ def main(argv=None) -> int:
         return fail(problem)
     loaders = {"results": plots.load_table, "curves": plots.load_curves}
     tables, failed, waiting = {}, 0, []
+    unfit = column_errors(args.name)
     out_dir = paths.plots_dir() / args.name
     print(f"Drawing {len(entries)} plot(s) of {args.name} into {out_dir}")
     for number, entry in enumerate(entries):
         name = entry.get("name", f"#{number}") if isinstance(entry, dict) else f"#{number}"
         kind = entry.get("type", "?") if isinstance(entry, dict) else "?"
         try:
+            if name in unfit:
+                raise unfit[name]
             cfg = plots.validate(entry)
             needs = plots.PLOTS[cfg["type"]].needs
             if needs and needs not in tables:
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
                 waiting.append(name)
                 continue
             drawn = plots.draw(cfg, tables.get(needs))
-            written = plots.save(drawn.fig, out_dir / cfg["name"], args.formats)
+            written = plots.save(drawn, out_dir / cfg["name"], args.formats)
             print(f"  {name} ({kind}): {', '.join(p.name for p in written)}")
         except plots.PlotError as e:
             failed += 1
@@ -143,6 +146,23 @@ def main(argv=None) -> int:
             f"no results for {args.name} ({problem}); {todo}. Not drawn: {', '.join(waiting)}"
         )
     return 1 if failed else 0
+
+
+def column_errors(name: str) -> dict:
+    """{plot name: PlotError} for the plot entries naming columns the trial does not give."""
+    from memo.plots.check import plot_errors
+    from memo.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(name)
+    except SpecError:
+        return {}  # load_entries said what is wrong with the file, or only the grid is bad
+    entries = spec.plots
+    return {entries[i].get("name"): e for i, e in plot_errors(spec).items() if _named(entries[i])}
+
+
+def _named(entry) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("name"), str)
 
 
 def note_pending(name: str, table) -> None:

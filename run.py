@@ -34,7 +34,10 @@ from memo.worker import Job, provenance
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--name", required=True, help="experiment: experiments/NAME.json, or a path to a .json file"
+        "--name", help="experiment: experiments/NAME.json, or a path to a .json file"
+    )
+    parser.add_argument(
+        "--describe", metavar="TRIAL", help="print a trial's params and metrics, and exit"
     )
     parser.add_argument(
         "--backend",
@@ -72,6 +75,8 @@ def parse_args(argv):
         "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
     )
     args = parser.parse_args(argv)
+    if not args.name and not args.describe:
+        parser.error("the following arguments are required: --name (or --describe TRIAL)")
     if args.timeout is not None and not (0 < args.timeout < math.inf):
         parser.error(
             f"--timeout {args.timeout:g}: give a positive number of seconds (none: no limit)"
@@ -81,6 +86,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.describe:
+        return describe(args.describe)
     try:
         return run(args)
     except KeyboardInterrupt:  # before or after the points ran (those have their own note)
@@ -88,11 +95,35 @@ def main(argv=None) -> int:
         return 130
 
 
+def describe(trial: str) -> int:
+    """--describe: the trial's reference (memo/describe.py); 2 for an unknown trial."""
+    from memo import describe
+    from memo.spec import known_trials
+
+    if trial not in known_trials():
+        print(f"error: {describe.unknown_trial(trial)}", file=sys.stderr)
+        return 2
+    print(describe.describe(trial))
+    return 0
+
+
+def check_plots(spec) -> None:
+    """A plot entry naming a column the trial will not produce fails now, not after the run."""
+    from memo.plots.check import check_plots
+
+    problems = check_plots(spec)
+    if problems:
+        more = f" (and {len(problems) - 1} more plot problems)" if len(problems) > 1 else ""
+        raise SpecError(problems[0] + more)
+
+
 def run(args) -> int:
     """run.py's work for parsed ``args``; returns the exit code."""
     try:
         spec = load_spec(args.name)
         points = spec.points()
+        if spec.plots and not (args.status or args.collect):
+            check_plots(spec)
         backend = (
             None
             if (args.dry_run or args.status or args.collect)

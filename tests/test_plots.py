@@ -309,8 +309,9 @@ def test_curves_default_band_of_few_runs_is_min_max_and_says_so():
     drawn = draw("curves", curve_frame(), metric="train_acc", where={"lr": 0.01})
     np.testing.assert_allclose(drawn.data["low"], [0.1, 0.2, 0.3])  # 2 runs: their min-max
     np.testing.assert_allclose(drawn.data["high"], [0.2, 0.2, 0.5])
-    note = drawn.fig.axes[0].get_legend().get_texts()[-1].get_text()
-    assert note == "band: min-max of 2 runs"
+    ax = drawn.fig.axes[0]
+    assert ax.get_legend() is None  # no groups: the note stands above the axes
+    assert [t.get_text() for t in ax.texts] == ["band: min-max of 2 runs"]
 
 
 def test_curves_over_steps_and_log_x_when_runs_differ_tenfold():
@@ -508,7 +509,7 @@ def test_cli_draws_good_plots_and_names_each_bad_one(root, capsys):
 def test_cli_notes_when_the_figures_show_part_of_the_grid(root, capsys):
     experiment(root, GOOD)
     spec = json.loads((root / "experiments" / "e.json").read_text())
-    spec.update(trial="synthetic", param_grid={"x": list(range(100))})
+    spec.update(trial="algorithm", param_grid={"n_iter": list(range(1, 101))})
     (root / "experiments" / "e.json").write_text(json.dumps(spec))
     assert plot.main(["--name", "e", "--format", "png"]) == 0
     assert "note: 27 of 100 grid points have ok results" in capsys.readouterr().out

@@ -19,7 +19,12 @@ import pandas as pd
 from memo import paths
 from memo.store import atomic_file
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
-from memo.plots import curves, data, tables  # noqa: F401 (importing them registers their types)
+from memo.plots import (
+    curves,
+    data,
+    tables,
+    tabular,
+)  # noqa: F401 (importing them registers their types)
 
 __all__ = [
     "BANDS",
@@ -52,15 +57,17 @@ def draw(cfg: dict, df: pd.DataFrame | None = None) -> Drawn:
         return PLOTS[cfg["type"]](cfg, df)
 
 
-def save(fig, stem: Path, formats=("png", "pdf")) -> list:
-    """Write ``fig`` to ``stem.<fmt>`` for each format, each via a temp file renamed into place."""
+def save(drawn, stem: Path, formats=("png", "pdf")) -> list:
+    """Write a figure to ``stem.<fmt>`` for each format, and a Drawn's texts to
+    ``stem.<suffix>`` (a table's .md and .tex), each via a temp file renamed into place."""
     import matplotlib
 
+    fig, texts = (drawn.fig, drawn.texts or {}) if isinstance(drawn, Drawn) else (drawn, {})
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     with matplotlib.rc_context(style()):
-        for fmt in formats:
+        for fmt in formats if fig is not None else ():
             path = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_file(path) as handle:
                 # No creation date in PDFs: the same results give the same bytes.
@@ -70,6 +77,11 @@ def save(fig, stem: Path, formats=("png", "pdf")) -> list:
                     metadata={"CreationDate": None} if fmt == "pdf" else None,
                 )
             written.append(path)
+    for suffix, text in texts.items():
+        path = stem.with_name(f"{stem.name}.{suffix}")
+        with atomic_file(path) as handle:
+            handle.write(text.encode())
+        written.append(path)
     return written
 
 

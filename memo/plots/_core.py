@@ -61,11 +61,12 @@ AXES = {"xlim": None, "ylim": None, "xticks": True, "yticks": True}  # keys of p
 PLOTS: dict = {}  # type name -> plot function; each has .keys (name -> default) and .needs
 
 
-def plot_type(name: str, needs: str | None = None, **keys) -> Callable:
-    """Register the decorated function as plot type ``name`` accepting ``keys`` besides COMMON."""
+def plot_type(name: str, needs: str | None = None, common: tuple = tuple(COMMON), **keys):
+    """Register the decorated function as plot type ``name`` accepting ``keys`` besides
+    the ``common`` ones of COMMON (all by default)."""
 
     def register(fn):
-        fn.keys = {**COMMON, **keys}
+        fn.keys = {**{k: COMMON[k] for k in common}, **keys}
         fn.needs = needs
         PLOTS[name] = fn
         return fn

@@ -118,8 +118,8 @@ def finish(
 
     ``value_limits``: vmin/vmax limit the y-axis (as in memo's line plots); heatmaps use
     them for the colour scale instead. ``extra``: (handle, text) pairs explaining marks
-    (the band, markers) added below the groups; without a legend they are noted above the
-    axes.
+    (the band, markers) added below the groups; without a legend, or groups, they are noted
+    above the axes.
     """
     ax.set_xlabel(cfg["xlabel"] if cfg["xlabel"] is not None else xlabel or "")
     ax.set_ylabel(cfg["ylabel"] if cfg["ylabel"] is not None else ylabel or "")
@@ -148,8 +148,13 @@ def finish(
                 f"{len(legend['labels'])} labels for {len(handles)} entries ({', '.join(labels)})",
             )
         labels = legend["labels"]
+    if legend and isinstance(legend["labels"], dict):  # its order is the legend's
+        names = list(legend["labels"].values())
+        rank = {n: i for i, n in reversed(list(enumerate(names)))}
+        order = sorted(range(len(labels)), key=lambda i: rank.get(labels[i], len(names)))
+        handles, labels = [handles[i] for i in order], [labels[i] for i in order]
     extra = [(h, t) for h, t in extra if t]
-    if legend and (handles or extra):
+    if legend and handles:
         title = legend["title"] if legend["title"] is not None else legend_title
         ax.legend(
             handles + [h for h, _ in extra],

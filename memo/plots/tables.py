@@ -141,7 +141,7 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
         probability = pivot_table(df, cfg["pivot"], val="interpolated", key="interpolation")
         probability = probability.reindex(index=table.index, columns=table.columns)
         drawn["interpolation"] = smooth(probability.to_numpy(dtype=float), interp["smoothing"])
-        contour(
+        lines = contour(
             ax,
             drawn["interpolation"],
             levels=[interp["level"]],
@@ -149,18 +149,21 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
             linestyles="dashed",
             linewidths=1.5,
         )
-        line = Line2D([], [], color="blueviolet", linestyle="dashed", linewidth=1.5)
-        ax.legend(
-            [line],
-            [f"interpolation probability {interp['level']:g}"],
-            loc="lower right",
-            bbox_to_anchor=(1.0, 1.0),
-            frameon=False,
-            borderaxespad=0.1,
-            handlelength=2.5,
-        )
+        if any(len(s) for s in lines.allsegs[0]):  # a legend only for a line drawn
+            line = Line2D([], [], color="blueviolet", linestyle="dashed", linewidth=1.5)
+            ax.legend(
+                [line],
+                [f"interpolation probability {interp['level']:g}"],
+                loc="lower right",
+                bbox_to_anchor=(1.0, 1.0),
+                frameon=False,
+                borderaxespad=0.1,
+                handlelength=2.5,
+            )
     xlabel, ylabel = (measures.label(v) for v in (table.columns.name, table.index.name))
     finish(ax, cfg, xlabel=xlabel, ylabel=ylabel, value_limits=False)
+    if ax.get_legend() and cfg["title"] is not None:
+        ax.set_title(cfg["title"], pad=12)  # above the legend of the dashed line
     return Drawn(fig, drawn)
 
 
@@ -176,7 +179,7 @@ def cell_ticks(values, most: int = 8):
 
     v = np.asarray(values)
     if len(v) <= most:
-        return np.arange(len(v)), [fmt(x) for x in v]
+        return np.arange(len(v)), [_tick(x) for x in v]
     if v.dtype.kind in "iuf":
         step = np.diff(v.astype(float))
         if np.allclose(step, step[0], rtol=1e-6) and step[0] > 0:
@@ -184,7 +187,14 @@ def cell_ticks(values, most: int = 8):
             nice = nice[(nice >= v[0] - 1e-9 * step[0]) & (nice <= v[-1] + 1e-9 * step[0])]
             return (nice - v[0]) / step[0], [f"{t:.10g}" for t in nice]
     where = np.arange(0, len(v), max(1, -(-len(v) // most)))
-    return where, [fmt(v[i]) for i in where]
+    return where, [_tick(v[i]) for i in where]
+
+
+def _tick(value) -> str:
+    """A cell's value as a tick label; large whole numbers with thousands separators."""
+    if isinstance(value, (int, np.integer)) and abs(value) >= 10000:
+        return f"{int(value):,}"
+    return fmt(value)
 
 
 @plot_type(
