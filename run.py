@@ -150,7 +150,8 @@ def run(args) -> int:
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     problem = missing_data(todo)
     if args.dry_run:
-        print(report.dry_run(spec.name, points, done, todo))
+        walls = [w for i, w in rows.by_id("wall_time").items() if done.get(i) == "ok"]
+        print(report.dry_run(spec.name, points, done, todo, walls=walls, tasks=args.tasks))
         if problem:
             print(f"note: {problem}")
         return 0

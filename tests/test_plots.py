@@ -201,7 +201,7 @@ def test_slices_mean_and_band_equal_hand_computation(band):
             assert np.isclose(at.min(), lo) and np.isclose(at.max(), hi)
     what = {"std": "mean ± 1 sd", "sem": "mean ± 1 sem", "ci95": "95% CI"}[band]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
-    cut = ", cut at 0" if band == "ci95" else ""  # only the t CI reaches below 0 here
+    cut = ",\ncut at 0" if band == "ci95" else ""  # only the t CI reaches below 0 here
     assert texts == ["0.0", "0.15", f"band: {what} of 4 runs{cut}"]
     assert ax.get_legend().get_title().get_text() == "maximal bias $\\lambda$"
 
@@ -288,7 +288,7 @@ def test_curves_mean_and_band_per_epoch_kept_within_the_metric_range(band):
     np.testing.assert_allclose(solid["0.01"].get_ydata(), [0.15, 0.2, 0.4])
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     what = "mean ± 1 sd" if band == "std" else "95% CI"
-    assert texts[:3] == ["0.01", "0.1", f"band: {what} of 2-3 runs, cut at 0 and 1"]
+    assert texts[:3] == ["0.01", "0.1", f"band: {what} of 2-3 runs,\ncut at 0 and 1"]
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "train accuracy"
     assert ax.get_legend().get_title().get_text() == "learning rate"
 
@@ -636,3 +636,67 @@ def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
     assert plot.main(["--name", "e"]) == 2  # no table (say, an interrupted run): --collect
     err = capsys.readouterr().err
     assert "no results for e" in err and "`python run.py --name e --collect`" in err
+
+
+# --- table, legend labels ------------------------------------------------------------
+
+
+def test_table_cells_are_mean_and_spread_per_group_in_markdown_and_latex(tmp_path):
+    df = results()
+    drawn = draw("table", df, index="n_iter", columns="max_bias", values="second_dim_out")
+    assert drawn.fig is None
+    hand = by_hand(df, ["n_iter", "max_bias"], "second_dim_out")
+    cells = drawn.data.set_index(["n_iter", "max_bias"])
+    for (n_iter, bias), row in hand.iterrows():
+        mean, std = row["mean"], row["std"]
+        assert cells.loc[(n_iter, bias), "cell"] == f"{mean:.3f} ± {std:.3f}"
+    md, tex = drawn.texts["md"], drawn.texts["tex"]
+    header = md.splitlines()[0]
+    assert (
+        "width of first layer $n$" in header
+        and "width of second layer, $\\lambda$ = 0.15" in header
+    )
+    first = hand.loc[(10, 0.0)]
+    assert f"{first['mean']:.3f} ± {first['std']:.3f}" in md.splitlines()[2]
+    assert md.strip().endswith("Mean ± 1 sd over 3 runs per cell")
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
+    assert "\\multicolumn{3}{c}{width of second layer}" in tex
+    written = plots.save(drawn, tmp_path / "t")
+    assert sorted(p.name for p in written) == ["t.md", "t.tex"]
+    assert (tmp_path / "t.md").read_text() == md
+
+
+def test_table_spread_minmax_and_one_run_cells():
+    df = results(seeds=2)
+    drawn = draw("table", df, index=["n_iter", "max_bias"], values="score", spread="minmax")
+    row = drawn.data.iloc[0]
+    assert row["cell"] == f"{row['mean']:.3f} ({row['min']:.3f}-{row['max']:.3f})"
+    two = draw("table", df, index="n_iter", values="score", decimals=2)
+    assert two.data["cell"].str.fullmatch(r"\d\.\d\d ± \d\.\d\d").all()
+    single = draw("table", results(seeds=1), index=["n_iter", "max_bias"], values="score")
+    assert all("±" not in c for c in single.data["cell"])  # one run: the mean alone
+    with pytest.raises(PlotError, match="unknown key for table") as e:
+        entry("table", index="n_iter", values="score", figsize=[2, 2])
+    assert e.value.key == "figsize"
+
+
+def test_legend_labels_name_groups_by_their_values_and_order_the_legend():
+    df = pd.DataFrame(
+        [
+            dict(p=p, c=c, seed=s, acc=p + s / 10)
+            for p, c in [(0.0, "none"), (1.0, "none"), (0.0, "random_pixels")]
+            for s in (0, 1)
+        ]
+    ).assign(status="ok")
+    plain = draw("line", df, x="seed", y="acc", hue=["p", "c"], band="none")
+    texts = [t.get_text() for t in plain.fig.axes[0].get_legend().get_texts()]
+    assert texts == ["p = 0.0", "p = 0.0, random pixels", "p = 1.0"]  # readable by default
+    names = {"1.0, none": "random labels", "0.0, none": "true labels"}
+    named = draw(
+        "line", df, x="seed", y="acc", hue=["p", "c"], band="none", legend={"labels": names}
+    )
+    texts = [t.get_text() for t in named.fig.axes[0].get_legend().get_texts()]
+    assert texts == ["random labels", "true labels", "p = 0.0, random pixels"]
+    with pytest.raises(PlotError, match="no group '0.5, none'; the groups are '0.0, none'") as e:
+        draw("line", df, x="seed", y="acc", hue=["p", "c"], legend={"labels": {"0.5, none": "x"}})
+    assert e.value.key == "legend.labels"

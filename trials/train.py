@@ -186,6 +186,7 @@ class Params:
         if not 0 < self.interp_acc <= 1:
             raise ValueError(f"interp_acc is an accuracy in (0, 1], got {self.interp_acc}")
         preprocess_steps(self.preprocess)
+        check_hidden(self.hidden)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout is a probability, in [0, 1); got {self.dropout}")
         if "crop" in self.augment and self.crop_padding == 0:
@@ -249,6 +250,19 @@ class Params:
             raise ValueError(
                 f"milestones: write epochs as a comma list, e.g. '60,120'; got {self.milestones!r}"
             ) from None
+
+
+def check_hidden(spec: str) -> None:
+    """The grammar memo.nets.parse_hidden reads ("512x512", "" or "0"), checked without
+    torch so that a spec's mistake fails before the run (tests keep the two in step)."""
+    try:
+        widths = [int(p) for p in spec.lower().replace(" ", "").split("x") if p]
+    except ValueError:
+        raise ValueError(
+            f"hidden: write widths joined by x, e.g. '512x512'; got {spec!r}"
+        ) from None
+    if widths != [0] and any(w <= 0 for w in widths):
+        raise ValueError(f"hidden: widths must be positive ('0' alone: linear); got {spec!r}")
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(Params)}  # read by the checks above

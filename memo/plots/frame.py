@@ -135,14 +135,14 @@ def band_text(kind: str, n, bounds=(-math.inf, math.inf), clipped: bool = False)
     """What the band of a figure is, for its legend: "band: min-max of 2 runs".
 
     >>> band_text("ci95", [20, 20]), band_text("std", [3, 5], (0.0, 1.0), clipped=True)
-    ('band: 95% CI of 20 runs', 'band: mean ± 1 sd of 3-5 runs, cut at 0 and 1')
+    ('band: 95% CI of 20 runs', 'band: mean ± 1 sd of 3-5 runs,\\ncut at 0 and 1')
     """
     n = [int(v) for v in np.asarray(n).ravel() if v >= 2]
     runs = f"{min(n)}-{max(n)}" if n and min(n) != max(n) else str(n[0]) if n else "< 2"
     text = f"band: {BAND_TEXT[kind]} of {runs} runs"
     if clipped:
         ends = [f"{b:g}" for b in bounds if math.isfinite(b)]
-        text += f", cut at {' and '.join(ends)}"
+        text += f",\ncut at {' and '.join(ends)}"
     return text
 
 
