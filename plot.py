@@ -7,7 +7,7 @@ plots/NAME/<plot name>.<format> (png and pdf by default), each file written to a
 name and renamed, so a crash never leaves half a figure. The plot types and their keys
 are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
 
-Results: heatmap, slices, line and scatter read results/NAME.csv (ok rows only); curves
+Results: heatmap, slices, line, scatter and table read results/NAME.csv (ok rows only); curves
 read the per-epoch records of the points in that CSV through memo.store, so every plot
 shows the grid as run.py last collected it (`run.py --collect` rewrites the CSV). A note
 says when that is only part of the grid. Plots that read datasets instead (dataset_2d,
