@@ -149,8 +149,9 @@ LAST = ("_time", "wall", "seconds", "resumed_from")  # bookkeeping columns: show
 
 
 def table_summary(frame, points: list, limit: int = 16) -> str:
-    """Mean, min and max of each numeric metric over the ok rows of the results table;
-    past ``limit`` metrics (times and bookkeeping go last) the rest are named on one line."""
+    """Mean, min and max of each numeric metric over the ok rows of the results table.
+    Metrics equal in every row are listed on one line; past ``limit`` varying ones (times
+    and bookkeeping go last) the rest are named, never dropped silently."""
     if frame.empty or "status" not in frame:
         return "no results yet"
     ok = frame[frame["status"] == "ok"]
@@ -160,11 +161,16 @@ def table_summary(frame, points: list, limit: int = 16) -> str:
     if ok.empty or not metrics:
         return f"{len(ok)} ok rows; no numeric metrics"
     metrics.sort(key=lambda c: any(c.endswith(t) or c.startswith(t) for t in LAST))
-    shown, left = metrics[:limit], metrics[limit:]
-    stats = ok[shown].agg(["mean", "min", "max"]).T
-    text = f"metrics over {len(ok)} ok points:\n" + stats.to_string(
-        float_format=lambda v: f"{v:.4g}"
-    )
+    same = [c for c in metrics if ok[c].nunique(dropna=False) == 1]
+    varying = [c for c in metrics if c not in same]
+    shown, left = varying[:limit], varying[limit:]
+    lines = [f"metrics over {len(ok)} ok points:"]
+    if shown:
+        stats = ok[shown].agg(["mean", "min", "max"]).T
+        lines.append(stats.to_string(float_format=lambda v: f"{v:.4g}"))
     if left:
-        text += f"\n({len(left)} more columns not shown: {', '.join(left)})"
-    return text
+        lines.append(f"({len(left)} more columns not shown: {', '.join(left)})")
+    if same:
+        values = ", ".join(f"{c} {ok[c].iloc[0]:.6g}" for c in same)
+        lines.append(f"the same in every ok point: {values}")
+    return "\n".join(lines)

@@ -18,10 +18,12 @@ def test_summary_names_the_columns_it_leaves_out_and_puts_times_last():
     grid = points(2)
     metrics = {f"m{i:02d}": [1.0, 2.0] for i in range(20)}
     frame = pd.DataFrame({"x": [0, 1], "status": "ok", "fit_time": [0.1, 0.2], **metrics})
+    frame["n_params"] = 1234
     text = report.table_summary(frame, grid, limit=16)
     lines = text.splitlines()
     assert [ln.split()[0] for ln in lines[2:18]] == [f"m{i:02d}" for i in range(16)]
-    assert lines[-1] == "(5 more columns not shown: m16, m17, m18, m19, fit_time)"
+    assert lines[-2] == "(5 more columns not shown: m16, m17, m18, m19, fit_time)"
+    assert lines[-1] == "the same in every ok point: n_params 1234"
     assert "more columns" not in report.table_summary(frame[["x", "status", "m00"]], grid)
 
 

@@ -4,12 +4,14 @@ An experiment's "plots" list holds entries like
 ``{"type": "heatmap", "name": "width", "pivot": {...}}``. For each entry::
 
     cfg = validate(entry)                # defaults filled in; PlotError names a bad key
-    drawn = draw(cfg, load_table(name))  # Drawn(fig, data): the figure and its numbers
-    save(drawn.fig, plots_dir / name / cfg["name"], ["png", "pdf"])
+    drawn = draw(cfg, load_table(name))  # Drawn(fig, data, texts): figure, numbers, files
+    save(drawn, plots_dir / name / cfg["name"], ["png", "pdf"])  # a table: .md and .tex
 
 ``PLOTS[type].needs`` says which table a type reads: None (dataset_2d, dataset_images,
 boundary_2d read datasets), "results" (``load_table``) or "curves" (``load_curves``).
-Each function's docstring lists its keys; memo/plots/tables.py and data.py hold them.
+Each function's docstring lists its keys: tables.py (heatmap, slices, line, scatter),
+curves.py, tabular.py (table) and data.py (the dataset plots) hold them; check.py checks
+entries against a trial's columns before a run; frame.py and axes.py are shared helpers.
 """
 
 from pathlib import Path
