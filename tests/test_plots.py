@@ -700,3 +700,23 @@ def test_legend_labels_name_groups_by_their_values_and_order_the_legend():
     with pytest.raises(PlotError, match="no group '0.5, none'; the groups are '0.0, none'") as e:
         draw("line", df, x="seed", y="acc", hue=["p", "c"], legend={"labels": {"0.5, none": "x"}})
     assert e.value.key == "legend.labels"
+
+
+def test_cli_names_a_plot_whose_column_the_trial_does_not_give(root, capsys):
+    spec = {"trial": "synthetic", "param_grid": {"x": [1.0, 2.0]}}
+    spec["plots"] = [
+        {"type": "line", "name": "typo", "x": "x", "y": "valeu"},
+        {"type": "line", "name": "fine", "x": "x", "y": "value"},
+    ]
+    (root / "experiments" / "e.json").write_text(json.dumps(spec))
+    (root / "results").mkdir()
+    pd.DataFrame({"x": [1.0, 2.0], "value": [1.0, 2.0], "status": "ok"}).to_csv(
+        root / "results" / "e.csv", index=False
+    )
+    assert plot.main(["--name", "e", "--format", "png"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: plot 'typo' (line): key 'y': the trial gives no column 'valeu' (did you mean"
+        " 'value'?); see python run.py --describe synthetic"
+    ]
+    assert (root / "plots" / "e" / "fine.png").is_file()
