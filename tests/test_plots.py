@@ -720,3 +720,11 @@ def test_cli_names_a_plot_whose_column_the_trial_does_not_give(root, capsys):
         " 'value'?); see python run.py --describe synthetic"
     ]
     assert (root / "plots" / "e" / "fine.png").is_file()
+
+
+def test_one_run_per_point_draws_no_band_and_says_none():
+    df = results(seeds=1)
+    drawn = draw("line", df, x="n_iter", y="score", hue="max_bias")
+    ax = drawn.fig.axes[0]
+    assert not ax.collections and drawn.data["low"].isna().all()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.0", "0.15", "0.3"]

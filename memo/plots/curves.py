@@ -63,7 +63,7 @@ def curves(cfg: dict, df: pd.DataFrame) -> Drawn:
         raise PlotError("metric", f"every {cfg['metric']!r} curve is empty")
     stats = pd.concat(parts, ignore_index=True)
     stats = stats[hue + [c for c in stats.columns if c not in hue]]
-    kind, band_note = add_band(stats, cfg["band"], cfg["metric"])
+    band_note = add_band(stats, cfg["band"], cfg["metric"])
     lengths = [len(a) for a in runs if len(a)]
     fig, ax = new_axes(cfg)
     if cfg["logx"] or (cfg["logx"] is None and max(lengths) >= LOG_SPAN * min(lengths)):
@@ -84,7 +84,7 @@ def curves(cfg: dict, df: pd.DataFrame) -> Drawn:
             ax.plot(part["x"][tail], part["mean"][tail], color=color, linestyle=":", linewidth=0.8)
             ex, ey = zip(*[(x, y) for x, y in end if np.isfinite(y)] or [(np.nan, np.nan)])
             ax.plot(ex, ey, "o", color=color, markerfacecolor="white", markersize=2.5, mew=0.7)
-        if kind != "none":
+        if band_note:  # empty when no band is drawn (band none, one run per point)
             ax.fill_between(part["x"], part["low"], part["high"], color=color, alpha=0.2, lw=0)
     extra = [band_handle(band_note)] if band_note else []
     if uneven:

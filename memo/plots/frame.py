@@ -154,18 +154,17 @@ def summarize(df: pd.DataFrame, by: list, values: pd.Series) -> pd.DataFrame:
     return groups["_v"].agg(mean="mean", std="std", n="count", min="min", max="max").reset_index()
 
 
-def add_band(stats: pd.DataFrame, kind: str, column: str) -> tuple:
+def add_band(stats: pd.DataFrame, kind: str, column: str) -> str:
     """Add the band (low, high) to ``stats`` (``summarize``'s columns), kept within the range
-    of metric ``column``; returns (the kind drawn, the legend text saying what it is)."""
+    of metric ``column``; returns the legend text saying what it is ("" for no band)."""
     kind = resolve_band(kind, stats["n"])
     bounds = measures.value_range(column)
     stats["low"], stats["high"] = band(
         stats["mean"], stats["std"], stats["n"], kind, stats["min"], stats["max"], bounds
     )
-    text = (
-        "" if kind == "none" else band_text(kind, stats["n"], bounds, clipped(stats, kind, bounds))
-    )
-    return kind, text
+    if kind == "none" or not (stats["n"] >= 2).any():  # one run per point: no band drawn
+        return ""
+    return band_text(kind, stats["n"], bounds, clipped(stats, kind, bounds))
 
 
 def clipped(stats: pd.DataFrame, kind: str, bounds) -> bool:

@@ -253,14 +253,14 @@ def slices(cfg: dict, df: pd.DataFrame) -> Drawn:
             part["marker"] = every & (part["interpolation"] > cfg["marker_threshold"]).to_numpy()
         parts.append(part)
     stats = pd.concat(parts, ignore_index=True)
-    kind, band_note = add_band(stats, cfg["band"], p["val"])
+    band_note = add_band(stats, cfg["band"], p["val"])
     fig, ax = new_axes(cfg)
     labels = legend_labels(cfg, [p["col"]], cfg["slices"])
     for color, value, label in zip(colors(len(parts)), cfg["slices"], labels):
         part = stats[stats["slice"] == value]
         xs, mean = part[p["idx"]].to_numpy(), part["mean"].to_numpy()
         ax.plot(xs, mean, color=color, label=label)
-        if kind != "none":
+        if band_note:  # empty when no band is drawn (band none, one run per point)
             ax.fill_between(xs, part["low"], part["high"], color=color, alpha=0.25, linewidth=0)
         if "marker" in part:
             m = part["marker"].to_numpy(dtype=bool)
@@ -299,14 +299,14 @@ def line(cfg: dict, df: pd.DataFrame) -> Drawn:
     """
     df, hue = _xy_frame(cfg, df)
     stats = summarize(df, hue + [cfg["x"]], numeric(df, cfg["y"], "y"))
-    kind, band_note = add_band(stats, cfg["band"], cfg["y"])
+    band_note = add_band(stats, cfg["band"], cfg["y"])
     fig, ax = _xy_axes(cfg)
     groups = list(stats.groupby(hue, sort=True, dropna=False)) if hue else [((), stats)]
     labels = legend_labels(cfg, hue, [k for k, _ in groups]) if hue else [None]
     palette = colors(len(groups), ordered(stats, hue))
     for color, label, (_, part) in zip(palette, labels, groups):
         ax.plot(part[cfg["x"]], part["mean"], color=color, label=label, marker="o", markersize=2)
-        if kind != "none":
+        if band_note:  # empty when no band is drawn (band none, one run per point)
             ax.fill_between(
                 part[cfg["x"]], part["low"], part["high"], color=color, alpha=0.25, linewidth=0
             )
