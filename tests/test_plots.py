@@ -728,3 +728,10 @@ def test_one_run_per_point_draws_no_band_and_says_none():
     ax = drawn.fig.axes[0]
     assert not ax.collections and drawn.data["low"].isna().all()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.0", "0.15", "0.3"]
+
+
+def test_heatmap_names_the_dashed_line_only_where_one_is_drawn():
+    df = results().assign(score=1.0)  # interpolates everywhere: no 0.99 line to draw
+    drawn = draw("heatmap", df, pivot=PIVOT, title="t")
+    assert drawn.fig.axes[0].get_legend() is None
+    assert drawn.data["interpolation"] is not None
