@@ -21,6 +21,7 @@ still drawn).
 """
 
 import argparse
+import difflib
 import json
 import sys
 
@@ -61,7 +62,12 @@ def load_entries(name: str, only):
         spec = json.loads(path.read_text())
     except FileNotFoundError:
         known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
-        return None, f"no experiment {name!r} (no {path}; known: {', '.join(known) or 'none'})"
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (
+            None,
+            f"no experiment {name!r} (no {path}{hint}; known: {', '.join(known) or 'none'})",
+        )
     except (ValueError, OSError) as e:
         return None, f"cannot read {path}: {e}"
     entries = spec.get("plots") if isinstance(spec, dict) else None
