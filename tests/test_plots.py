@@ -735,3 +735,22 @@ def test_heatmap_names_the_dashed_line_only_where_one_is_drawn():
     drawn = draw("heatmap", df, pivot=PIVOT, title="t")
     assert drawn.fig.axes[0].get_legend() is None
     assert drawn.data["interpolation"] is not None
+
+
+def test_large_numbers_on_axes_read_short_not_with_an_offset():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    df = pd.DataFrame({"size": [2e5, 6e5, 1e6], "w": [1.0, 2.0, 3.0], "status": "ok"})
+    drawn = draw("line", df, x="size", y="w", band="none")
+    FigureCanvasAgg(drawn.fig).draw()
+    ax = drawn.fig.axes[0]
+    texts = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "200k" in texts and "1M" in texts and not ax.xaxis.get_offset_text().get_text()
+    cells = pd.DataFrame({"n": np.repeat(np.arange(1, 11) * 1e5, 2), "m": [1, 2] * 10})
+    heat = draw(
+        "heatmap", cells.assign(v=1.0, status="ok"), pivot={"idx": "m", "col": "n", "val": "v"}
+    )
+    labels = [t.get_text() for t in heat.fig.axes[0].get_xticklabels()]
+    assert "200,000" in labels and "1,000,000" in labels  # round values, separated thousands
+    with pytest.raises(PlotError, match="a column named 'n' cannot be grouped by"):
+        draw("line", df.rename(columns={"size": "n"}), x="n", y="w")

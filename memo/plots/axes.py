@@ -135,6 +135,7 @@ def finish(
             _limits(ax, axis, data[0] if low is None else low, data[1] if high is None else high)
     for axis in (ax.xaxis, ax.yaxis):
         _short_log_ticks(axis)
+        _plain_large_ticks(axis)
     if cfg.get("xticks") is False:
         ax.set_xticklabels([])
     if cfg.get("yticks") is False:
@@ -196,6 +197,27 @@ def _short_log_ticks(axis) -> None:
         axis.set_major_locator(ticker.MaxNLocator(4))
         axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _plain_large_ticks(axis) -> None:
+    """Large numbers on a linear axis read 200k and 1M rather than 0.2 with a "1e6" offset."""
+    from matplotlib import ticker
+
+    low, high = axis.get_view_interval()
+    if axis.get_scale() == "linear" and max(abs(low), abs(high)) >= 1e4:
+        axis.set_major_formatter(ticker.FuncFormatter(lambda x, _: short_number(x)))
+
+
+def short_number(x: float) -> str:
+    """A tick value in few characters.
+
+    >>> short_number(200000), short_number(1e6), short_number(2500), short_number(0.5)
+    ('200k', '1M', '2.5k', '0.5')
+    """
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x / size:g}{unit}"
+    return f"{x:g}"
 
 
 def _limits(ax, axis: str, low: float, high: float) -> None:

@@ -10,6 +10,7 @@ from memo import measures
 from memo.plots._core import PlotError, _is_num
 
 FEW = 5  # below this many runs per point, band "auto" is min-max (see resolve_band)
+STATS = ("mean", "std", "n", "min", "max", "low", "high")  # the columns summarize adds
 BAND_TEXT = {"minmax": "min-max", "std": "mean ± 1 sd", "sem": "mean ± 1 sem", "ci95": "95% CI"}
 
 
@@ -148,6 +149,12 @@ def band_text(kind: str, n, bounds=(-math.inf, math.inf), clipped: bool = False)
 
 def summarize(df: pd.DataFrame, by: list, values: pd.Series) -> pd.DataFrame:
     """Mean, std, n, min and max of ``values`` per group of the ``by`` columns."""
+    clash = [c for c in by if c in STATS]
+    if clash:  # by is the hue columns, then x
+        key = "x" if clash[0] == by[-1] else "hue"
+        raise PlotError(
+            key, f"a column named {clash[0]!r} cannot be grouped by (a statistic's name)"
+        )
     frame = df[by].copy()
     frame["_v"] = values
     groups = frame.groupby(by, sort=True, dropna=False)  # a null param value is a group too

@@ -179,22 +179,27 @@ def cell_ticks(values, most: int = 8):
 
     v = np.asarray(values)
     if len(v) <= most:
-        return np.arange(len(v)), [_tick(x) for x in v]
+        return np.arange(len(v)), [_tick(x, fmt) for x in v]
     if v.dtype.kind in "iuf":
         step = np.diff(v.astype(float))
         if np.allclose(step, step[0], rtol=1e-6) and step[0] > 0:
             nice = MaxNLocator(most, steps=[1, 2, 2.5, 5, 10]).tick_values(v[0], v[-1])
             nice = nice[(nice >= v[0] - 1e-9 * step[0]) & (nice <= v[-1] + 1e-9 * step[0])]
-            return (nice - v[0]) / step[0], [f"{t:.10g}" for t in nice]
+            return (nice - v[0]) / step[0], [_tick(t, "{:.10g}".format) for t in nice]
     where = np.arange(0, len(v), max(1, -(-len(v) // most)))
-    return where, [_tick(v[i]) for i in where]
+    return where, [_tick(v[i], fmt) for i in where]
 
 
-def _tick(value) -> str:
-    """A cell's value as a tick label; large whole numbers with thousands separators."""
-    if isinstance(value, (int, np.integer)) and abs(value) >= 10000:
-        return f"{int(value):,}"
-    return fmt(value)
+def _tick(value, plain) -> str:
+    """A tick label: large whole numbers with thousands separators, others as ``plain``.
+
+    >>> _tick(200000.0, fmt), _tick(np.int64(38410), fmt), _tick(0.0, fmt), _tick("a", fmt)
+    ('200,000', '38,410', '0.0', 'a')
+    """
+    if isinstance(value, (int, float, np.number)) and float(value).is_integer():
+        if abs(value) >= 10000:
+            return f"{int(value):,}"
+    return plain(value)
 
 
 @plot_type(
