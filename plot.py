@@ -7,7 +7,7 @@ plots/NAME/<plot name>.<format> (png and pdf by default), each file written to a
 name and renamed, so a crash never leaves half a figure. The plot types and their keys
 are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
 
-Results: heatmap, slices, line and scatter read results/NAME.csv (ok rows only); curves
+Results: heatmap, slices, line, scatter and table read results/NAME.csv (ok rows only); curves
 read the per-epoch records of the points in that CSV through memo.store, so every plot
 shows the grid as run.py last collected it (`run.py --collect` rewrites the CSV). A note
 says when that is only part of the grid. Plots that read datasets instead (dataset_2d,
@@ -21,6 +21,7 @@ still drawn).
 """
 
 import argparse
+import difflib
 import json
 import sys
 
@@ -61,7 +62,12 @@ def load_entries(name: str, only):
         spec = json.loads(path.read_text())
     except FileNotFoundError:
         known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
-        return None, f"no experiment {name!r} (no {path}; known: {', '.join(known) or 'none'})"
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (
+            None,
+            f"no experiment {name!r} (no {path}{hint}; known: {', '.join(known) or 'none'})",
+        )
     except (ValueError, OSError) as e:
         return None, f"cannot read {path}: {e}"
     entries = spec.get("plots") if isinstance(spec, dict) else None
@@ -98,12 +104,15 @@ def main(argv=None) -> int:
         return fail(problem)
     loaders = {"results": plots.load_table, "curves": plots.load_curves}
     tables, failed, waiting = {}, 0, []
+    unfit = column_errors(args.name)
     out_dir = paths.plots_dir() / args.name
     print(f"Drawing {len(entries)} plot(s) of {args.name} into {out_dir}")
     for number, entry in enumerate(entries):
         name = entry.get("name", f"#{number}") if isinstance(entry, dict) else f"#{number}"
         kind = entry.get("type", "?") if isinstance(entry, dict) else "?"
         try:
+            if name in unfit:
+                raise unfit[name]
             cfg = plots.validate(entry)
             needs = plots.PLOTS[cfg["type"]].needs
             if needs and needs not in tables:
@@ -117,7 +126,7 @@ def main(argv=None) -> int:
                 waiting.append(name)
                 continue
             drawn = plots.draw(cfg, tables.get(needs))
-            written = plots.save(drawn.fig, out_dir / cfg["name"], args.formats)
+            written = plots.save(drawn, out_dir / cfg["name"], args.formats)
             print(f"  {name} ({kind}): {', '.join(p.name for p in written)}")
         except plots.PlotError as e:
             failed += 1
@@ -143,6 +152,23 @@ def main(argv=None) -> int:
             f"no results for {args.name} ({problem}); {todo}. Not drawn: {', '.join(waiting)}"
         )
     return 1 if failed else 0
+
+
+def column_errors(name: str) -> dict:
+    """{plot name: PlotError} for the plot entries naming columns the trial does not give."""
+    from memo.plots.check import plot_errors
+    from memo.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(name)
+    except SpecError:
+        return {}  # load_entries said what is wrong with the file, or only the grid is bad
+    entries = spec.plots
+    return {entries[i].get("name"): e for i, e in plot_errors(spec).items() if _named(entries[i])}
+
+
+def _named(entry) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("name"), str)
 
 
 def note_pending(name: str, table) -> None:

@@ -34,7 +34,10 @@ from memo.worker import Job, provenance
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--name", required=True, help="experiment: experiments/NAME.json, or a path to a .json file"
+        "--name", help="experiment: experiments/NAME.json, or a path to a .json file"
+    )
+    parser.add_argument(
+        "--describe", metavar="TRIAL", help="print a trial's params and metrics, and exit"
     )
     parser.add_argument(
         "--backend",
@@ -77,6 +80,8 @@ def parse_args(argv):
         "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
     )
     args = parser.parse_args(argv)
+    if not args.name and not args.describe:
+        parser.error("the following arguments are required: --name (or --describe TRIAL)")
     if args.timeout is not None and not (0 < args.timeout < math.inf):
         parser.error(
             f"--timeout {args.timeout:g}: give a positive number of seconds (none: no limit)"
@@ -86,6 +91,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.describe:
+        return describe(args.describe)
     try:
         return run(args)
     except KeyboardInterrupt:  # before or after the points ran (those have their own note)
@@ -93,11 +100,35 @@ def main(argv=None) -> int:
         return 130
 
 
+def describe(trial: str) -> int:
+    """--describe: the trial's reference (memo/describe.py); 2 for an unknown trial."""
+    from memo import describe
+    from memo.spec import known_trials
+
+    if trial not in known_trials():
+        print(f"error: {describe.unknown_trial(trial)}", file=sys.stderr)
+        return 2
+    print(describe.describe(trial))
+    return 0
+
+
+def check_plots(spec) -> None:
+    """A plot entry naming a column the trial will not produce fails now, not after the run."""
+    from memo.plots.check import check_plots
+
+    problems = check_plots(spec)
+    if problems:
+        more = f" (and {len(problems) - 1} more plot problems)" if len(problems) > 1 else ""
+        raise SpecError(problems[0] + more)
+
+
 def run(args) -> int:
     """run.py's work for parsed ``args``; returns the exit code."""
     try:
         spec = load_spec(args.name)
         points = [] if args.dry_run else spec.points()  # a dry-run streams them
+        if spec.plots and not (args.status or args.collect):
+            check_plots(spec)
         backend = (
             None
             if (args.dry_run or args.status or args.collect)
@@ -126,7 +157,7 @@ def run(args) -> int:
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
     if args.dry_run:
-        return dry_run(spec, done, rerun, busy)
+        return dry_run(spec, rows, rerun, busy, args.tasks)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     elsewhere = [p for p in todo if p.id in busy]
     todo = [p for p in todo if p.id not in busy]
@@ -170,9 +201,11 @@ def run(args) -> int:
         return run_points(spec.name, backend, job, todo, store, points, rows.files)
 
 
-def dry_run(spec, done: dict, rerun: set, busy: dict) -> int:
-    """--dry-run: counts and the first points to run, streaming the grid (any size fits);
-    ``busy``: the claims of points other processes run now (claims.running)."""
+def dry_run(spec, rows, rerun: set, busy: dict, tasks: int) -> int:
+    """--dry-run: counts, the first points to run and an estimate of their time, streaming
+    the grid (any size fits); ``busy``: the claims of points other processes run now
+    (claims.running)."""
+    done = rows.status()
     preview = report.DryRun(done, rerun, busy)
     start = time.monotonic()
     try:
@@ -184,7 +217,8 @@ def dry_run(spec, done: dict, rerun: set, busy: dict) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(preview.text(spec.name))
+    walls = [w for i, w in rows.by_id("wall_time").items() if done.get(i) == "ok"]
+    print(preview.text(spec.name, walls, tasks))
     if preview.elsewhere:
         print(elsewhere_line(preview.elsewhere, busy))
     problem = missing_data(list(preview.by_dataset.values()))

@@ -1,16 +1,26 @@
-"""What ``run.py --dry-run`` and ``--status`` print."""
+"""What ``run.py --dry-run``, ``--status`` and the end of a run print.
+
+``running`` (a set of point ids) is what run.py knows to be running now (points claimed by
+a worker without a record yet); they are counted apart from the pending ones.
+"""
 
 import heapq
 import json
+import math
+import statistics
 
 from memo.store import RESERVED, STATUSES
 
 
-def counts(points: list, status: dict) -> dict:
-    """Points of the grid by status ({id: status} of the records), 'pending' if none."""
-    tally = dict.fromkeys((*STATUSES, "pending"), 0)
+def counts(points: list, status: dict, running=frozenset()) -> dict:
+    """Points of the grid by status ({id: status} of the records); those without a record
+    are 'running' when in ``running``, else 'pending'."""
+    tally = dict.fromkeys((*STATUSES, "running", "pending"), 0)
     for point in points:
-        tally[status.get(point.id, "pending")] += 1
+        state = status.get(point.id)
+        tally[state or ("running" if point.id in running else "pending")] += 1
+    if not tally["running"]:
+        del tally["running"]
     return tally
 
 
@@ -31,13 +41,49 @@ def varying(points: list) -> list:
 
 
 def describe(params: dict, keys: list) -> str:
-    return " ".join(f"{k}={json.dumps(params.get(k))}" for k in keys)
+    """The point's varying params and its seed (two points differing only in seed differ)."""
+    shown = " ".join(f"{k}={json.dumps(params.get(k))}" for k in keys)
+    if "seed" in keys or "seed" not in params:
+        return shown
+    return f"{shown} seed={params['seed']}".strip()
 
 
-def summary_line(name: str, points: list, status: dict) -> str:
-    tally = counts(points, status)
+def summary_line(name: str, points: list, status: dict, running=frozenset()) -> str:
+    tally = counts(points, status, running)
     parts = ", ".join(f"{n} {status}" for status, n in tally.items())
     return f"{name}: {len(points)} points: {parts}"
+
+
+def estimate(left: int, walls, tasks: int | None = None) -> str | None:
+    """A line estimating the time ``left`` points take from the wall times of the ok
+    records (None when there are none): compute time, and elapsed time with ``tasks``.
+
+    >>> estimate(10, [2.0, 4.0], tasks=2)
+    'estimate: 10 points x 3 s (median of 2 ok records) = 30 s of compute, ~15 s with 2 tasks'
+    """
+    walls = [w for w in walls if isinstance(w, (int, float)) and math.isfinite(w)]
+    if not walls or not left:
+        return None
+    each = statistics.median(walls)
+    line = (
+        f"estimate: {left} points x {duration(each)} (median of {len(walls)} ok records)"
+        f" = {duration(left * each)} of compute"
+    )
+    if tasks and tasks > 1:
+        line += f", ~{duration(left * each / tasks)} with {tasks} tasks"
+    return line
+
+
+def duration(seconds: float) -> str:
+    """A short human duration.
+
+    >>> duration(0.25), duration(42), duration(3600 * 5.5), duration(86400 * 3)
+    ('0.25 s', '42 s', '5.5 h', '3 d')
+    """
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size or (unit != "min" and seconds >= size):
+            return f"{seconds / size:.2g} {unit}"
+    return f"{seconds:.2g} s"
 
 
 class DryRun:
@@ -51,45 +97,53 @@ class DryRun:
     def __init__(self, status: dict, rerun=frozenset(), busy=frozenset(), show: int = 5):
         self.status, self.rerun, self.busy, self.show = status, set(rerun), busy, show
         self.elsewhere = []
-        self.tally = dict.fromkeys((*STATUSES, "pending"), 0)
+        self.tally = dict.fromkeys((*STATUSES, "running", "pending"), 0)
         self.todo, self.first, self.varied = 0, None, set()
         self.sample = []  # the first `show` points to run
         self.by_dataset = {}  # dataset param -> the first point to run that names it
 
     def add(self, point) -> None:
         state = self.status.get(point.id, "pending")
+        runs = state == "pending" or state in self.rerun
+        if runs and point.id in self.busy:
+            self.elsewhere.append(point)
+            state = "running" if state == "pending" else state
         self.tally[state] += 1
         params = point.params
         if self.first is None:
             self.first = params
         elif len(self.varied) < len(params):
             self.varied.update(k for k, v in params.items() if self.first.get(k) != v)
-        if (state == "pending" or state in self.rerun) and point.id in self.busy:
-            self.elsewhere.append(point)
-        elif state == "pending" or state in self.rerun:
+        if runs and point.id not in self.busy:
             self.todo += 1
             if len(self.sample) < self.show:
                 self.sample.append(point)
             if isinstance(params.get("dataset"), str):
                 self.by_dataset.setdefault(params["dataset"], point)
 
-    def text(self, name: str) -> str:
+    def text(self, name: str, walls=(), tasks: int | None = None) -> str:
+        """The lines; ``walls``: wall times of the ok records, for the estimate."""
         total = sum(self.tally.values())
-        parts = ", ".join(f"{n} {status}" for status, n in self.tally.items())
+        tally = {s: n for s, n in self.tally.items() if n or s != "running"}
+        parts = ", ".join(f"{n} {status}" for status, n in tally.items())
         keys = sorted(k for k in self.varied if k != "seed") or sorted(self.varied)
         lines = [f"{name}: {total} points: {parts}", f"would run {self.todo} points now"]
         lines += [f"  {p.id} #{p.index}: {describe(p.params, keys)}" for p in self.sample]
         if self.todo > len(self.sample):
             lines.append(f"  ... and {self.todo - len(self.sample)} more")
+        line = estimate(self.todo, walls, tasks)
+        if line:
+            lines.append(line)
         return "\n".join(lines)
 
 
-def status(name: str, points: list, rows, show: int = 5) -> str:
-    """Counts, strays, unreadable records, the last failures and the slowest points."""
+def status(name: str, points: list, rows, show: int = 5, running=frozenset()) -> str:
+    """Counts, strays, unreadable records, the last failures, the slowest points and an
+    estimate of the time the points without a record need."""
     keys = varying(points)
     in_grid = {p.id: p for p in points}
     status = rows.status()
-    lines = [summary_line(name, points, status)]
+    lines = [summary_line(name, points, status, running)]
     ok, failed = [], []
     for i, s in status.items():
         if i in in_grid:
@@ -112,20 +166,39 @@ def status(name: str, points: list, rows, show: int = 5) -> str:
         lines.append("slowest points:")
         for i in heapq.nlargest(show, ok, key=lambda i: walls[i] or 0.0):
             lines.append(f"  {i} {walls[i] or 0.0:.2f} s {describe(in_grid[i].params, keys)}")
+    left = sum(1 for p in points if p.id not in status)
+    line = estimate(left, [walls[i] for i in ok])
+    if line:
+        lines.append(line.replace("estimate:", "still to run:", 1))
     return "\n".join(lines)
 
 
-def table_summary(frame, points: list, limit: int = 12) -> str:
-    """Mean, min and max of each numeric metric over the ok rows of the results table."""
+LAST = ("_time", "wall", "seconds", "resumed_from")  # bookkeeping columns: shown after the rest
+
+
+def table_summary(frame, points: list, limit: int = 16) -> str:
+    """Mean, min and max of each numeric metric over the ok rows of the results table.
+    Metrics equal in every row are listed on one line; past ``limit`` varying ones (times
+    and bookkeeping go last) the rest are named, never dropped silently."""
     if frame.empty or "status" not in frame:
         return "no results yet"
     ok = frame[frame["status"] == "ok"]
     params = {k for p in points for k in p.params}
     skip = params | RESERVED
-    metrics = [c for c in ok.select_dtypes("number").columns if c not in skip][:limit]
+    metrics = [c for c in ok.select_dtypes("number").columns if c not in skip]
     if ok.empty or not metrics:
         return f"{len(ok)} ok rows; no numeric metrics"
-    stats = ok[metrics].agg(["mean", "min", "max"]).T
-    return f"metrics over {len(ok)} ok points:\n" + stats.to_string(
-        float_format=lambda v: f"{v:.4g}"
-    )
+    metrics.sort(key=lambda c: any(c.endswith(t) or c.startswith(t) for t in LAST))
+    same = [c for c in metrics if ok[c].nunique(dropna=False) == 1]
+    varying = [c for c in metrics if c not in same]
+    shown, left = varying[:limit], varying[limit:]
+    lines = [f"metrics over {len(ok)} ok points:"]
+    if shown:
+        stats = ok[shown].agg(["mean", "min", "max"]).T
+        lines.append(stats.to_string(float_format=lambda v: f"{v:.4g}"))
+    if left:
+        lines.append(f"({len(left)} more columns not shown: {', '.join(left)})")
+    if same:
+        values = ", ".join(f"{c} {ok[c].iloc[0]:.6g}" for c in same)
+        lines.append(f"the same in every ok point: {values}")
+    return "\n".join(lines)

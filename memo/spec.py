@@ -11,6 +11,7 @@ import bisect
 import collections
 import dataclasses
 import decimal
+import difflib
 import functools
 import hashlib
 import importlib
@@ -182,7 +183,8 @@ def load_spec(name: str) -> Spec:
     if not path.is_file():
         known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
         raise SpecError(
-            f"{where}: no such experiment file; known experiments: {', '.join(known) or 'none'}"
+            f"{where}: no such experiment file{_did_you_mean(path.stem, known)}; "
+            f"known experiments: {', '.join(known) or 'none'}"
         )
     problem = paths.experiment_name_problem(path.stem)
     if problem:
@@ -501,7 +503,8 @@ def _check_value(where: str, at: str, trial: str, name: str, value):
     else:
         accepted = sorted(set(hints) | set(UNIVERSAL))
         raise SpecError(
-            f"{where}: {at}: trial {trial!r} has no param {name!r}; it accepts {', '.join(accepted)}"
+            f"{where}: {at}: trial {trial!r} has no param {name!r}{_did_you_mean(name, accepted)};"
+            f" it accepts {', '.join(accepted)}"
         )
     if not _finite(value):
         raise SpecError(
@@ -514,6 +517,11 @@ def _check_value(where: str, at: str, trial: str, name: str, value):
     if name in UNIVERSAL and not 0 <= value < UNIVERSAL_LIMIT:
         raise SpecError(f"{where}: {at}: {name} must be from 0 to 2**63 - 1, got {value}")
     return value
+
+
+def _did_you_mean(name: str, known: list) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _finite(value) -> bool:

@@ -17,7 +17,7 @@ import plot
 from memo import measures
 from memo import plots
 from memo.plots import PlotError, data as plot_data
-from memo.plots._core import smooth
+from memo.plots.axes import smooth
 
 NOISY = 0.15000000000000002  # what np.arange(0, 0.3, 0.05)[3] gives; must match 0.15
 
@@ -139,7 +139,12 @@ def test_heatmap_pivot_image_and_interpolation_equal_hand_means():
     ax = drawn.fig.axes[0]
     np.testing.assert_allclose(ax.images[0].get_array(), expect.to_numpy())  # rows = n_iter, up
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0", "0.15", "0.3"]
-    assert ax.get_xlabel() == "max_bias" and ax.get_ylabel() == "n_iter"
+    assert ax.get_xlabel() == "maximal bias $\\lambda$"
+    assert ax.get_ylabel() == "width of first layer $n$"
+    assert drawn.fig.axes[1].get_ylabel() == "width of second layer"  # the colour bar's label
+    legend = ax.get_legend()  # says what the dashed line is
+    assert [t.get_text() for t in legend.get_texts()] == ["interpolation probability 0.99"]
+    assert legend.get_lines()[0].get_linestyle() == "--"
     prob = df.assign(i=df["score"] == 1, max_bias=df["max_bias"].round(9))
     prob = prob.groupby(["n_iter", "max_bias"])["i"].mean().unstack().to_numpy()
     np.testing.assert_allclose(drawn.data["interpolation"], prob)
@@ -189,11 +194,16 @@ def test_slices_mean_and_band_equal_hand_computation(band):
         np.testing.assert_allclose(rows["high"] - rows["mean"], half[band])
         np.testing.assert_allclose(ax.lines[k].get_ydata(), mean)
         vertices = ax.collections[k].get_paths()[0].vertices
-        for x, lo, hi in zip([10, 20, 30], mean - half[band], mean + half[band]):
+        low = np.maximum(mean - half[band], 0.0)  # a width is >= 0: the band stops there
+        np.testing.assert_allclose(rows["low"], low)
+        for x, lo, hi in zip([10, 20, 30], low, mean + half[band]):
             at = vertices[np.isclose(vertices[:, 0], x), 1]
             assert np.isclose(at.min(), lo) and np.isclose(at.max(), hi)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.0", "0.15"]
-    assert ax.get_legend().get_title().get_text() == "max_bias"
+    what = {"std": "mean ± 1 sd", "sem": "mean ± 1 sem", "ci95": "95% CI"}[band]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    cut = ",\ncut at 0" if band == "ci95" else ""  # only the t CI reaches below 0 here
+    assert texts == ["0.0", "0.15", f"band: {what} of 4 runs{cut}"]
+    assert ax.get_legend().get_title().get_text() == "maximal bias $\\lambda$"
 
 
 def test_slices_markers_follow_threshold_and_mark_every():
@@ -261,21 +271,68 @@ def curve_frame():
 
 
 @pytest.mark.parametrize("band", ["std", "ci95"])
-def test_curves_mean_and_band_per_epoch(band):
+def test_curves_mean_and_band_per_epoch_kept_within_the_metric_range(band):
     drawn = draw("curves", curve_frame(), metric="train_acc", hue="lr", band=band)
     fast = drawn.data[drawn.data["lr"] == 0.1]
     np.testing.assert_allclose(fast["mean"], [0.4, 0.6, 0.95])
     assert fast["n"].tolist() == [3, 3, 2] and fast["epoch"].tolist() == [1, 2, 3]
     std = np.array([0.1, 0.1, np.std([0.9, 1.0], ddof=1)])
     half = std if band == "std" else stats.t.ppf(0.975, [2, 2, 1]) * std / np.sqrt([3, 3, 2])
-    np.testing.assert_allclose(fast["high"] - fast["mean"], half)
+    mean = np.array([0.4, 0.6, 0.95])
+    np.testing.assert_allclose(fast["high"], np.minimum(mean + half, 1.0))  # accuracy <= 1
+    np.testing.assert_allclose(fast["low"], np.maximum(mean - half, 0.0))
+    assert fast["high"].max() == 1.0  # the last epoch's band was cut
     ax = drawn.fig.axes[0]
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.4, 0.6, 0.95])  # lr 0.1 sorts second
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.15, 0.2, 0.4])
-    assert ax.get_xlabel() == "epoch" and [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "0.01",
-        "0.1",
-    ]
+    solid = {ln.get_label(): ln for ln in ax.lines if not ln.get_label().startswith("_")}
+    np.testing.assert_allclose(solid["0.1"].get_ydata(), [0.4, 0.6])  # while all 3 runs go
+    np.testing.assert_allclose(solid["0.01"].get_ydata(), [0.15, 0.2, 0.4])
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    what = "mean ± 1 sd" if band == "std" else "95% CI"
+    assert texts[:3] == ["0.01", "0.1", f"band: {what} of 2-3 runs,\ncut at 0 and 1"]
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "train accuracy"
+    assert ax.get_legend().get_title().get_text() == "learning rate"
+
+
+def test_curves_show_where_each_run_ended_and_the_mean_of_the_rest_dotted():
+    drawn = draw("curves", curve_frame(), metric="train_acc", hue="lr", band="none")
+    ax = drawn.fig.axes[0]
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert len(dotted) == 1  # only lr 0.1 has a run that stopped early
+    np.testing.assert_allclose(dotted[0].get_xydata(), [[2, 0.6], [3, 0.95]])
+    ends = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert sorted(map(tuple, ends[0].get_xydata())) == [(2, 0.6), (3, 0.9), (3, 1.0)]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[-1] == "runs ended: circles;\nmean of the rest dotted"
+
+
+def test_curves_default_band_of_few_runs_is_min_max_and_says_so():
+    drawn = draw("curves", curve_frame(), metric="train_acc", where={"lr": 0.01})
+    np.testing.assert_allclose(drawn.data["low"], [0.1, 0.2, 0.3])  # 2 runs: their min-max
+    np.testing.assert_allclose(drawn.data["high"], [0.2, 0.2, 0.5])
+    ax = drawn.fig.axes[0]
+    assert ax.get_legend() is None  # no groups: the note stands above the axes
+    assert [t.get_text() for t in ax.texts] == ["band: min-max of 2 runs"]
+
+
+def test_curves_over_steps_and_log_x_when_runs_differ_tenfold():
+    df = pd.DataFrame(
+        [
+            dict(g="true", seed=0, loss=[2.0, 0.5], steps=20, epochs_run=2),
+            dict(
+                g="random", seed=0, loss=list(np.linspace(2.3, 0.1, 25)), steps=250, epochs_run=25
+            ),
+        ]
+    ).assign(status="ok")
+    drawn = draw("curves", df, metric="loss", hue="g", x="step")
+    ax = drawn.fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "step"
+    true = drawn.data[drawn.data["g"] == "true"]
+    assert true["x"].tolist() == [10.0, 20.0] and true["epoch"].tolist() == [1, 2]
+    same = draw("curves", df, metric="loss", hue="g", logx=False)
+    assert same.fig.axes[0].get_xscale() == "linear"
+    with pytest.raises(PlotError, match="must be one of epoch, step") as e:
+        draw("curves", df, metric="loss", x="time")
+    assert e.value.key == "x"
 
 
 def test_curves_leave_out_inf_epochs_and_keep_null_hue_values():
@@ -287,7 +344,7 @@ def test_curves_leave_out_inf_epochs_and_keep_null_hue_values():
     assert second["n"].tolist() == [2, 1, 2] and second["mean"].tolist()[1] == 0.2
     assert drawn.data["init_std"].isna().sum() == 3  # the null group is drawn, not dropped
     legend = [t.get_text() for t in drawn.fig.axes[0].get_legend().get_texts()]
-    assert legend == ["0.5", "None"]
+    assert legend[:2] == ["0.5", "None"]
 
 
 def test_a_log_axis_within_a_decade_gets_plain_ticks_not_overlapping_ones():
@@ -369,11 +426,13 @@ def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
     ax = drawn.fig.axes[0]
     stars = [ln.get_xydata().tolist() for ln in ax.lines if ln.get_marker() == "*"]
     assert stars == [[[2, 0]], [[1, 1]]]
-    assert len([ln for ln in ax.lines if ln.get_marker() in "o^"]) == 4  # points under and on top
+    markers = [ln.get_marker() for ln in ax.lines]
+    assert markers == ["o", "^", "o", "^", "*", "*"]  # points over the regions, stars on top
     assert len(ax.collections) == 5  # two filled regions, their outlines, the decision boundary
     model = {"n_iter": 7, "max_bias": 0.5}
-    no_top = draw("boundary_2d", dataset="tiny", model=model, samples_on_top=False, resolution=11)
-    assert len([ln for ln in no_top.fig.axes[0].lines if ln.get_marker() in "o^"]) == 2
+    top = draw("boundary_2d", dataset="tiny", model=model, samples_on_top=True, resolution=11)
+    markers = [ln.get_marker() for ln in top.fig.axes[0].lines]
+    assert markers == ["o", "^", "o", "^", "*", "*", "o", "^"]  # memo's: points over the stars
 
 
 def test_dataset_images_first_image_of_each_class(monkeypatch):
@@ -450,7 +509,7 @@ def test_cli_draws_good_plots_and_names_each_bad_one(root, capsys):
 def test_cli_notes_when_the_figures_show_part_of_the_grid(root, capsys):
     experiment(root, GOOD)
     spec = json.loads((root / "experiments" / "e.json").read_text())
-    spec.update(trial="synthetic", param_grid={"x": list(range(100))})
+    spec.update(trial="algorithm", param_grid={"n_iter": list(range(1, 101))})
     (root / "experiments" / "e.json").write_text(json.dumps(spec))
     assert plot.main(["--name", "e", "--format", "png"]) == 0
     assert "note: 27 of 100 grid points have ok results" in capsys.readouterr().out
@@ -509,7 +568,7 @@ def test_cli_subprocess_exit_codes_and_files(root, cli):
     assert done.stderr.strip().splitlines() == [
         "error: plot 'typo' (heatmap): key 'vmaxx': unknown key for heatmap; valid keys: type,"
         " name, figsize, xlabel, ylabel, title, pivot, vmin, vmax, contours, interpolation, where,"
-        " xticks, yticks"
+        " clabel, xticks, yticks"
     ]
     files = sorted(p.name for p in (root / "plots" / "e").iterdir())
     assert files == ["cut.pdf", "cut.png", "map.pdf", "map.png"]  # no temp files left
@@ -577,3 +636,121 @@ def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
     assert plot.main(["--name", "e"]) == 2  # no table (say, an interrupted run): --collect
     err = capsys.readouterr().err
     assert "no results for e" in err and "`python run.py --name e --collect`" in err
+
+
+# --- table, legend labels ------------------------------------------------------------
+
+
+def test_table_cells_are_mean_and_spread_per_group_in_markdown_and_latex(tmp_path):
+    df = results()
+    drawn = draw("table", df, index="n_iter", columns="max_bias", values="second_dim_out")
+    assert drawn.fig is None
+    hand = by_hand(df, ["n_iter", "max_bias"], "second_dim_out")
+    cells = drawn.data.set_index(["n_iter", "max_bias"])
+    for (n_iter, bias), row in hand.iterrows():
+        mean, std = row["mean"], row["std"]
+        assert cells.loc[(n_iter, bias), "cell"] == f"{mean:.3f} ± {std:.3f}"
+    md, tex = drawn.texts["md"], drawn.texts["tex"]
+    header = md.splitlines()[0]
+    assert (
+        "width of first layer $n$" in header
+        and "width of second layer, $\\lambda$ = 0.15" in header
+    )
+    first = hand.loc[(10, 0.0)]
+    assert f"{first['mean']:.3f} ± {first['std']:.3f}" in md.splitlines()[2]
+    assert md.strip().endswith("Mean ± 1 sd over 3 runs per cell")
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
+    assert "\\multicolumn{3}{c}{width of second layer}" in tex
+    written = plots.save(drawn, tmp_path / "t")
+    assert sorted(p.name for p in written) == ["t.md", "t.tex"]
+    assert (tmp_path / "t.md").read_text() == md
+
+
+def test_table_spread_minmax_and_one_run_cells():
+    df = results(seeds=2)
+    drawn = draw("table", df, index=["n_iter", "max_bias"], values="score", spread="minmax")
+    row = drawn.data.iloc[0]
+    assert row["cell"] == f"{row['mean']:.3f} ({row['min']:.3f}-{row['max']:.3f})"
+    two = draw("table", df, index="n_iter", values="score", decimals=2)
+    assert two.data["cell"].str.fullmatch(r"\d\.\d\d ± \d\.\d\d").all()
+    single = draw("table", results(seeds=1), index=["n_iter", "max_bias"], values="score")
+    assert all("±" not in c for c in single.data["cell"])  # one run: the mean alone
+    with pytest.raises(PlotError, match="unknown key for table") as e:
+        entry("table", index="n_iter", values="score", figsize=[2, 2])
+    assert e.value.key == "figsize"
+
+
+def test_legend_labels_name_groups_by_their_values_and_order_the_legend():
+    df = pd.DataFrame(
+        [
+            dict(p=p, c=c, seed=s, acc=p + s / 10)
+            for p, c in [(0.0, "none"), (1.0, "none"), (0.0, "random_pixels")]
+            for s in (0, 1)
+        ]
+    ).assign(status="ok")
+    plain = draw("line", df, x="seed", y="acc", hue=["p", "c"], band="none")
+    texts = [t.get_text() for t in plain.fig.axes[0].get_legend().get_texts()]
+    assert texts == ["p = 0.0", "p = 0.0, random pixels", "p = 1.0"]  # readable by default
+    names = {"1.0, none": "random labels", "0.0, none": "true labels"}
+    named = draw(
+        "line", df, x="seed", y="acc", hue=["p", "c"], band="none", legend={"labels": names}
+    )
+    texts = [t.get_text() for t in named.fig.axes[0].get_legend().get_texts()]
+    assert texts == ["random labels", "true labels", "p = 0.0, random pixels"]
+    with pytest.raises(PlotError, match="no group '0.5, none'; the groups are '0.0, none'") as e:
+        draw("line", df, x="seed", y="acc", hue=["p", "c"], legend={"labels": {"0.5, none": "x"}})
+    assert e.value.key == "legend.labels"
+
+
+def test_cli_names_a_plot_whose_column_the_trial_does_not_give(root, capsys):
+    spec = {"trial": "synthetic", "param_grid": {"x": [1.0, 2.0]}}
+    spec["plots"] = [
+        {"type": "line", "name": "typo", "x": "x", "y": "valeu"},
+        {"type": "line", "name": "fine", "x": "x", "y": "value"},
+    ]
+    (root / "experiments" / "e.json").write_text(json.dumps(spec))
+    (root / "results").mkdir()
+    pd.DataFrame({"x": [1.0, 2.0], "value": [1.0, 2.0], "status": "ok"}).to_csv(
+        root / "results" / "e.csv", index=False
+    )
+    assert plot.main(["--name", "e", "--format", "png"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: plot 'typo' (line): key 'y': the trial gives no column 'valeu' (did you mean"
+        " 'value'?); see python run.py --describe synthetic"
+    ]
+    assert (root / "plots" / "e" / "fine.png").is_file()
+
+
+def test_one_run_per_point_draws_no_band_and_says_none():
+    df = results(seeds=1)
+    drawn = draw("line", df, x="n_iter", y="score", hue="max_bias")
+    ax = drawn.fig.axes[0]
+    assert not ax.collections and drawn.data["low"].isna().all()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.0", "0.15", "0.3"]
+
+
+def test_heatmap_names_the_dashed_line_only_where_one_is_drawn():
+    df = results().assign(score=1.0)  # interpolates everywhere: no 0.99 line to draw
+    drawn = draw("heatmap", df, pivot=PIVOT, title="t")
+    assert drawn.fig.axes[0].get_legend() is None
+    assert drawn.data["interpolation"] is not None
+
+
+def test_large_numbers_on_axes_read_short_not_with_an_offset():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    df = pd.DataFrame({"size": [2e5, 6e5, 1e6], "w": [1.0, 2.0, 3.0], "status": "ok"})
+    drawn = draw("line", df, x="size", y="w", band="none")
+    FigureCanvasAgg(drawn.fig).draw()
+    ax = drawn.fig.axes[0]
+    texts = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "200k" in texts and "1M" in texts and not ax.xaxis.get_offset_text().get_text()
+    cells = pd.DataFrame({"n": np.repeat(np.arange(1, 11) * 1e5, 2), "m": [1, 2] * 10})
+    heat = draw(
+        "heatmap", cells.assign(v=1.0, status="ok"), pivot={"idx": "m", "col": "n", "val": "v"}
+    )
+    labels = [t.get_text() for t in heat.fig.axes[0].get_xticklabels()]
+    assert "200,000" in labels and "1,000,000" in labels  # round values, separated thousands
+    with pytest.raises(PlotError, match="a column named 'n' cannot be grouped by"):
+        draw("line", df.rename(columns={"size": "n"}), x="n", y="w")

@@ -10,6 +10,12 @@ import signal
 import time
 from dataclasses import dataclass
 
+METRICS = {
+    "value": "x * y (NaN with nan)",
+    "curve": "list [value, value / 2]",
+    "seed_used": "the point's seed, as the trial received it",
+}
+
 
 @dataclass
 class Params:

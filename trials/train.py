@@ -47,6 +47,64 @@ MODEL_OPTIONS = {
 }
 
 
+# What trial() returns ("*_curve": one value per epoch, epoch 1 first; run.py --describe).
+METRICS = {
+    "train_loss": "final training loss (eval mode, the loss param's), >= 0",
+    "train_acc": "final training accuracy (eval mode), in [0, 1]",
+    "test_loss": "final test loss, >= 0; null without a test split",
+    "test_acc": "final test accuracy (against the noisy test labels), in [0, 1]; null without test",
+    "test_error": "1 - test_acc, in [0, 1]",
+    "test_true_acc": "test accuracy against the labels before label_noise_test, in [0, 1]",
+    "interpolated": "the final network fits its training set (interp_acc / interp_loss)",
+    "interp_epoch": "first epoch at which phase 1's set was fit; null if never (or not evaluated)",
+    "interp_step": "optimizer steps up to interp_epoch",
+    "interp_time": "seconds of training and evaluation up to interp_epoch",
+    "interp_test_acc": "test accuracy at interp_epoch, in [0, 1]",
+    "interp_test_error": "1 - interp_test_acc, in [0, 1]",
+    "epochs_run": "epochs trained (fewer than epochs when stopped at interpolation)",
+    "steps": "optimizer steps taken",
+    "train_time": "seconds of training with the per-epoch evaluation",
+    "epoch_time": "seconds of one training pass, mean over the epochs",
+    "n_params": "trainable parameters of the model",
+    "train_size": "training examples",
+    "test_size": "test examples (0 without a test split)",
+    "num_classes": "classes of the dataset",
+    "label_noise_rate": "share of training labels changed by label_noise, in [0, 1]",
+    "label_noise_test_rate": "share of test labels changed by label_noise_test, in [0, 1]",
+    "corruption_rate": "share of images corrupted, in [0, 1]",
+    "resumed_from": "epoch of the checkpoint the run resumed from (0: none)",
+    "forget_start": "forgetting: the epoch phase 2 starts after",
+    "forget_train_acc_before": "forgetting: train accuracy at the end of phase 1, in [0, 1]",
+    "forget_test_acc_before": "forgetting: test accuracy at the end of phase 1, in [0, 1]",
+    "batch_loss_curve": "curves: running training loss over the epoch's batches (train mode)",
+    "batch_acc_curve": "curves: running training accuracy over the batches, in [0, 1]",
+    "train_loss_curve": "curves: training loss after each epoch (eval mode)",
+    "train_acc_curve": "curves: training accuracy after each epoch (eval mode), in [0, 1]",
+    "test_loss_curve": "curves: test loss after each epoch",
+    "test_acc_curve": "curves: test accuracy after each epoch, in [0, 1]",
+    "test_true_acc_curve": "curves: test accuracy against the true labels, in [0, 1]",
+    "lr_curve": "curves: the epoch's learning rate",
+    "weight_norm_curve": "curves: L2 norm of all weights after the epoch",
+    "grad_norm_curve": "curves: gradient L2 norm, mean over the epoch's steps",
+    "osc_train_both_curve": "oscillation: share of training points right in this and the last epoch",
+    "osc_train_either_curve": "oscillation: share right in this or the last epoch, in [0, 1]",
+    "osc_test_both_curve": "oscillation: the same on the test split, both epochs, in [0, 1]",
+    "osc_test_either_curve": "oscillation: the same on the test split, either epoch, in [0, 1]",
+    "align_step": "alignment: list, the optimizer step of each measurement",
+    "align_repr": "alignment: list, in-class alignment of the penultimate representations",
+    "align_grad_<layer>": "alignment: list, in-class alignment of a layer's per-example gradients",
+    "align_repr_final": "alignment: align_repr at the last step",
+    "align_grad_<layer>_final": "alignment: align_grad_<layer> at the last step",
+    "align_seconds": "alignment: seconds this run spent measuring",
+    "noise_level_log_alpha": "noise ramp: list, ln α of each level",
+    "noise_level_info": "noise ramp: list, information bound -½ mean ln α per level",
+    "noise_level_train_acc": "noise ramp: list, train accuracy per level, in [0, 1]",
+    "noise_level_test_acc": "noise ramp: list, test accuracy per level, in [0, 1]",
+    "noise_half_log_alpha_train": "noise ramp: ln α where train accuracy falls halfway to chance",
+    "noise_half_log_alpha_test": "noise ramp: the same for test accuracy; null if it never does",
+}
+
+
 @dataclass
 class Params:
     # data
@@ -74,7 +132,7 @@ class Params:
     init_std: float | None = None  # σ of the first layer; with init "mehta" only
     # training
     loss: Literal["ce", "hinge", "squared"] = "ce"  # cross-entropy, multiclass hinge, squared
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam"] = "sgd"  # torch's SGD (with momentum) or Adam
     lr: float = 0.01  # initial learning rate
     momentum: float = 0.9  # sgd
     nesterov: bool = False  # sgd, needs momentum > 0
@@ -82,7 +140,7 @@ class Params:
     lr_schedule: Literal["constant", "step", "exponential", "cosine"] = "constant"  # per epoch
     milestones: str = ""  # step: epochs after which lr *= lr_factor, comma list, e.g. "60,120"
     lr_factor: float | None = None  # step: per milestone (None: 0.1); exponential: per epoch (0.95)
-    batch_size: int = 128
+    batch_size: int = 128  # training examples per optimizer step
     epochs: int = 100  # at most this many epochs (phase 1 with forgetting)
     stop_at_interpolation: bool = True  # stop once the training set is fit (interp_acc/_loss)
     interp_acc: float = 1.0  # interpolated: train accuracy (eval mode) >= this ...
@@ -128,6 +186,7 @@ class Params:
         if not 0 < self.interp_acc <= 1:
             raise ValueError(f"interp_acc is an accuracy in (0, 1], got {self.interp_acc}")
         preprocess_steps(self.preprocess)
+        check_hidden(self.hidden)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout is a probability, in [0, 1); got {self.dropout}")
         if "crop" in self.augment and self.crop_padding == 0:
@@ -191,6 +250,19 @@ class Params:
             raise ValueError(
                 f"milestones: write epochs as a comma list, e.g. '60,120'; got {self.milestones!r}"
             ) from None
+
+
+def check_hidden(spec: str) -> None:
+    """The grammar memo.nets.parse_hidden reads ("512x512", "" or "0"), checked without
+    torch so that a spec's mistake fails before the run (tests keep the two in step)."""
+    try:
+        widths = [int(p) for p in spec.lower().replace(" ", "").split("x") if p]
+    except ValueError:
+        raise ValueError(
+            f"hidden: write widths joined by x, e.g. '512x512'; got {spec!r}"
+        ) from None
+    if widths != [0] and any(w <= 0 for w in widths):
+        raise ValueError(f"hidden: widths must be positive ('0' alone: linear); got {spec!r}")
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(Params)}  # read by the checks above

@@ -4,12 +4,14 @@ An experiment's "plots" list holds entries like
 ``{"type": "heatmap", "name": "width", "pivot": {...}}``. For each entry::
 
     cfg = validate(entry)                # defaults filled in; PlotError names a bad key
-    drawn = draw(cfg, load_table(name))  # Drawn(fig, data): the figure and its numbers
-    save(drawn.fig, plots_dir / name / cfg["name"], ["png", "pdf"])
+    drawn = draw(cfg, load_table(name))  # Drawn(fig, data, texts): figure, numbers, files
+    save(drawn, plots_dir / name / cfg["name"], ["png", "pdf"])  # a table: .md and .tex
 
 ``PLOTS[type].needs`` says which table a type reads: None (dataset_2d, dataset_images,
 boundary_2d read datasets), "results" (``load_table``) or "curves" (``load_curves``).
-Each function's docstring lists its keys; memo/plots/tables.py and data.py hold them.
+Each function's docstring lists its keys: tables.py (heatmap, slices, line, scatter),
+curves.py, tabular.py (table) and data.py (the dataset plots) hold them; check.py checks
+entries against a trial's columns before a run; frame.py and axes.py are shared helpers.
 """
 
 from pathlib import Path
@@ -19,7 +21,12 @@ import pandas as pd
 from memo import paths
 from memo.store import atomic_file
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
-from memo.plots import data, tables  # noqa: F401 (importing them registers their types)
+from memo.plots import (
+    curves,
+    data,
+    tables,
+    tabular,
+)  # noqa: F401 (importing them registers their types)
 
 __all__ = [
     "BANDS",
@@ -52,15 +59,17 @@ def draw(cfg: dict, df: pd.DataFrame | None = None) -> Drawn:
         return PLOTS[cfg["type"]](cfg, df)
 
 
-def save(fig, stem: Path, formats=("png", "pdf")) -> list:
-    """Write ``fig`` to ``stem.<fmt>`` for each format, each via a temp file renamed into place."""
+def save(drawn, stem: Path, formats=("png", "pdf")) -> list:
+    """Write a figure to ``stem.<fmt>`` for each format, and a Drawn's texts to
+    ``stem.<suffix>`` (a table's .md and .tex), each via a temp file renamed into place."""
     import matplotlib
 
+    fig, texts = (drawn.fig, drawn.texts or {}) if isinstance(drawn, Drawn) else (drawn, {})
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     with matplotlib.rc_context(style()):
-        for fmt in formats:
+        for fmt in formats if fig is not None else ():
             path = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_file(path) as handle:
                 # No creation date in PDFs: the same results give the same bytes.
@@ -70,6 +79,11 @@ def save(fig, stem: Path, formats=("png", "pdf")) -> list:
                     metadata={"CreationDate": None} if fmt == "pdf" else None,
                 )
             written.append(path)
+    for suffix, text in texts.items():
+        path = stem.with_name(f"{stem.name}.{suffix}")
+        with atomic_file(path) as handle:
+            handle.write(text.encode())
+        written.append(path)
     return written
 
 

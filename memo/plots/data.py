@@ -10,19 +10,8 @@ import itertools
 import numpy as np
 from matplotlib.figure import Figure
 
-from memo.plots._core import (
-    AXES,
-    LEGEND,
-    REQUIRED,
-    Drawn,
-    PlotError,
-    Sub,
-    contour,
-    finish,
-    fmt,
-    new_axes,
-    plot_type,
-)
+from memo.plots._core import AXES, LEGEND, REQUIRED, Drawn, PlotError, Sub, plot_type
+from memo.plots.axes import contour, finish, fmt, new_axes
 
 MODEL = Sub({"n_iter": REQUIRED, "max_bias": REQUIRED, "activation": "thres", "seed": 0})
 # Marker and colour per class, in label order: memo's red circles and blue triangles first.
@@ -178,7 +167,7 @@ def dataset_images(cfg: dict, df=None) -> Drawn:
     dataset=REQUIRED,
     model=MODEL,
     markersize=2.0,
-    samples_on_top=True,
+    samples_on_top=False,
     outline=False,
     resolution=150,
     legend=Sub(LEGEND.keys, default=True, flag=True),
@@ -189,8 +178,10 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
     boundary (dashed) and each neuron's centre point (star), over the data.
 
     Keys: dataset; model {n_iter, max_bias, activation ("thres"), seed (0)}: passed to
-    algorithm.fit; markersize (2; centres are 6x); samples_on_top: draw the points again
-    over the regions (true); outline: a dashed frame to highlight the panel (false);
+    algorithm.fit; markersize (2; centres are 6x); samples_on_top: draw the points over
+    the centres' stars too, as memo does (false: the stars cover the points they sit
+    on; the points are always drawn over the regions and the boundary); outline: a
+    dashed grey frame to highlight the panel (false);
     resolution: grid points per axis (150); legend: true/false (true) or {title, labels};
     xlim, ylim; xticks, yticks; plus name, figsize, xlabel, ylabel, title.
     data: ``boundary_data``'s dict plus "X" and "y".
@@ -220,17 +211,18 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
         linestyles="dashed",
         linewidths=1,
     )
-    if cfg["samples_on_top"]:
-        _draw_classes(ax, X, y, cfg["markersize"], labels=False)
+    _draw_classes(ax, X, y, cfg["markersize"], labels=False)  # over regions and boundary
     for region, color in zip(data["regions"], itertools.cycle(_cycle_colors())):
         cx, cy = region["center"]
         star = {"markerfacecolor": color, "markeredgecolor": "black", "markeredgewidth": 1.0}
         ax.plot(cx, cy, "*", markersize=6 * cfg["markersize"], **star)
+    if cfg["samples_on_top"]:
+        _draw_classes(ax, X, y, cfg["markersize"], labels=False)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     if cfg["outline"]:
         for spine in ax.spines.values():
-            spine.set(visible=True, edgecolor="black", linestyle="--", linewidth=3)
+            spine.set(visible=True, edgecolor="0.45", linestyle="--", linewidth=1.2)
     return Drawn(fig, {**data, "X": X, "y": y})
 
 

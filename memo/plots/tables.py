@@ -1,4 +1,4 @@
-"""Plots of the results table: heatmap, slices, line, scatter and curves.
+"""Plots of the results table: heatmap, slices, line and scatter.
 
 Each returns ``Drawn(fig, data)``; ``data`` holds exactly the numbers drawn (pivot
 tables, means and bands), so tests and notebooks can check a figure without reading
@@ -6,36 +6,34 @@ pixels. Rows are pooled over every column the plot does not name (restarts, seed
 any other parameter): select a subset with ``where``.
 """
 
-import json
-
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from memo.plots._core import (
-    AXES,
-    LEGEND,
-    REQUIRED,
-    Drawn,
-    PlotError,
-    Sub,
-    band,
+from memo import measures
+from memo.plots._core import AXES, LEGEND, REQUIRED, Drawn, PlotError, Sub, plot_type
+from memo.plots.axes import (
+    band_handle,
     colors,
     contour,
     finish,
     fmt,
-    group_label,
+    hue_title,
+    legend_labels,
+    new_axes,
+    ordered,
+    smooth,
+)
+from memo.plots.frame import (
+    add_band,
     hue_columns,
     isclose_any,
     need,
-    new_axes,
     numeric,
-    plot_type,
     select,
-    smooth,
     snap,
     summarize,
 )
-from memo import measures
 
 PIVOT = Sub({"idx": REQUIRED, "col": REQUIRED, "val": REQUIRED, "agg": "mean", "round": None})
 CONTOURS = Sub(
@@ -80,6 +78,7 @@ def pivot_table(
     contours=CONTOURS,
     interpolation=INTERPOLATION,
     where=None,
+    clabel=None,
     xticks=True,
     yticks=True,
 )
@@ -91,8 +90,10 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
     contours: true or {smoothing: Gaussian σ in cells (0), vmin, vmax, levels: number or
     list}; interpolation: the dashed line where the mean of ``interpolated`` reaches
     ``level``, true/false or {level (0.99), smoothing (1.0)}, drawn by default when the
-    results have ``score``; where: {column: value or [values]} selects rows; xticks,
-    yticks: show tick labels; plus name, figsize, xlabel, ylabel, title.
+    results have ``score`` (a legend above the map names it); where: {column: value or
+    [values]} selects rows; clabel: the colour bar's label (from pivot.val); xticks,
+    yticks: show tick labels (at round values of evenly spaced numbers); plus name,
+    figsize, xlabel, ylabel, title.
     data: {"pivot": the table drawn, "contours": its smoothed grid or None,
     "interpolation": the smoothed interpolation grid or None}.
     """
@@ -111,14 +112,16 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
         vmin=cfg["vmin"],
         vmax=cfg["vmax"],
     )
-    fig.colorbar(image, ax=ax)
+    val, agg = cfg["pivot"]["val"], cfg["pivot"]["agg"]
+    default = measures.label(val) if agg == "mean" else f"{measures.label(val)} ({agg})"
+    fig.colorbar(image, ax=ax).set_label(cfg["clabel"] if cfg["clabel"] is not None else default)
     ax.grid(False)
     for axis, values, show in (
         ("x", table.columns, cfg["xticks"]),
         ("y", table.index, cfg["yticks"]),
     ):
-        where = np.arange(0, len(values), max(1, -(-len(values) // 10)))  # at most 10 labels
-        getattr(ax, f"set_{axis}ticks")(where, [fmt(values[i]) for i in where] if show else [])
+        where, text = cell_ticks(values)
+        getattr(ax, f"set_{axis}ticks")(where, text if show else [])
     ax.tick_params(axis="x", rotation=90)
     drawn = {"pivot": table, "contours": None, "interpolation": None}
     grid_ok = min(table.shape) >= 2  # contour lines need a 2x2 grid
@@ -138,7 +141,7 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
         probability = pivot_table(df, cfg["pivot"], val="interpolated", key="interpolation")
         probability = probability.reindex(index=table.index, columns=table.columns)
         drawn["interpolation"] = smooth(probability.to_numpy(dtype=float), interp["smoothing"])
-        contour(
+        lines = contour(
             ax,
             drawn["interpolation"],
             levels=[interp["level"]],
@@ -146,8 +149,57 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
             linestyles="dashed",
             linewidths=1.5,
         )
-    finish(ax, cfg, xlabel=table.columns.name, ylabel=table.index.name, value_limits=False)
+        if any(len(s) for s in lines.allsegs[0]):  # a legend only for a line drawn
+            line = Line2D([], [], color="blueviolet", linestyle="dashed", linewidth=1.5)
+            ax.legend(
+                [line],
+                [f"interpolation probability {interp['level']:g}"],
+                loc="lower right",
+                bbox_to_anchor=(1.0, 1.0),
+                frameon=False,
+                borderaxespad=0.1,
+                handlelength=2.5,
+            )
+    xlabel, ylabel = (measures.label(v) for v in (table.columns.name, table.index.name))
+    finish(ax, cfg, xlabel=xlabel, ylabel=ylabel, value_limits=False)
+    if ax.get_legend() and cfg["title"] is not None:
+        ax.set_title(cfg["title"], pad=12)  # above the legend of the dashed line
     return Drawn(fig, drawn)
+
+
+def cell_ticks(values, most: int = 8):
+    """Tick positions (cell indices, fractional) and labels for a heatmap axis: each cell's
+    value when there are at most ``most`` cells; else round values (0, 0.5, 1, ...) when
+    the cells' values are evenly spaced numbers, or every k-th cell's value.
+
+    >>> cell_ticks(pd.Index(np.arange(51) * 0.05))
+    (array([ 0., 10., 20., 30., 40., 50.]), ['0', '0.5', '1', '1.5', '2', '2.5'])
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    v = np.asarray(values)
+    if len(v) <= most:
+        return np.arange(len(v)), [_tick(x, fmt) for x in v]
+    if v.dtype.kind in "iuf":
+        step = np.diff(v.astype(float))
+        if np.allclose(step, step[0], rtol=1e-6) and step[0] > 0:
+            nice = MaxNLocator(most, steps=[1, 2, 2.5, 5, 10]).tick_values(v[0], v[-1])
+            nice = nice[(nice >= v[0] - 1e-9 * step[0]) & (nice <= v[-1] + 1e-9 * step[0])]
+            return (nice - v[0]) / step[0], [_tick(t, "{:.10g}".format) for t in nice]
+    where = np.arange(0, len(v), max(1, -(-len(v) // most)))
+    return where, [_tick(v[i], fmt) for i in where]
+
+
+def _tick(value, plain) -> str:
+    """A tick label: large whole numbers with thousands separators, others as ``plain``.
+
+    >>> _tick(200000.0, fmt), _tick(np.int64(38410), fmt), _tick(0.0, fmt), _tick("a", fmt)
+    ('200,000', '38,410', '0.0', 'a')
+    """
+    if isinstance(value, (int, float, np.number)) and float(value).is_integer():
+        if abs(value) >= 10000:
+            return f"{int(value):,}"
+    return plain(value)
 
 
 @plot_type(
@@ -155,7 +207,7 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
     needs="results",
     pivot=PIVOT,
     slices=REQUIRED,
-    band="ci95",
+    band="auto",
     marker_threshold=None,
     mark_every=1,
     legend=LEGEND,
@@ -168,9 +220,11 @@ def slices(cfg: dict, df: pd.DataFrame) -> Drawn:
     """Rows of a heatmap as lines: mean of ``pivot.val`` over ``pivot.idx``, one line per slice.
 
     Keys: pivot {idx: x-axis, col: the column sliced, val, agg: must be mean, round};
-    slices: values of pivot.col to draw (matched with float tolerance); band: std | sem |
-    ci95 | none, the shaded band around each mean (see ``band``; ci95 by default);
-    marker_threshold: mark points whose interpolation probability exceeds it; mark_every:
+    slices: values of pivot.col to draw (matched with float tolerance); band: auto |
+    minmax | std | sem | ci95 | none, the shaded band around each mean, kept in the
+    metric's range (see frame.band; auto: min-max below 5 runs per point, else ci95; the
+    legend says which); marker_threshold: mark points whose interpolation probability
+    exceeds it (the legend explains the markers); mark_every:
     consider every k-th point for a marker (1); legend: true/false or {title, labels};
     vmin, vmax (or ylim): y-axis limits; xlim; xticks, yticks; where; plus name,
     figsize, xlabel, ylabel, title.
@@ -195,7 +249,7 @@ def slices(cfg: dict, df: pd.DataFrame) -> Drawn:
         if not mask.any():
             present = ", ".join(fmt(v) for v in sorted(snap(sliced).unique()))
             raise PlotError("slices", f"no ok rows with {p['col']} = {value!r} (values: {present})")
-        part = summarize(pd.DataFrame({p["idx"]: x[mask]}), [p["idx"]], values[mask], cfg["band"])
+        part = summarize(pd.DataFrame({p["idx"]: x[mask]}), [p["idx"]], values[mask])
         part.insert(0, "slice", value)
         if marked is not None:
             rows = pd.DataFrame({p["idx"]: x[mask], "m": marked[mask]})
@@ -203,17 +257,32 @@ def slices(cfg: dict, df: pd.DataFrame) -> Drawn:
             every = np.arange(len(part)) % cfg["mark_every"] == 0
             part["marker"] = every & (part["interpolation"] > cfg["marker_threshold"]).to_numpy()
         parts.append(part)
+    stats = pd.concat(parts, ignore_index=True)
+    band_note = add_band(stats, cfg["band"], p["val"])
     fig, ax = new_axes(cfg)
-    for color, value, part in zip(colors(len(parts)), cfg["slices"], parts):
+    labels = legend_labels(cfg, [p["col"]], cfg["slices"])
+    for color, value, label in zip(colors(len(parts)), cfg["slices"], labels):
+        part = stats[stats["slice"] == value]
         xs, mean = part[p["idx"]].to_numpy(), part["mean"].to_numpy()
-        ax.plot(xs, mean, color=color, label=fmt(value))
-        if cfg["band"] != "none":
+        ax.plot(xs, mean, color=color, label=label)
+        if band_note:  # empty when no band is drawn (band none, one run per point)
             ax.fill_between(xs, part["low"], part["high"], color=color, alpha=0.25, linewidth=0)
         if "marker" in part:
-            m = part["marker"].to_numpy()
+            m = part["marker"].to_numpy(dtype=bool)
             ax.plot(xs[m], mean[m], "o", color=color, markersize=3, zorder=100)
-    finish(ax, cfg, xlabel=p["idx"], ylabel=p["val"], legend_title=p["col"])
-    return Drawn(fig, pd.concat(parts, ignore_index=True))
+    extra = [band_handle(band_note)] if band_note else []
+    if cfg["marker_threshold"] is not None:
+        dot = Line2D([], [], marker="o", color="0.4", linestyle="none", markersize=3)
+        extra.append((dot, f"interpolation\nprobability > {cfg['marker_threshold']:g}"))
+    finish(
+        ax,
+        cfg,
+        xlabel=measures.label(p["idx"]),
+        ylabel=measures.label(p["val"]),
+        legend_title=measures.label(p["col"]),
+        extra=extra,
+    )
+    return Drawn(fig, stats)
 
 
 XY_KEYS = dict(
@@ -221,28 +290,33 @@ XY_KEYS = dict(
 )
 
 
-@plot_type("line", needs="results", **XY_KEYS, band="ci95", vmin=None, vmax=None, **AXES)
+@plot_type("line", needs="results", **XY_KEYS, band="auto", vmin=None, vmax=None, **AXES)
 def line(cfg: dict, df: pd.DataFrame) -> Drawn:
     """Mean of metric ``y`` against column ``x``, one line (with band) per ``hue`` group.
 
     Keys: x: a column (e.g. a parameter); y: a numeric column (e.g. a metric); hue: a
-    column or list of columns, one line per combination; band: std | sem | ci95 | none;
-    logx, logy: log axes; where; legend: true/false or {title, labels}; vmin, vmax (or
-    ylim), xlim; xticks, yticks; plus name, figsize, xlabel, ylabel, title.
-    data: DataFrame with the hue columns, x, mean, std, n, low, high.
+    column or list of columns, one line per combination; band: auto | minmax | std | sem |
+    ci95 | none (as for slices); logx, logy: log axes; where; legend: true/false or
+    {title, labels: a list in group order or {group: label}, groups written as their
+    values joined by ", ", e.g. "1.0, none"}; vmin, vmax (or ylim), xlim; xticks, yticks;
+    plus name, figsize, xlabel, ylabel, title.
+    data: DataFrame with the hue columns, x, mean, std, n, min, max, low, high.
     """
     df, hue = _xy_frame(cfg, df)
-    stats = summarize(df, hue + [cfg["x"]], numeric(df, cfg["y"], "y"), cfg["band"])
+    stats = summarize(df, hue + [cfg["x"]], numeric(df, cfg["y"], "y"))
+    band_note = add_band(stats, cfg["band"], cfg["y"])
     fig, ax = _xy_axes(cfg)
     groups = list(stats.groupby(hue, sort=True, dropna=False)) if hue else [((), stats)]
-    for color, (key, part) in zip(colors(len(groups)), groups):
-        label = group_label(hue, key) if hue else None
+    labels = legend_labels(cfg, hue, [k for k, _ in groups]) if hue else [None]
+    palette = colors(len(groups), ordered(stats, hue))
+    for color, label, (_, part) in zip(palette, labels, groups):
         ax.plot(part[cfg["x"]], part["mean"], color=color, label=label, marker="o", markersize=2)
-        if cfg["band"] != "none":
+        if band_note:  # empty when no band is drawn (band none, one run per point)
             ax.fill_between(
                 part[cfg["x"]], part["low"], part["high"], color=color, alpha=0.25, linewidth=0
             )
-    finish(ax, cfg, xlabel=cfg["x"], ylabel=cfg["y"], legend_title=", ".join(hue))
+    extra = [band_handle(band_note)] if band_note else []
+    _finish_xy(ax, cfg, hue, extra)
     return Drawn(fig, stats)
 
 
@@ -251,8 +325,8 @@ def scatter(cfg: dict, df: pd.DataFrame) -> Drawn:
     """Every ok row as a point (``x``, ``y``), coloured by ``hue`` group.
 
     Keys: x, y: columns; hue: a column or list of columns; markersize: marker area in
-    points² (4); logx, logy; where; legend; vmin, vmax (or ylim), xlim; xticks, yticks;
-    plus name, figsize, xlabel, ylabel, title.
+    points² (4); logx, logy; where; legend (as for line); vmin, vmax (or ylim), xlim;
+    xticks, yticks; plus name, figsize, xlabel, ylabel, title.
     data: DataFrame with the hue columns, x and y of every point drawn.
     """
     df, hue = _xy_frame(cfg, df)
@@ -260,8 +334,8 @@ def scatter(cfg: dict, df: pd.DataFrame) -> Drawn:
     points[cfg["y"]] = numeric(df, cfg["y"], "y")
     fig, ax = _xy_axes(cfg)
     groups = list(points.groupby(hue, sort=True, dropna=False)) if hue else [((), points)]
-    for color, (key, part) in zip(colors(len(groups)), groups):
-        label = group_label(hue, key) if hue else None
+    labels = legend_labels(cfg, hue, [k for k, _ in groups]) if hue else [None]
+    for color, label, (_, part) in zip(colors(len(groups), ordered(points, hue)), labels, groups):
         ax.scatter(
             part[cfg["x"]],
             part[cfg["y"]],
@@ -270,8 +344,13 @@ def scatter(cfg: dict, df: pd.DataFrame) -> Drawn:
             label=label,
             linewidths=0,
         )
-    finish(ax, cfg, xlabel=cfg["x"], ylabel=cfg["y"], legend_title=", ".join(hue))
+    _finish_xy(ax, cfg, hue)
     return Drawn(fig, points.reset_index(drop=True))
+
+
+def _finish_xy(ax, cfg: dict, hue: list, extra=()) -> None:
+    x, y = (measures.label(cfg[k]) for k in ("x", "y"))
+    finish(ax, cfg, xlabel=x, ylabel=y, legend_title=hue_title(cfg, hue), extra=extra)
 
 
 def _xy_frame(cfg: dict, df: pd.DataFrame):
@@ -290,77 +369,3 @@ def _xy_axes(cfg: dict):
     if cfg["logy"]:
         ax.set_yscale("log")
     return fig, ax
-
-
-@plot_type(
-    "curves",
-    needs="curves",
-    metric=REQUIRED,
-    hue=None,
-    where=None,
-    band="ci95",
-    logx=False,
-    logy=False,
-    legend=LEGEND_ON,
-    vmin=None,
-    vmax=None,
-    **AXES,
-)
-def curves(cfg: dict, df: pd.DataFrame) -> Drawn:
-    """A per-epoch metric against epoch 1, 2, ...: mean over runs and a band, a line per hue group.
-
-    Keys: metric: a list-valued column (one value per epoch, e.g. train_acc); hue: a
-    column or list of columns, one line per combination; band: std | sem | ci95 | none
-    (per epoch, over the runs that reached it); logx, logy; where; legend; vmin, vmax
-    (or ylim), xlim; xticks, yticks; plus name, figsize, xlabel, ylabel, title.
-    data: DataFrame with the hue columns, epoch, mean, std, n, low, high.
-    """
-    df = select(df, cfg["where"])
-    hue = hue_columns(df, cfg["hue"])
-    runs = need(df, cfg["metric"], "metric").map(lambda v: _curve(cfg["metric"], v))
-    parts = []
-    for key, part in df.groupby(hue, sort=True, dropna=False) if hue else [((), df)]:
-        key = key if isinstance(key, tuple) else (key,)
-        arrays = list(runs[part.index])
-        M = np.full((len(arrays), max(map(len, arrays))), np.nan)
-        for i, a in enumerate(arrays):
-            M[i, : len(a)] = a
-        M[~np.isfinite(M)] = np.nan  # an inf or NaN epoch leaves the mean, as it leaves n
-        n = np.isfinite(M).sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.nansum(M, axis=0) / n
-            std = np.sqrt(np.nansum((M - mean) ** 2, axis=0) / (n - 1))
-        low, high = band(mean, std, n, cfg["band"])
-        stats = {
-            "epoch": np.arange(1, M.shape[1] + 1),
-            "mean": mean,
-            "std": std,
-            "n": n,
-            "low": low,
-            "high": high,
-        }
-        parts.append(pd.DataFrame({**dict(zip(hue, key)), **stats}))
-    if not any(len(p) for p in parts):
-        raise PlotError("metric", f"every {cfg['metric']!r} curve is empty")
-    fig, ax = _xy_axes(cfg)
-    for color, part in zip(colors(len(parts)), parts):
-        label = group_label(hue, tuple(part[h].iloc[0] for h in hue)) if hue and len(part) else None
-        ax.plot(part["epoch"], part["mean"], color=color, label=label)
-        if cfg["band"] != "none":
-            ax.fill_between(
-                part["epoch"], part["low"], part["high"], color=color, alpha=0.25, linewidth=0
-            )
-    finish(ax, cfg, xlabel="epoch", ylabel=cfg["metric"], legend_title=", ".join(hue))
-    return Drawn(fig, pd.concat(parts, ignore_index=True))
-
-
-def _curve(metric: str, value) -> np.ndarray:
-    if isinstance(value, str) and value.startswith("["):
-        value = json.loads(value)
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return np.asarray(value, dtype=float).ravel()
-    raise PlotError(
-        "metric",
-        f"column {metric!r} holds {value!r}, not a per-epoch list;"
-        " curves need a list-valued metric",
-    )

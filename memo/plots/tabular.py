@@ -1,0 +1,149 @@
+"""The ``table`` plot: metrics as a table (Zhang et al.'s Table 1), in Markdown and LaTeX."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from memo import measures
+from memo.plots._core import REQUIRED, Drawn, PlotError, plot_type
+from memo.plots.axes import fmt
+from memo.plots.frame import band, hue_columns, numeric, select
+
+SPREADS = ("std", "sem", "ci95", "minmax", "none")
+
+
+@plot_type(
+    "table",
+    needs="results",
+    common=("type", "name", "title"),
+    index=REQUIRED,
+    values=REQUIRED,
+    columns=None,
+    where=None,
+    spread="std",
+    decimals=3,
+)
+def table(cfg: dict, df: pd.DataFrame) -> Drawn:
+    """A table of metrics, mean ± spread over the runs of each cell, written as
+    ``<name>.md`` (Markdown) and ``<name>.tex`` (LaTeX with booktabs rules) next to the
+    figures; no image.
+
+    Keys: index: the column or columns whose values make the rows (e.g. ["model",
+    "n_params"]); values: the metric or metrics shown (e.g. ["train_acc", "test_acc"]);
+    columns: columns whose values spread each metric over several table columns (e.g.
+    "label_noise"; none by default); spread: std | sem | ci95 | minmax | none, written
+    after ± (minmax: "mean (min-max)"; cells of one run show the mean alone); decimals
+    (3); where; title: the caption (the spread and run counts are added); plus name.
+    data: DataFrame with the index and columns columns, metric, mean, std, n, min, max,
+    low, high, cell (the text shown).
+    """
+    if cfg["spread"] not in SPREADS:
+        raise PlotError("spread", f"must be one of {', '.join(SPREADS)}; got {cfg['spread']!r}")
+    df = select(df, cfg["where"])
+    index = hue_columns(df, cfg["index"])
+    columns = hue_columns(df, cfg["columns"])
+    values = [cfg["values"]] if isinstance(cfg["values"], str) else list(cfg["values"])
+    clash = sorted(set(index) & set(columns))
+    if clash:
+        raise PlotError("columns", f"{clash[0]!r} is in index too; name each column once")
+    by = index + columns
+    parts = []
+    for metric in values:
+        frame = df[by].copy()
+        frame["_v"] = numeric(df, metric, "values")
+        grouped = frame.groupby(by, sort=True, dropna=False)["_v"]
+        stats = grouped.agg(mean="mean", std="std", n="count", min="min", max="max")
+        stats = stats.reset_index().assign(metric=metric)
+        kind = "minmax" if cfg["spread"] == "none" else cfg["spread"]
+        bounds = measures.value_range(metric)
+        stats["low"], stats["high"] = band(
+            stats["mean"], stats["std"], stats["n"], kind, stats["min"], stats["max"], bounds
+        )
+        parts.append(stats)
+    stats = pd.concat(parts, ignore_index=True)
+    stats["cell"] = [_cell(row, cfg["spread"], cfg["decimals"]) for row in stats.itertuples()]
+    caption = _caption(cfg, stats)
+    wide = _wide(stats, index, columns, values)
+    short = [measures.SYMBOLS.get(c, measures.label(c)) for c in columns]
+    texts = {"md": _markdown(wide, short, caption), "tex": _latex(wide, caption)}
+    return Drawn(None, stats, texts)
+
+
+def _cell(row, spread: str, decimals: int) -> str:
+    """ "0.998 ± 0.002", "0.998 (0.996-1.000)" or "0.998" (one run, or spread none)."""
+    mean = f"{row.mean:.{decimals}f}" if math.isfinite(row.mean) else "-"
+    if row.n < 2 or spread == "none":
+        return mean
+    if spread == "minmax":
+        return f"{mean} ({row.min:.{decimals}f}-{row.max:.{decimals}f})"
+    return f"{mean} ± {max(row.high - row.mean, row.mean - row.low):.{decimals}f}"
+
+
+def _caption(cfg: dict, stats: pd.DataFrame) -> str:
+    n = stats["n"].astype(int)
+    runs = f"{n.min()}-{n.max()}" if n.min() != n.max() else f"{n.min()}"
+    if cfg["spread"] == "none" or n.max() < 2:
+        what = "mean"
+    elif cfg["spread"] == "minmax":
+        what = "mean (min-max)"
+    else:
+        what = {"std": "mean ± 1 sd", "sem": "mean ± 1 sem", "ci95": "mean ± 95% CI"}
+        what = what[cfg["spread"]]
+    text = f"{what} over {runs} run{'s' if n.max() > 1 else ''} per cell"
+    return f"{cfg['title']}: {text}" if cfg["title"] else text.capitalize()
+
+
+def _wide(stats: pd.DataFrame, index: list, columns: list, values: list) -> pd.DataFrame:
+    """Rows by the index columns, a column per metric (and per value of ``columns``)."""
+    frame = stats.copy()
+    for col in index + columns:
+        frame[col] = [_value(col, v) for v in frame[col]]
+    frame["metric"] = pd.Categorical(
+        [measures.label(m) for m in frame["metric"]], [measures.label(m) for m in values]
+    )
+    wide = frame.pivot_table(
+        index=index, columns=["metric", *columns], values="cell", aggfunc="first", sort=False
+    )
+    wide.index.names = [measures.label(c) for c in index]
+    wide.columns.names = [None] + [measures.label(c) for c in columns]
+    return wide
+
+
+def _value(column: str, value) -> str:
+    if isinstance(value, str):
+        return value.replace("_", " ")
+    if isinstance(value, (int, np.integer)) or (
+        isinstance(value, float) and value.is_integer() and abs(value) >= 1000
+    ):
+        return f"{int(value):,}"  # parameter counts: 1,647,674
+    return fmt(value)
+
+
+def _markdown(wide: pd.DataFrame, names: list, caption: str) -> str:
+    """One header row: "train accuracy, $p$ = 0.0" (``names``: short names of ``columns``)."""
+    flat = wide.copy()
+    flat.columns = [
+        (
+            ", ".join([c[0], *(f"{n} = {v}" for n, v in zip(names, c[1:]))])
+            if isinstance(c, tuple)
+            else c
+        )
+        for c in wide.columns
+    ]
+    body = flat.reset_index().to_markdown(index=False, stralign="right", disable_numparse=True)
+    return f"{body}\n\n{caption}\n"
+
+
+def _latex(wide: pd.DataFrame, caption: str) -> str:
+    tex = wide.replace(regex={"±": r"$\\pm$"})
+    styler = tex.style.format_index(escape="latex-math", axis=0).format_index(
+        escape="latex-math", axis=1
+    )
+    return styler.to_latex(
+        hrules=True,
+        caption=caption,
+        multicol_align="c",
+        multirow_align="naive",  # no \\multirow: plain booktabs, no extra package
+        position_float="centering",
+    )
