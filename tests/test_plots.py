@@ -362,6 +362,9 @@ def test_a_log_axis_within_a_decade_gets_plain_ticks_not_overlapping_ones():
 
     assert labels([0.115, 0.13, 0.145]) == ["0.12", "0.13", "0.14"]
     assert labels([0.115, 0.13, 0.145], minor=True) == []
+    # One to two decades (the kernel's gamma): 1, 2, 5 of each, no minor labels to overlap.
+    assert labels([0.005, 0.02, 0.05]) == ["0.005", "0.01", "0.02", "0.05"]
+    assert labels([0.005, 0.02, 0.05], minor=True) == []
     assert "$\\mathdefault{10^{-2}}$" in labels([0.001, 0.1, 10])  # decades keep matplotlib's
 
 

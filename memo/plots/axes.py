@@ -188,15 +188,20 @@ def band_handle(text: str):
 
 
 def _short_log_ticks(axis) -> None:
-    """A log axis spanning less than a decade gets a few plain ticks (0.12, 0.13, 0.14):
-    matplotlib would label every minor tick in scientific notation, overlapping."""
+    """A log axis spanning less than a decade gets a few plain ticks (0.12, 0.13, 0.14), one
+    spanning up to two decades ticks at 1, 2 and 5 of each decade (0.005, 0.01, 0.02, 0.05):
+    matplotlib would label minor ticks in scientific notation there, overlapping."""
     from matplotlib import ticker
 
     low, high = sorted(axis.get_view_interval())
-    if axis.get_scale() == "log" and low > 0 and high / low < 10:
+    if axis.get_scale() != "log" or low <= 0 or high / low > 100:
+        return
+    if high / low < 10:
         axis.set_major_locator(ticker.MaxNLocator(4))
-        axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-        axis.set_minor_formatter(ticker.NullFormatter())
+    else:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _plain_large_ticks(axis) -> None:
