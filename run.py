@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 def describe(trial: str) -> int:
     """--describe: the trial's reference (memo/describe.py); 2 for an unknown trial."""
     from memo import describe
-    from memo.spec import known_trials
+    from memo.trial_lookup import known_trials
 
     if trial not in known_trials():
         print(f"error: {describe.unknown_trial(trial)}", file=sys.stderr)

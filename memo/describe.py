@@ -16,7 +16,7 @@ import types
 import typing
 
 from memo import measures, paths
-from memo.spec import TRIAL_ALIASES, known_trials, trial_hints, trial_module
+from memo.trial_lookup import TRIAL_ALIASES, known_trials, trial_hints, trial_module
 
 
 def field_comments(cls: type) -> tuple:

@@ -2,24 +2,17 @@
 
 A spec has the keys ``trial``, ``param_grid`` and optionally ``defaults``, ``plots`` and
 ``description``. ``param_grid`` is a dict or a list of dicts expanded as scikit-learn's
-ParameterGrid does; each value is a list or a generator (see :func:`expand_value`). Every
+ParameterGrid does; each value is a list or a generator (see :func:`memo.values.expand_value`). Every
 error raises :class:`SpecError` with one line naming the file, the key and the value.
 """
 
 import array
 import bisect
-import collections
-import dataclasses
-import decimal
 import difflib
-import functools
 import hashlib
-import importlib
 import itertools
 import json
 import math
-import pkgutil
-import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -27,27 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-import trials
 from memo import paths
+from memo.trial_lookup import _resolve_trial, trial_fields, trial_hints, trial_params_class
+from memo.values import SpecError, _count, _finite, _show, expand_value
 
 TOP_KEYS = ("trial", "param_grid", "defaults", "plots", "description")
-# patrickfinke/memo's name for the same trial; its points get memo's data (memo_compat).
-TRIAL_ALIASES = {"algorithm": "memorize"}
 UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
 UNIVERSAL_LIMIT = 2**63  # both in [0, 2**63): numpy, torch and the CSV's int64 columns take them
-MAX_VALUES = 1_000_000  # per generator
 MAX_POINTS = 10_000_000  # per spec
 MAX_DEPTH = 100  # nesting of lists and objects; deeper would overflow Python's stack later
-GENERATORS = {
-    "range": ("start", "stop", "step"),
-    "linspace": ("start", "stop", "num", "endpoint"),
-    "logspace": ("start", "stop", "num", "endpoint", "base"),
-    "zip": None,  # any param names
-}
-
-
-class SpecError(Exception):
-    """A user mistake in a spec; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -292,50 +273,6 @@ def depth(value) -> int:
     return deepest
 
 
-def trial_module(trial: str) -> types.ModuleType:
-    return importlib.import_module(f"trials.{trial}")
-
-
-def trial_params_class(trial: str) -> type:
-    return trial_module(trial).Params
-
-
-@functools.cache
-def trial_fields(trial: str) -> dict:
-    """The params a trial declares, with their defaults."""
-    return {f.name: f.default for f in dataclasses.fields(trial_params_class(trial))}
-
-
-@functools.cache
-def trial_hints(trial: str) -> dict:
-    """The declared type of each param of a trial."""
-    return typing.get_type_hints(trial_params_class(trial))
-
-
-def known_trials() -> list:
-    """The modules in trials/ that define both ``trial`` and ``Params``, and the aliases."""
-    return sorted({n for n in _trial_modules() if _is_trial(n)} | set(TRIAL_ALIASES))
-
-
-def _trial_modules() -> set:
-    return {m.name for m in pkgutil.iter_modules(trials.__path__)}
-
-
-@functools.cache
-def _is_trial(name: str) -> bool:
-    module = trial_module(name)
-    return hasattr(module, "trial") and hasattr(module, "Params")
-
-
-def _resolve_trial(where: str, trial) -> str:
-    name = TRIAL_ALIASES.get(trial, trial) if isinstance(trial, str) else None
-    if name not in _trial_modules() or not _is_trial(name):
-        raise SpecError(
-            f"{where}: trial {_show(trial)} is unknown; known trials: {', '.join(known_trials())}"
-        )
-    return name
-
-
 def _expand_grid(where: str, key: str, trial: str, fields: dict, grid) -> dict:
     if not isinstance(grid, dict) or not grid:
         raise SpecError(
@@ -379,120 +316,6 @@ def _expand_zip(where: str, at: str, trial: str, group: dict) -> list:
     return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
-def expand_value(where: str, at: str, value) -> list:
-    """Expand one grid value: a list, or a ``{"type_": ...}`` generator.
-
-    ``range`` follows numpy's arange (start 0 and step 1 by default, stop exclusive) but
-    counts in exact decimal, so ``stop`` is never overshot by rounding error and 0.15
-    stays 0.15. ``linspace``/``logspace`` take numpy's arguments. Floats are rounded to
-    12 significant digits so values line up across grids; a generator must give distinct
-    values, at most MAX_VALUES of them.
-
-    >>> expand_value("f", "k", {"type_": "range", "start": 0.1, "stop": 0.3, "step": 0.05})
-    [0.1, 0.15, 0.2, 0.25]
-    >>> expand_value("f", "k", {"type_": "range", "stop": 3})
-    [0, 1, 2]
-    >>> expand_value("f", "k", {"type_": "logspace", "start": -2, "stop": 0, "num": 3})
-    [0.01, 0.1, 1.0]
-    """
-    if isinstance(value, list):
-        values = [_clean(v) for v in value]
-    elif isinstance(value, dict):
-        values = _generate(where, at, value)
-    else:
-        raise SpecError(
-            f'{where}: {at}: {_show(value)} must be a list of values or a {{"type_": ...}} object; '
-            f"for one value write [{_show(value)}] or put it in defaults"
-        )
-    if not values:
-        raise SpecError(f"{where}: {at}: expands to no values; the grid would be empty")
-    return values
-
-
-def _generate(where: str, at: str, spec: dict) -> list:
-    kind = spec.get("type_")
-    if kind not in GENERATORS or kind == "zip":
-        valid = ", ".join(k for k in GENERATORS if k != "zip")
-        hint = " (zip groups go directly under param_grid)" if kind == "zip" else ""
-        raise SpecError(f"{where}: {at}: unknown type_ {_show(kind)}; valid: {valid}{hint}")
-    allowed = GENERATORS[kind]
-    extra = sorted(set(spec) - set(allowed) - {"type_"})
-    if extra:
-        raise SpecError(f"{where}: {at}: {kind} takes {', '.join(allowed)}, not {extra[0]!r}")
-    required = ("stop",) if kind == "range" else ("start", "stop", "num")
-    for key in required:
-        if key not in spec:
-            raise SpecError(f"{where}: {at}: {kind} needs {key!r}")
-    for key, v in spec.items():
-        if key == "endpoint" and not isinstance(v, bool):
-            raise SpecError(f"{where}: {at}.endpoint: {_show(v)} must be true or false")
-        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if key not in ("type_", "endpoint") and not (numeric and _finite(v)):
-            raise SpecError(f"{where}: {at}.{key}: {_show(v)} is not a finite number")
-    if kind == "range":
-        values = _arange(where, at, spec.get("start", 0), spec["stop"], spec.get("step", 1))
-    else:
-        values = _spaced(where, at, kind, spec)
-    repeated = [v for v, n in collections.Counter(values).items() if n > 1]
-    if repeated:
-        raise SpecError(
-            f"{where}: {at}: {kind} gives {_show(repeated[0])} more than once (values are rounded "
-            "to 12 significant digits); use fewer values or a wider span"
-        )
-    return values
-
-
-def _arange(where: str, at: str, start, stop, step) -> list:
-    if step == 0:
-        raise SpecError(f"{where}: {at}.step: must not be 0")
-    d_start, d_stop, d_step = (decimal.Decimal(repr(x)) for x in (start, stop, step))
-    count = max(0, math.ceil((d_stop - d_start) / d_step))
-    _check_count(where, at, "range", count, "a larger step")
-    exact = (d_start + i * d_step for i in range(count))
-    if all(isinstance(x, int) for x in (start, stop, step)):
-        return [int(v) for v in exact]
-    values = [_clean(float(v)) for v in exact]
-    return [v for v in values if (v < stop if step > 0 else v > stop)]  # rounding may reach stop
-
-
-def _spaced(where: str, at: str, kind: str, spec: dict) -> list:
-    """linspace or logspace values; logspace's are > 0, so 0.0 is an underflow."""
-    num, base = spec["num"], spec.get("base", 10.0)
-    if not isinstance(num, int) or num < 1:
-        raise SpecError(f"{where}: {at}.num: {_show(num)} must be a positive integer")
-    if base <= 0:
-        raise SpecError(f"{where}: {at}.base: {_show(base)} must be > 0")
-    _check_count(where, at, kind, num, "a smaller num")
-    space = np.linspace if kind == "linspace" else functools.partial(np.logspace, base=base)
-    with np.errstate(all="ignore"):  # overflow gives Infinity, caught below
-        array = space(spec["start"], spec["stop"], num, endpoint=spec.get("endpoint", True))
-    values = [_clean(v) for v in array.tolist()]
-    bad = [v for v in values if not math.isfinite(v) or (kind == "logspace" and v == 0)]
-    if bad:
-        raise SpecError(
-            f"{where}: {at}: {kind} reaches {_show(bad[0])}, beyond the float range; "
-            "narrow start and stop"
-        )
-    return values
-
-
-def _check_count(where: str, at: str, kind: str, count: int, fix: str) -> None:
-    if count > MAX_VALUES:
-        raise SpecError(
-            f"{where}: {at}: {kind} gives {_count(count)} values, more than {MAX_VALUES:,}; "
-            f"use {fix}"
-        )
-
-
-def _clean(value):
-    """Plain Python values; floats rounded to 12 significant digits."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.12g}")
-    return value
-
-
 def _check_value(where: str, at: str, trial: str, name: str, value):
     """Check one value against the trial's declared type; return it normalized."""
     hints = trial_hints(trial)
@@ -522,22 +345,6 @@ def _check_value(where: str, at: str, trial: str, name: str, value):
 def _did_you_mean(name: str, known: list) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _finite(value) -> bool:
-    """Whether no number in VALUE (at any depth) is NaN, infinite or beyond the float range."""
-    if isinstance(value, (list, dict)):
-        return all(map(_finite, value.values() if isinstance(value, dict) else value))
-    return not isinstance(value, (int, float)) or abs(value) <= sys.float_info.max
-
-
-def _show(value) -> str:
-    """A value as the spec file writes it: JSON."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _count(n: int) -> str:
-    return f"{n:,}" if n < 10**12 else f"{decimal.Decimal(n):.1e}"
 
 
 def _conform(expected, value):

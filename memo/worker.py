@@ -27,8 +27,9 @@ import numpy as np
 
 from memo import claims, paths
 from memo.datasets import DatasetDamaged
-from memo.spec import Point, trial_module
+from memo.spec import Point
 from memo.store import RESERVED, BadRecord, RecordWriteError, Store, error_line
+from memo.trial_lookup import trial_module
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
 

@@ -11,7 +11,8 @@ import pytest
 
 import algorithm
 from memo import bitset, fast
-from memo.spec import make_point, trial_fields
+from memo.spec import make_point
+from memo.trial_lookup import trial_fields
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,8 +15,9 @@ import torch
 from memo import tensordata, training
 from memo.nets import options
 from memo.spec import load_spec
+from memo.train_steps import MODEL_OPTIONS
 from memo.worker import Job, run_point
-from trials.train import MODEL_OPTIONS, Params, trial
+from trials.train import Params, trial
 
 PROJECT = Path(__file__).resolve().parent.parent
 # A small MLP on digits (1438 train / 359 held-out examples): an epoch takes milliseconds.

@@ -28,7 +28,8 @@ def check_plots(spec) -> list:
 
 def plot_errors(spec) -> dict:
     """{index in spec.plots: PlotError} of the entries that are bad or name a missing column."""
-    from memo.spec import UNIVERSAL, trial_fields, trial_module
+    from memo.spec import UNIVERSAL
+    from memo.trial_lookup import trial_fields, trial_module
 
     metrics = getattr(trial_module(spec.trial), "METRICS", None)
     params = set(trial_fields(spec.trial)) | set(UNIVERSAL)
