@@ -12,10 +12,9 @@ import io
 import json
 import textwrap
 import tokenize
-import types
-import typing
 
 from memo import measures, paths
+from memo.spec import type_text
 from memo.trial_lookup import TRIAL_ALIASES, known_trials, trial_hints, trial_module
 
 
@@ -46,22 +45,6 @@ def field_comments(cls: type) -> tuple:
         elif above:
             docs[name] = " ".join(above)
     return docs, sections
-
-
-def type_text(hint) -> str:
-    """A type annotation as a user writes values: "int or null", "one of a, b".
-
-    >>> type_text(typing.Literal["a", "b"]), type_text(int | None), type_text(float)
-    ('one of "a" | "b"', 'int or null', 'float')
-    """
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Literal:
-        return "one of " + " | ".join(json.dumps(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(type_text(a) for a in args)
-    if hint is type(None):
-        return "null"
-    return getattr(hint, "__name__", str(hint))
 
 
 def experiments_using(trial: str) -> list:

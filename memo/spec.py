@@ -336,7 +336,7 @@ def _check_value(where: str, at: str, trial: str, name: str, value):
         )
     ok, value = _conform(expected, value)
     if not ok:
-        raise SpecError(f"{where}: {at}: {_show(value)} is not {_describe(expected)}")
+        raise SpecError(f"{where}: {at}: {_show(value)} is not {type_text(expected)}")
     if name in UNIVERSAL and not 0 <= value < UNIVERSAL_LIMIT:
         raise SpecError(f"{where}: {at}: {name} must be from 0 to 2**63 - 1, got {value}")
     return value
@@ -369,12 +369,17 @@ def _conform(expected, value):
     return isinstance(value, expected), value
 
 
-def _describe(expected) -> str:
+def type_text(expected) -> str:
+    """A param's type in words, for errors and ``--describe``.
+
+    >>> type_text(typing.Literal["a", "b"]), type_text(int | None), type_text(float)
+    ('one of "a", "b"', 'an integer or null', 'a number')
+    """
     origin, args = typing.get_origin(expected), typing.get_args(expected)
     if origin is typing.Literal:
         return "one of " + ", ".join(json.dumps(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
+        return " or ".join(type_text(a) for a in args)
     if expected is type(None):
         return "null"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

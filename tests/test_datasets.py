@@ -348,7 +348,9 @@ def test_mnist_idx_download_parse_and_derived_pairs(store, tmp_path, monkeypatch
     assert leftovers(store) == []
 
 
-def test_cifar10_and_cifar100_tarballs(store, tmp_path, monkeypatch):
+def fake_cifar10(monkeypatch, tmp_path):
+    """Serve and prepare a CIFAR-10 tarball in the official format (5 batches of 4 images,
+    a test batch of 3); returns the training batches and the test batch."""
     train = [(images(4, 32, 32, 3, seed=i), np.arange(4) + i) for i in range(5)]
     test = (images(3, 32, 32, 3, seed=9), np.array([7, 8, 9]))
     batches = {f"data_batch_{i + 1}": b for i, b in enumerate(train)}
@@ -356,6 +358,11 @@ def test_cifar10_and_cifar100_tarballs(store, tmp_path, monkeypatch):
     blob = cifar_bytes("cifar-10-batches-py", batches, b"labels")
     serve(monkeypatch, tmp_path, "cifar10", {"cifar-10-python.tar.gz": blob})
     datasets.prepare("cifar10", download=True, log=lambda msg: None)
+    return train, test
+
+
+def test_cifar10_and_cifar100_tarballs(store, tmp_path, monkeypatch):
+    train, test = fake_cifar10(monkeypatch, tmp_path)
     X = np.concatenate([b[0] for b in train])
     y = np.concatenate([b[1] for b in train])
     assert_dataset(datasets.load_dataset("cifar10"), X, y, *test)

@@ -17,12 +17,12 @@ def test_describe_train_lists_every_param_with_its_comment_and_every_metric(caps
     for field in dataclasses.fields(trials.train.Params):
         assert f"\n  {field.name} (" in out, field.name
     assert "(no comment)" not in out  # every field is documented in the source
-    assert '  hidden (str) = "512": mlp: hidden widths joined by "x"' in out
-    assert '  corruption (one of "none" | "shuffled_pixels" | "random_pixels" | "gaussian")' in out
+    assert '  hidden (a string) = "512": mlp: hidden widths joined by "x"' in out
+    assert '  corruption (one of "none", "shuffled_pixels", "random_pixels", "gaussian")' in out
     assert "  [probes (all off by default)]" in out  # a comment block above a field: a heading
     for metric, meaning in trials.train.METRICS.items():
         assert f"  {metric} " in out and meaning in out
-    assert "  stop_at_interpolation (bool) = true: stop once the training set is fit" in out
+    assert "  stop_at_interpolation (true or false) = true: stop once the training set is fit" in out
     assert "zhang_fig1_small" in out.split("experiments:")[1]
 
 

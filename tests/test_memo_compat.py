@@ -16,7 +16,7 @@ import run
 from memo import datasets
 from memo.datasets import memo_compat
 from memo.spec import load_spec
-from test_datasets import cifar_bytes, idx_bytes, images, serve
+from test_datasets import fake_cifar10, idx_bytes, images, serve
 from trials import memorize
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -116,13 +116,7 @@ def test_memo_pair_sizes_are_memos_on_the_real_mnist():
 
 
 def test_memo_cifar10_is_all_60000_images_scaled_to_max_norm_1(store, tmp_path, monkeypatch):
-    train = [(images(4, 32, 32, 3, seed=i), np.arange(4) + i) for i in range(5)]
-    test = (images(3, 32, 32, 3, seed=9), np.array([7, 8, 9]))
-    batches = {f"data_batch_{i + 1}": b for i, b in enumerate(train)}
-    batches["test_batch"] = test
-    blob = cifar_bytes("cifar-10-batches-py", batches, b"labels")
-    serve(monkeypatch, tmp_path, "cifar10", {"cifar-10-python.tar.gz": blob})
-    datasets.prepare("cifar10", download=True, log=lambda msg: None)
+    train, test = fake_cifar10(monkeypatch, tmp_path)
     X = np.concatenate([b[0] for b in train] + [test[0]])
     y = np.concatenate([b[1] for b in train] + [test[1]])
     ds = datasets.load_dataset("memo_cifar10")
