@@ -128,7 +128,9 @@ def in_pool(job: Job, queue: collections.deque, workers: int) -> Iterator[Outcom
                 drop(workers, job.threads)
                 raise PoolDied([p for chunk in flying.values() for p in chunk], exit_codes(died))
     except BaseException:  # Ctrl-C, a full disk: stop the workers, leave their points
-        if flying:
+        # Only workers still running a point are killed: a needless kill leaks the pool's
+        # semaphores, and loky's resource tracker then warns about them on stderr at exit.
+        if any(not future.done() for future in flying):
             drop(workers, job.threads)
         raise
 
@@ -140,6 +142,10 @@ def executor(workers: int, threads: int):
     if pool is None or pool._flags.broken:
         for old in list(_pool):
             drop(*old)
+        # loky's resource tracker (started with the first pool, inheriting this environment)
+        # cleans up the semaphores of killed workers at exit and warns about each on stderr,
+        # after memo's own one-line message: keep that noise out of users' terminals.
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
         pool = ProcessPoolExecutor(
             max_workers=workers,
             env={name: str(threads) for name in THREAD_VARIABLES},
