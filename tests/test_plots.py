@@ -432,6 +432,8 @@ def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
     markers = [ln.get_marker() for ln in ax.lines]
     assert markers == ["o", "^", "o", "^", "*", "*"]  # points over the regions, stars on top
     assert len(ax.collections) == 5  # two filled regions, their outlines, the decision boundary
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[-2:] == ["decision boundary", "neuron centre"]  # the lines explained
     model = {"n_iter": 7, "max_bias": 0.5}
     top = draw("boundary_2d", dataset="tiny", model=model, samples_on_top=True, resolution=11)
     markers = [ln.get_marker() for ln in top.fig.axes[0].lines]

@@ -191,7 +191,7 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
     fig, ax = new_axes(cfg)
     _draw_classes(ax, X, y, cfg["markersize"])
     ax.set_aspect("equal")
-    finish(ax, cfg)
+    finish(ax, cfg, extra=_boundary_marks(cfg["markersize"]) if cfg["legend"] else ())
     xlim, ylim = ax.get_xlim(), ax.get_ylim()
     data = boundary_data(net, X, xlim, ylim, cfg["resolution"])
     gx, gy = data["grid_x"], data["grid_y"]
@@ -224,6 +224,16 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
         for spine in ax.spines.values():
             spine.set(visible=True, edgecolor="0.45", linestyle="--", linewidth=1.2)
     return Drawn(fig, {**data, "X": X, "y": y})
+
+
+def _boundary_marks(markersize: float) -> list:
+    """Legend entries for the decision boundary and the neurons' centres."""
+    from matplotlib.lines import Line2D
+
+    line = Line2D([], [], color="black", linestyle="dashed", linewidth=1)
+    star = Line2D([], [], linestyle="", marker="*", markersize=3 * markersize, color="0.6")
+    star.set_markeredgecolor("black")
+    return [(line, "decision boundary"), (star, "neuron centre")]
 
 
 def _cycle_colors() -> list:
