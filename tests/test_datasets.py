@@ -315,9 +315,10 @@ def images(n, h, w, c, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
 
 
-def mnist_blobs():
-    X, X_test = images(30, 28, 28, 1), images(8, 28, 28, 1, seed=1)
-    y, y_test = np.arange(30) % 10, np.arange(8) % 10
+def mnist_blobs(n: int = 30, n_test: int = 8):
+    """Official-format MNIST files of n + n_test images (digits cycling 0..9), and the data."""
+    X, X_test = images(n, 28, 28, 1), images(n_test, 28, 28, 1, seed=1)
+    y, y_test = np.arange(n) % 10, np.arange(n_test) % 10
     blobs = {
         "train-images-idx3-ubyte.gz": idx_bytes(X[..., 0]),
         "train-labels-idx1-ubyte.gz": idx_bytes(y),

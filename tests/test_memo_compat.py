@@ -16,7 +16,7 @@ import run
 from memo import datasets
 from memo.datasets import memo_compat
 from memo.spec import load_spec
-from test_datasets import fake_cifar10, idx_bytes, images, serve
+from test_datasets import fake_cifar10, mnist_blobs, serve
 from trials import memorize
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -44,14 +44,7 @@ def store(tmp_path, monkeypatch):
 
 def fake_mnist(monkeypatch, tmp_path):
     """Official-format MNIST files of 200 + 50 images (digits cycling 0..9), parsed."""
-    X, X_test = images(200, 28, 28, 1), images(50, 28, 28, 1, seed=1)
-    y, y_test = np.arange(200) % 10, np.arange(50) % 10
-    blobs = {
-        "train-images-idx3-ubyte.gz": idx_bytes(X[..., 0]),
-        "train-labels-idx1-ubyte.gz": idx_bytes(y),
-        "t10k-images-idx3-ubyte.gz": idx_bytes(X_test[..., 0]),
-        "t10k-labels-idx1-ubyte.gz": idx_bytes(y_test),
-    }
+    blobs, (X, y, X_test, y_test) = mnist_blobs(200, 50)
     serve(monkeypatch, tmp_path, "mnist", blobs)
     datasets.prepare("mnist", download=True, log=lambda msg: None)
     return np.concatenate([X, X_test]), np.concatenate([y, y_test])
