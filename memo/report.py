@@ -1,8 +1,4 @@
-"""What ``run.py --dry-run``, ``--status`` and the end of a run print.
-
-``running`` (a set of point ids) is what run.py knows to be running now (points claimed by
-a worker without a record yet); they are counted apart from the pending ones.
-"""
+"""What ``run.py --dry-run``, ``--status`` and the end of a run print."""
 
 import heapq
 import json
@@ -12,15 +8,11 @@ import statistics
 from memo.store import RESERVED, STATUSES
 
 
-def counts(points: list, status: dict, running=frozenset()) -> dict:
-    """Points of the grid by status ({id: status} of the records); those without a record
-    are 'running' when in ``running``, else 'pending'."""
-    tally = dict.fromkeys((*STATUSES, "running", "pending"), 0)
+def counts(points: list, status: dict) -> dict:
+    """Points of the grid by status ({id: status} of the records), 'pending' if none."""
+    tally = dict.fromkeys((*STATUSES, "pending"), 0)
     for point in points:
-        state = status.get(point.id)
-        tally[state or ("running" if point.id in running else "pending")] += 1
-    if not tally["running"]:
-        del tally["running"]
+        tally[status.get(point.id, "pending")] += 1
     return tally
 
 
@@ -48,8 +40,8 @@ def describe(params: dict, keys: list) -> str:
     return f"{shown} seed={params['seed']}".strip()
 
 
-def summary_line(name: str, points: list, status: dict, running=frozenset()) -> str:
-    tally = counts(points, status, running)
+def summary_line(name: str, points: list, status: dict) -> str:
+    tally = counts(points, status)
     parts = ", ".join(f"{n} {status}" for status, n in tally.items())
     return f"{name}: {len(points)} points: {parts}"
 
@@ -137,13 +129,13 @@ class DryRun:
         return "\n".join(lines)
 
 
-def status(name: str, points: list, rows, show: int = 5, running=frozenset()) -> str:
+def status(name: str, points: list, rows, show: int = 5) -> str:
     """Counts, strays, unreadable records, the last failures, the slowest points and an
     estimate of the time the points without a record need."""
     keys = varying(points)
     in_grid = {p.id: p for p in points}
     status = rows.status()
-    lines = [summary_line(name, points, status, running)]
+    lines = [summary_line(name, points, status)]
     ok, failed = [], []
     for i, s in status.items():
         if i in in_grid:

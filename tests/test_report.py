@@ -53,10 +53,3 @@ def test_dry_run_counts_points_another_process_runs_apart_and_leaves_them_to_it(
         "would run 2 points now",
     ]
     assert "id02" not in text  # not listed among the points to run
-
-
-def test_running_points_are_counted_apart_from_pending_ones():
-    grid = points(2)
-    line = report.summary_line("e", grid, {grid[0].id: "ok"}, running={grid[1].id})
-    assert line == "e: 4 points: 1 ok, 0 error, 0 timeout, 1 running, 2 pending"
-    assert "running" not in report.summary_line("e", grid, {})
