@@ -157,7 +157,7 @@ def run(args) -> int:
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
     if args.dry_run:
-        return dry_run(spec, rows, rerun, busy, args.tasks)
+        return dry_run(spec, rows, done, rerun, busy, args.tasks)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     elsewhere = [p for p in todo if p.id in busy]
     todo = [p for p in todo if p.id not in busy]
@@ -201,11 +201,10 @@ def run(args) -> int:
         return run_points(spec.name, backend, job, todo, store, points, rows.files)
 
 
-def dry_run(spec, rows, rerun: set, busy: dict, tasks: int) -> int:
+def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     """--dry-run: counts, the first points to run and an estimate of their time, streaming
     the grid (any size fits); ``busy``: the claims of points other processes run now
     (claims.running)."""
-    done = rows.status()
     preview = report.DryRun(done, rerun, busy)
     start = time.monotonic()
     try:

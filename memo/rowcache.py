@@ -117,6 +117,9 @@ def load(path) -> Rows | None:
         raise DamagedCache(f"unusable content: {type(e).__name__}") from None
 
 
+DTYPES = {"bool": np.bool_, "int": np.int64, "float": np.float64}  # a column's kind -> array
+
+
 def encode(values: list, key: str, arrays: dict) -> str:
     """Store one column in ``arrays`` under ``key``; its kind: bool, int, float or text, in a
     typed array (with a mask where values are None), else json."""
@@ -127,10 +130,9 @@ def encode(values: list, key: str, arrays: dict) -> str:
     kind = types.pop().__name__ if len(types) == 1 else "json"
     if kind == "int" and not all(-(2**63) <= v < 2**63 for v in present):
         kind = "json"
-    if kind in ("bool", "int", "float"):
+    if kind in DTYPES:
         fill = {"bool": False, "int": 0, "float": 0.0}[kind]
-        dtype = {"bool": np.bool_, "int": np.int64, "float": np.float64}[kind]
-        arrays[key] = np.array([fill if v is None else v for v in values], dtype=dtype)
+        arrays[key] = np.array([fill if v is None else v for v in values], dtype=DTYPES[kind])
     elif kind == "str":
         encode_text(["" if v is None else v for v in values], key, arrays)
     else:
@@ -170,9 +172,6 @@ def decode_text(arrays: dict, key: str) -> list:
     data = blob.tobytes()
     starts = [0, *ends[:-1].tolist()]
     return [data[a:b].decode() for a, b in zip(starts, ends.tolist())]
-
-
-DTYPES = {"bool": np.bool_, "int": np.int64, "float": np.float64}
 
 
 def decode(meta: dict, arrays: dict) -> Rows:

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNNING, DONE, START = "memo: running", "memo: done", "task "  # the lines memo/task.py prints
-LINE = re.compile(r"^(memo: running|memo: done|task) (\S+)(?: #(\d+))?", re.M)
+RUNNING, DONE = "memo: running", "memo: done"  # the lines memo/task.py prints
+LINE = re.compile(rf"^({RUNNING}|{DONE}|task) (\S+)(?: #(\d+))?", re.M)
 DEATHS_TO_RECORD = 2  # a point that died with its task this often gets an error record
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from memo import paths
+from memo.files import atomic_file
 
 ARRAYS = ("X", "y", "X_test", "y_test")
 CHECKSUMS = "checksums.json"  # {"X.npy": {"size": bytes, "sha256": hex}, ...}
@@ -140,8 +141,7 @@ def _expected(where: Path) -> dict:
     if expected is None:  # an older cache: trust it from now on
         expected = {}
         for name in present:
-            with open(where / name, "rb") as f:
-                expected[name] = _digest(f.read())
+            expected[name] = _file_digest(where / name)
         with contextlib.suppress(OSError):  # a read-only cache: check against these anyway
             _write_json(where / CHECKSUMS, expected)
     for name in sorted(set(present) | set(expected)):
@@ -200,13 +200,11 @@ def _check_file(path: Path, expected: dict) -> None:
     stamp = _stamp(path)
     if _verified.get(path) == stamp:
         return
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            hashlib.file_digest(f, lambda: digest)
+        actual = _file_digest(path)
     except OSError as e:
         raise DatasetDamaged(f"{path}: {e.strerror or e}; {_rebuild(path.parent)}") from None
-    if {"size": stamp[1], "sha256": digest.hexdigest()} != expected:
+    if actual != expected:
         raise DatasetDamaged(
             f"{path} is damaged (its checksum differs from the one written with it); "
             f"{_rebuild(path.parent)}"
@@ -225,6 +223,13 @@ def _stamp(path: Path) -> tuple:
 
 def _digest(data: bytes) -> dict:
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _file_digest(path: Path) -> dict:
+    """:func:`_digest` of a file, read in chunks (an array file can be GBs)."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return {"size": os.fstat(f.fileno()).st_size, "sha256": digest.hexdigest()}
 
 
 def _read_checksums(where: Path) -> dict | None:
@@ -262,7 +267,7 @@ def write(name: str, X, y, X_test=None, y_test=None) -> None:
             if array is not None:
                 dtype = np.int64 if key.startswith("y") else np.float32
                 _save(tmp / f"{key}.npy", np.ascontiguousarray(array, dtype=dtype))
-        sums = {p.name: _digest(p.read_bytes()) for p in sorted(tmp.glob("*.npy"))}
+        sums = {p.name: _file_digest(p) for p in sorted(tmp.glob("*.npy"))}
         _write_json(tmp / CHECKSUMS, sums)
         tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would hide it from the lab
         try:
@@ -284,18 +289,10 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 def _write_json(path: Path, value) -> None:
     """Write JSON atomically (temp file + rename), on disk before it is visible."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        f.write(json.dumps(value, indent=1, sort_keys=True).encode())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _umask() -> int:
