@@ -167,6 +167,12 @@ class Network:
         return float(correct.mean())
 
 
+def uses_bitset(method: str, activation: str, device: str) -> bool:
+    """Whether :func:`fit` covers with memo/bitset.py's compiled kernels: the fast method's
+    threshold units on the CPU (the caller may load them first: memo.bitset.load)."""
+    return method == "fast" and activation == "thres" and fast.torch_device(device) is None
+
+
 def fit(
     X,
     y,
@@ -224,7 +230,7 @@ def fit(
     if method == "reference":
         H = net.hidden(X)
         cover = lambda in_class, rng: _cover(H, in_class, rng, max_tried)  # noqa: E731
-    elif activation == "thres" and fast.torch_device(device) is None:
+    elif uses_bitset(method, activation, device):
         cover = bitset.covering(net.preactivation_blocks(X), y, n_iter, max_tried)
     else:
         where = fast.torch_device(device)
