@@ -56,6 +56,7 @@ COMMON = {
     "title": None,
 }
 LEGEND = Sub({"title": None, "labels": None}, default=False, flag=True)
+LEGEND_ON = Sub(LEGEND.keys, default=True, flag=True)  # a legend unless told false
 AXES = {"xlim": None, "ylim": None, "xticks": True, "yticks": True}  # keys of plots with plain axes
 
 PLOTS: dict = {}  # type name -> plot function; each has .keys (name -> default) and .needs

@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from memo import measures
-from memo.plots._core import AXES, LEGEND, REQUIRED, Drawn, PlotError, Sub, plot_type
+from memo.plots._core import AXES, LEGEND_ON, REQUIRED, Drawn, PlotError, plot_type
 from memo.plots.axes import band_handle, colors, finish, hue_title, legend_labels, new_axes, ordered
 from memo.plots.frame import add_band, hue_columns, need, select
 
@@ -25,7 +25,7 @@ LOG_SPAN = 10  # logx "auto": log x when the longest run is this many times the 
     band="auto",
     logx=None,
     logy=False,
-    legend=Sub(LEGEND.keys, default=True, flag=True),
+    legend=LEGEND_ON,
     vmin=None,
     vmax=None,
     **AXES,

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 from matplotlib.figure import Figure
 
-from memo.plots._core import AXES, LEGEND, REQUIRED, Drawn, PlotError, Sub, plot_type
+from memo.plots._core import AXES, LEGEND, LEGEND_ON, REQUIRED, Drawn, PlotError, Sub, plot_type
 from memo.plots.axes import contour, finish, fmt, new_axes
 
 MODEL = Sub({"n_iter": REQUIRED, "max_bias": REQUIRED, "activation": "thres", "seed": 0})
@@ -170,7 +170,7 @@ def dataset_images(cfg: dict, df=None) -> Drawn:
     samples_on_top=False,
     outline=False,
     resolution=150,
-    legend=Sub(LEGEND.keys, default=True, flag=True),
+    legend=LEGEND_ON,
     **AXES,
 )
 def boundary_2d(cfg: dict, df=None) -> Drawn:

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from memo import measures
-from memo.plots._core import AXES, LEGEND, REQUIRED, Drawn, PlotError, Sub, plot_type
+from memo.plots._core import AXES, LEGEND, LEGEND_ON, REQUIRED, Drawn, PlotError, Sub, plot_type
 from memo.plots.axes import (
     band_handle,
     colors,
@@ -40,7 +40,6 @@ CONTOURS = Sub(
     {"smoothing": 0.0, "vmin": None, "vmax": None, "levels": None}, default=None, flag=True
 )
 INTERPOLATION = Sub({"level": 0.99, "smoothing": 1.0}, default=None, flag=True)
-LEGEND_ON = Sub(LEGEND.keys, default=True, flag=True)
 
 
 def pivot_table(
