@@ -59,13 +59,11 @@ def needed_bytes(n, d, classes, n_test, solver, precision, device="cpu", rank=0)
     X, the n×rank Nyström factors (three at once while they are made), blocks and the
     conjugate-gradient vectors.
     """
-    blocks = 2 * BLOCK_BYTES * 8 + n_test * d * 8
-    vectors = 8 * n * classes * 8
     if solver == "iterative":
-        return int(n * d * 8 + 3 * n * min(rank, n) * 8 + blocks + vectors)
-    size = ITEMSIZE[precision]
-    copies = 2 if str(device).startswith("cuda") else 1
-    return int(copies * n * n * size + n * d * (8 + size) + blocks + vectors)
+        vectors = 8 * n * classes * 8
+        return int(n * d * 8 + 3 * n * min(rank, n) * 8 + _blocks(d, n_test) + vectors)
+    quadratic, linear, constant = _cholesky_terms(d, classes, n_test, precision, device)
+    return int(quadratic * n * n + linear * n + constant)
 
 
 def largest_n(available, d, classes, n_test, precision, device="cpu") -> int:
@@ -74,12 +72,23 @@ def largest_n(available, d, classes, n_test, precision, device="cpu") -> int:
     >>> largest_n(24e9, 784, 10, 10000, "float64") // 1000
     53
     """
-    size = ITEMSIZE[precision] * (2 if str(device).startswith("cuda") else 1)
-    linear = d * (8 + ITEMSIZE[precision]) + 64 * classes
-    spare = available - 2 * BLOCK_BYTES * 8 - n_test * d * 8
+    quadratic, linear, constant = _cholesky_terms(d, classes, n_test, precision, device)
+    spare = available - constant
     if spare <= 0:
         return 0
-    return int((-linear + math.sqrt(linear**2 + 4 * size * spare)) / (2 * size))
+    return int((-linear + math.sqrt(linear**2 + 4 * quadratic * spare)) / (2 * quadratic))
+
+
+def _cholesky_terms(d, classes, n_test, precision, device) -> tuple:
+    """(a, b, c): the cholesky solve's bytes are a n² + b n + c (see :func:`needed_bytes`)."""
+    size = ITEMSIZE[precision]
+    copies = 2 if str(device).startswith("cuda") else 1
+    return copies * size, d * (8 + size) + 8 * classes * 8, _blocks(d, n_test)
+
+
+def _blocks(d, n_test) -> int:
+    """Bytes of the kernel blocks in flight: two of the build's and one of the test set's."""
+    return 2 * BLOCK_BYTES * 8 + n_test * d * 8
 
 
 def choose(n, d, classes, n_test, solver, precision, device, available, rank) -> tuple:
