@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 
 from memo import claims, report
 from memo.backends import BACKENDS, BackendError, make_backend
@@ -180,6 +181,7 @@ def run(args) -> int:
         threads=backend.threads(),
         provenance=provenance(backend.name),
         since=since,
+        run=uuid.uuid4().hex,
     )
     with contextlib.ExitStack() as held:
         other, note = claims.lock(store, held) if todo else (None, None)

@@ -8,7 +8,10 @@
   NFS supports too), so only one process can make it; a second runner skips
   a point whose claim is fresh. A claim is stale once its process is gone (same host:
   the pid is not running; another host: not refreshed for :data:`STALE_S`; the holder
-  refreshes it every :data:`HEARTBEAT_S`); stale claims are taken over or removed.
+  refreshes it every :data:`HEARTBEAT_S`); stale claims are taken over or removed. A
+  claim made in the same run (its token, memo.worker.Job.run) is taken over too: a run
+  starts a point again only after the process running it was lost (a dask worker on
+  another host, an array task the scheduler requeued), so that claim is a dead one's.
 - A cluster run (``_runs/RUN``, memo/backends/cluster.py) that has not ended may still
   run its points: a local run refuses them (cluster_holds).
 """
@@ -49,6 +52,7 @@ class Holder:
     started: str
     age: float  # seconds since the claim was made or last refreshed
     process: str | None = None  # memo.files.process_stamp of the pid when it claimed
+    run: str | None = None  # the token of the run that claimed it (memo.worker.Job.run)
 
     def fresh(self) -> bool:
         if self.host == HOST:  # the process itself, not a later one given its pid
@@ -76,26 +80,28 @@ def holder(path: Path) -> tuple | None:
     age = time.time() - info.st_mtime
     try:
         data = json.loads(read_regular(path, CAP))
-        process = data.get("process")
+        process, run = data.get("process"), data.get("run")
         found = Holder(
             str(data["host"]),
             int(data["pid"]),
             str(data["started"]),
             age,
             str(process) if process else None,
+            str(run) if run else None,
         )
     except (OSError, ValueError, KeyError, TypeError):
         found = Holder("?", 0, "?", age)
     return found, info.st_ino
 
 
-def take(records: Path, point_id: str) -> Holder | None:
-    """Claim the point for this process; None once claimed, or the fresh claim's Holder if
-    another process runs it. OSError if the claim cannot be written."""
+def take(records: Path, point_id: str, run: str | None = None) -> Holder | None:
+    """Claim the point for this process in run ``run``; None once claimed, or the fresh
+    claim's Holder if another run's process runs it. OSError if the claim cannot be written."""
     path = claim_path(records, point_id)
     if path.parent not in _dirs:  # checked once per process
         _dirs.add(own_dir(path.parent))
     mine = {"host": HOST, "pid": os.getpid(), "started": now_iso(), "process": _process()}
+    mine["run"] = run
     stamp = json.dumps(mine).encode()
     found = None
     for _ in range(3):
@@ -105,7 +111,7 @@ def take(records: Path, point_id: str) -> Holder | None:
             found = holder(path)
             if found is None:  # released in between
                 continue
-            if found[0].fresh():
+            if found[0].fresh() and not (run and found[0].run == run):
                 return found[0]
             remove_stale(path, found[1])
             continue

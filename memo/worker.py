@@ -46,6 +46,7 @@ class Job:
     provenance: dict  # backend, git and package versions, taken once per run
     since: float | None = None  # time.time() when the run was planned: a record newer than
     # that (another run's) makes a failed point's rerun needless; None: only ok records do
+    run: str | None = None  # a token of this run.py's: its claims of points (memo/claims.py)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def run_point(job: Job, point: Point) -> Outcome:
     holds its claim or has recorded it since the run was planned."""
     store = Store(job.experiment, job.results_dir)
     try:
-        other = claims.take(store.dir, point.id)
+        other = claims.take(store.dir, point.id, job.run)
     except OSError as e:
         raise RecordWriteError.of(f"the claim of point {point.id} ({e.filename})", e) from None
     if other is not None:

@@ -265,6 +265,24 @@ def test_a_claim_of_a_later_process_with_the_same_pid_is_stale(write_spec, root)
     assert run.main(["--name", "exp"]) == 0 and set(records(root)) == {point.id}
 
 
+def test_a_fresh_claim_of_the_same_run_is_taken_over_and_another_runs_is_not(root):
+    """A run starts a point again only when the process running it was lost, say a dask
+    worker on another host, whose claim still looks fresh for minutes."""
+    records_dir = root / "results" / "exp"
+    for claimer, run_token, mine in (("ours", "run-1", True), ("theirs", "run-0", False)):
+        path = claims.claim_path(records_dir, claimer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lost = {"host": "node7", "pid": 4242, "started": "2026-11-30T00:00:00", "run": run_token}
+        path.write_text(json.dumps(lost))
+        other = claims.take(records_dir, claimer, "run-1")
+        assert (other is None) == mine
+        if mine:
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+            claims.release(records_dir, claimer)
+        else:
+            assert (other.host, other.run) == ("node7", "run-0")
+
+
 def test_memo_makes_nothing_through_a_linked_cache_or_claims_folder(write_spec, root, cli):
     write_spec("exp", grid_spec(2))
     elsewhere = root / "elsewhere"

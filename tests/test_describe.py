@@ -22,7 +22,9 @@ def test_describe_train_lists_every_param_with_its_comment_and_every_metric(caps
     assert "  [probes (all off by default)]" in out  # a comment block above a field: a heading
     for metric, meaning in trials.train.METRICS.items():
         assert f"  {metric} " in out and meaning in out
-    assert "  stop_at_interpolation (true or false) = true: stop once the training set is fit" in out
+    assert (
+        "  stop_at_interpolation (true or false) = true: stop once the training set is fit" in out
+    )
     assert "zhang_fig1_small" in out.split("experiments:")[1]
 
 
