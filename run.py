@@ -51,7 +51,13 @@ def parse_args(argv):
         type=int,
         default=1,
         help="points at once; -1 for one per core (default 1); "
-        "sge/slurm: array tasks, -1 for one per point",
+        "sge/slurm: array tasks, -1 for one per point; dask-*: the most workers",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask: the scheduler of a running cluster, e.g. tcp://host:8786"
+        " (default: $DASK_SCHEDULER_ADDRESS, else a cluster of --tasks workers here)",
     )
     parser.add_argument(
         "--timeout", type=float, help="seconds per point; a slower point is recorded as timeout"
@@ -133,7 +139,7 @@ def run(args) -> int:
         backend = (
             None
             if (args.dry_run or args.status or args.collect)
-            else make_backend(args.backend, args.tasks, args.backend_args)
+            else make_backend(args.backend, args.tasks, args.backend_args, args.scheduler)
         )
         if args.no_wait and backend is not None and not backend.detachable:
             raise BackendError(f"--no-wait is for the cluster backends, not {backend.name}")

@@ -82,17 +82,15 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     done = 0
     try:
-        with thread_limit(threads):
-            for point in todo:
-                if "torch" in sys.modules:  # a trial imported it; its pool is sized already
-                    sys.modules["torch"].set_num_threads(threads)
+        for point in todo:
+            with using_threads(threads):
                 # A point that kills this task leaves only its "running" line (task_deaths).
                 print(f"memo: running {point.id} #{point.index}", flush=True)
                 outcome = run_point(job, point)
-                done += 1
-                took = f"{outcome.status} in {outcome.wall_time:.1f} s"
-                tail = f": {outcome.message}" if outcome.message else ""
-                print(f"memo: done {point.id} #{point.index}: {took}{tail}", flush=True)
+            done += 1
+            took = f"{outcome.status} in {outcome.wall_time:.1f} s"
+            tail = f": {outcome.message}" if outcome.message else ""
+            print(f"memo: done {point.id} #{point.index}: {took}{tail}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted: {len(todo) - done} points left pending", file=sys.stderr, flush=True)
         return 130
@@ -112,13 +110,22 @@ def recorded_status(store, point_id: str) -> str | None:
         return None
 
 
-def thread_limit(threads: int):
-    """Limit BLAS/OpenMP pools already loaded in this process (threadpoolctl, if installed)."""
+@contextlib.contextmanager
+def using_threads(threads: int):
+    """Let the point run inside use ``threads`` BLAS/OpenMP/torch threads: the environment
+    tells libraries loaded later; threadpoolctl (if installed) and torch limit those loaded
+    already."""
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    if "torch" in sys.modules:  # a trial imported it; its pool is sized already
+        sys.modules["torch"].set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads)
+        yield
+        return
+    with threadpool_limits(limits=threads):
+        yield
 
 
 def _interrupt(signum, frame):

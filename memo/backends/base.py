@@ -18,15 +18,17 @@ class Backend(abc.ABC):
     behind by a dead process, and tells them from those not started yet.
 
     ``tasks`` is how many points may run at once; ``args`` are the words after ``--``
-    on the command line, passed to the scheduler by the cluster backends.
+    on the command line, passed to the scheduler by the cluster backends; ``scheduler``
+    the address of a dask scheduler to use (``--scheduler``, dask only).
     """
 
     name: str
     detachable = False  # whether --no-wait may leave the points running without us
 
-    def __init__(self, tasks: int, args: list):
+    def __init__(self, tasks: int, args: list, scheduler: str | None = None):
         self.tasks = tasks
         self.args = list(args)
+        self.scheduler = scheduler
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -128,8 +128,8 @@ class ClusterBackend(Backend):
     template: str  # job script template in the project root
     forbidden: dict  # option -> why memo sets it itself; refused in the user's args
 
-    def __init__(self, tasks: int, args: list):
-        super().__init__(tasks, args)
+    def __init__(self, tasks: int, args: list, scheduler: str | None = None):
+        super().__init__(tasks, args, scheduler)
         self.submission: Submission | None = None
         self.options = WaitOptions()
 

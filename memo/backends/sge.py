@@ -27,8 +27,8 @@ class SGEBackend(ClusterBackend):
     # What qsub takes glued to each forbidden option: -t1-3, -by, -syncy.
     attached = {"-t": r"\d", "-sync": r"", "-b": r"(?i)(y|n|yes|no|true|false)$"}
 
-    def __init__(self, tasks: int, args: list):
-        super().__init__(tasks, args)
+    def __init__(self, tasks: int, args: list, scheduler: str | None = None):
+        super().__init__(tasks, args, scheduler)
         self.warned = set()
 
     def sets_option(self, word: str) -> str | None:

@@ -1,0 +1,188 @@
+"""Dask workers started as scheduler jobs by dask-jobqueue: ``--backend dask-sge``,
+``dask-slurm``, ``dask-pbs`` or ``dask-lsf``.
+
+They are configured as dask-jobqueue is: the user's ``jobqueue.yaml`` (in
+``~/.config/dask/``; section ``jobqueue.sge``, ``jobqueue.slurm``, ...: queue, cores,
+memory, walltime, job-extra-directives, ...), with overrides after ``--`` as KEY=VALUE,
+VALUE read as YAML: ``-- queue=all.q memory=4GB 'job_extra_directives=["-l gpu=1"]'``.
+``--tasks N`` is the most workers at once: the cluster adapts between none and N to
+the points left, so a small grid or the tail of a big one holds no idle jobs.
+
+memo adds, where the configuration does not say otherwise:
+
+- each worker process runs one point at a time (``--nthreads 1``), with
+  cores/processes BLAS threads;
+- a lifetime shorter than the walltime (:func:`lifetime_args`): a worker retires before
+  the scheduler would kill it, its point runs again on another (without counting as a
+  death), and new jobs replace it. A point must take less than the lifetime;
+- the job script enters the project folder and exports MEMO_ROOT and MEMO_DATASETS, so
+  that workers import memo and read the shared, memory-mapped dataset cache;
+- worker logs go to ``results/NAME/_dask_logs/``.
+"""
+
+import os
+import re
+import shlex
+
+import yaml
+
+from memo import paths
+from memo.backends.base import BackendError
+from memo.backends.dask_pool import ENV, RETRIES, DaskBackend, needs
+from memo.store import Store
+
+LOGS = "_dask_logs"  # under results/NAME/; "_": not a record name
+
+
+class JobqueueBackend(DaskBackend):
+    """Workers as jobs of the scheduler named by ``config`` (see module doc)."""
+
+    config: str  # the section of jobqueue.yaml, and dask-jobqueue's class prefix
+    cluster_class: str
+
+    def check(self) -> None:
+        if self.tasks == 0 or self.tasks < -1:
+            raise BackendError(
+                f"--tasks {self.tasks}: give the most workers at once, or -1 for one per point"
+            )
+        needs("dask_jobqueue")  # importing it puts its defaults into dask.config
+        self.options = overrides(self.args, self.settings(), self.name)
+        for key in ("cores", "memory"):
+            if self.setting(key) is None:
+                raise BackendError(
+                    f"{self.name} needs the {key} of each job: set jobqueue.{self.config}.{key} "
+                    f"in ~/.config/dask/jobqueue.yaml or give {key}=... after --"
+                )
+        self.lifetime = lifetime_args(self.setting("walltime"), self.setting("worker-extra-args"))
+
+    def settings(self) -> dict:
+        """The user's jobqueue configuration of this scheduler (dask.config)."""
+        import dask
+
+        return dask.config.get(f"jobqueue.{self.config}")
+
+    def setting(self, key: str):
+        """A setting as given after -- or else as configured."""
+        return self.options.get(key.replace("-", "_"), self.settings().get(key))
+
+    def workers(self, points: int) -> int:
+        return points if self.tasks == -1 else min(self.tasks, points)
+
+    def threads(self) -> int:
+        from distributed.deploy.utils import nprocesses_nthreads
+
+        cores = int(self.setting("cores"))
+        processes = self.setting("processes") or nprocesses_nthreads(cores)[0]
+        return max(1, cores // int(processes))
+
+    def start(self, job, points: int):
+        """The dask-jobqueue cluster, its scheduler started here, adapting between none and
+        the most workers; jobs are submitted as the points need them."""
+        import dask
+        import dask_jobqueue
+
+        logs = self.setting("log-directory") or str(
+            Store(job.experiment, job.results_dir).dir / LOGS
+        )
+        extra = list(self.setting("worker-extra-args") or []) + self.lifetime + ["--nthreads", "1"]
+        options = {
+            "job_script_prologue": [
+                *(self.setting("job-script-prologue") or []),
+                f"cd {shlex.quote(str(paths.PROJECT))}",
+                *(f"export {k}={shlex.quote(os.environ[k])}" for k in ENV if k in os.environ),
+            ],
+            "log_directory": logs,
+            **self.options,
+            "worker_extra_args": extra,
+        }
+        with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+            try:
+                cluster = getattr(dask_jobqueue, self.cluster_class)(**options)
+            except (TypeError, ValueError) as e:
+                raise BackendError(f"{self.name}: {e}".splitlines()[0]) from None
+        workers = self.workers(points)
+        cluster.adapt(minimum=0, maximum=workers)
+        print(f"dask: up to {workers} workers as {self.config} jobs; their logs: {logs}")
+        return cluster
+
+
+def overrides(args: list, configured: dict, backend: str) -> dict:
+    """The KEY=VALUE words after -- as dask-jobqueue keyword arguments; BackendError for
+    a word that is not one or a KEY that is not a setting of this scheduler.
+
+    >>> overrides(["queue=all.q", "cores=2", "job_extra_directives=['-l h=a']"],
+    ...     {"queue": None, "cores": None, "job-extra-directives": []}, "dask-sge")
+    {'queue': 'all.q', 'cores': 2, 'job_extra_directives': ['-l h=a']}
+    """
+    known = {key.replace("-", "_") for key in configured}
+    options = {}
+    for word in args:
+        key, sep, raw = word.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise BackendError(f"{backend}: {word!r} after --: give settings as KEY=VALUE")
+        if key not in known:
+            raise BackendError(
+                f"{backend}: {key!r} after -- is not a dask-jobqueue setting here;"
+                f" known: {', '.join(sorted(known))}"
+            )
+        try:
+            options[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise BackendError(f"{backend}: {word!r} after --: {e}".splitlines()[0]) from None
+    return options
+
+
+def seconds(walltime) -> float:
+    """A walltime as the schedulers write it, in seconds: [D-]HH:MM:SS, HH:MM, or minutes.
+
+    >>> seconds("01:00:00"), seconds("1-00:00:00"), seconds("02:30"), seconds(90)
+    (3600.0, 86400.0, 9000.0, 5400.0)
+    """
+    text = str(walltime).strip()
+    found = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not found:
+        raise BackendError(f"walltime {text!r}: give it as HH:MM:SS")
+    days, first, second, third = found.groups()
+    if second is None:  # minutes
+        total = int(first) * 60
+    elif third is None:  # HH:MM
+        total = int(first) * 3600 + int(second) * 60
+    else:
+        total = int(first) * 3600 + int(second) * 60 + int(third)
+    return float(total + int(days or 0) * 86400)
+
+
+def lifetime_args(walltime, configured) -> list:
+    """dask worker flags that retire a worker before its walltime: at 80-90 % of it
+    (``--lifetime`` 90 % less a stagger of 5 %, at most 5 minutes, so that workers do not
+    all leave at once); none if the configuration sets a lifetime, or there is no walltime.
+
+    >>> lifetime_args("01:00:00", [])
+    ['--lifetime', '3060s', '--lifetime-stagger', '180s']
+    """
+    if walltime is None or any(str(a).startswith("--lifetime") for a in configured or []):
+        return []
+    total = seconds(walltime)
+    stagger = min(300.0, total / 20)
+    return ["--lifetime", f"{0.9 * total - stagger:.0f}s", "--lifetime-stagger", f"{stagger:.0f}s"]
+
+
+def backend(config: str, cluster_class: str) -> type:
+    """The JobqueueBackend class for one scheduler."""
+    return type(
+        f"Dask{cluster_class}Backend",
+        (JobqueueBackend,),
+        {"name": f"dask-{config}", "config": config, "cluster_class": cluster_class},
+    )
+
+
+JOBQUEUE_BACKENDS = [
+    backend(config, cls)
+    for config, cls in (
+        ("sge", "SGECluster"),
+        ("slurm", "SLURMCluster"),
+        ("pbs", "PBSCluster"),
+        ("lsf", "LSFCluster"),
+    )
+]

@@ -1,0 +1,196 @@
+"""Points as tasks of a dask cluster, whose workers pull the next point as they free up.
+
+``--backend dask`` starts a ``LocalCluster`` of ``--tasks`` worker processes here, or,
+given ``--scheduler ADDRESS`` (or dask's ``DASK_SCHEDULER_ADDRESS``), uses the cluster a
+user runs; dask_jobs.py starts the workers as scheduler jobs. Each point is one task that
+runs :func:`memo.worker.run_point` on a worker, which writes its record into the shared
+results folder as the other backends do; run.py hears the outcome for its progress bar.
+
+A worker that dies under a point (killed, out of memory, past its walltime) costs the
+point one try: the scheduler gives it to another worker, up to :data:`RETRIES` times more
+(dask's ``distributed.scheduler.allowed-failures``; a cluster the user runs keeps its
+own), then the point gets an error record (WorkerDied) and the rest of the grid goes on.
+Ctrl-C cancels the points not started and shuts down the workers memo started, not those
+of a cluster the user brought (whose running points finish and are recorded).
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+from typing import Iterator
+
+import joblib
+
+from memo.backends.base import Backend, BackendError
+from memo.task import using_threads
+from memo.backends.local import recorded
+from memo.store import Store
+from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
+
+ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
+RETRIES = 2  # more tries for a point whose worker died under it (tries = RETRIES + 1)
+
+
+class DaskBackend(Backend):
+    """``--tasks N`` workers of one thread each here (-1: one per core), or the workers of
+    the cluster at ``--scheduler`` (then they, not --tasks, say how many points run)."""
+
+    name = "dask"
+
+    def __init__(self, tasks: int, args: list, scheduler: str | None = None):
+        super().__init__(tasks, args, scheduler)
+        if not self.scheduler and self.name == "dask":
+            self.scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+
+    def check(self) -> None:
+        if self.tasks == 0 or self.tasks < -1:
+            raise BackendError(
+                f"--tasks {self.tasks}: give a positive number, or -1 for one per core"
+            )
+        if self.args:
+            raise BackendError(
+                f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
+            )
+        needs("distributed")
+
+    def workers(self, points: int) -> int:
+        """How many workers to start for ``points`` points."""
+        return max(1, min(joblib.effective_n_jobs(self.tasks), points))
+
+    def threads(self) -> int:
+        if self.scheduler:  # each worker decides, from its cores (worker_threads)
+            return 0
+        return max(1, joblib.cpu_count() // joblib.effective_n_jobs(self.tasks))
+
+    def run(self, job: Job, points: list) -> Iterator[Outcome]:
+        if points:
+            with self.connect(job, len(points)) as client:
+                yield from run_on(client, job, points)
+
+    @contextlib.contextmanager
+    def connect(self, job: Job, points: int):
+        """A dask Client of the user's cluster, or of one started for ``points`` points
+        (shut down on leaving, whatever the reason)."""
+        from distributed import Client
+
+        quiet()
+        if self.scheduler:
+            try:
+                client = Client(self.scheduler, timeout="20s", set_as_default=False)
+            except (OSError, TimeoutError) as e:
+                raise BackendError(f"cannot reach the dask scheduler {self.scheduler}: {e}")
+            with client:
+                print(f"dask: the cluster at {self.scheduler}; dashboard {client.dashboard_link}")
+                yield client
+            return
+        cluster = self.start(job, points)
+        with cluster, Client(cluster, set_as_default=False) as client:
+            print(f"dask: dashboard {client.dashboard_link}")
+            yield client
+            # A worker restarting after a death, shut down midway, prints a traceback.
+            with contextlib.suppress(TimeoutError, OSError):
+                client.wait_for_workers(len(cluster.workers), timeout=10)
+
+    def start(self, job: Job, points: int):
+        """Start the cluster of memo's own workers for ``points`` points."""
+        import dask
+        from distributed import LocalCluster
+
+        workers = self.workers(points)
+        with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # a free port: two runs at once may each show one
+            )
+        print(f"dask: {workers} workers here, {job.threads} BLAS threads each")
+        return cluster
+
+
+def quiet() -> None:
+    """Keep dask's log lines (a worker restarted, a result computed again) out of the
+    terminal: memo says what they mean (an error record, the progress bar). Errors of
+    adaptive scaling (say, a job the scheduler refused) still show."""
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"  # for workers started from here
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]
+    for name in ["distributed", *names]:
+        deploy = name.startswith("distributed.deploy")
+        logging.getLogger(name).setLevel(logging.ERROR if deploy else logging.CRITICAL)
+
+
+def needs(module: str) -> None:
+    """BackendError, in one line, if ``module`` (dask's) is not installed."""
+    try:
+        __import__(module)
+    except ImportError:
+        raise BackendError(
+            f"the dask backends need {module}: pip install -r requirements.txt"
+        ) from None
+
+
+def run_on(client, job: Job, points: list) -> Iterator[Outcome]:
+    """Submit every point to ``client``'s cluster and yield each Outcome as it finishes;
+    cancel what is left on leaving early (Ctrl-C, an error)."""
+    from distributed import as_completed
+
+    env = {k: os.environ[k] for k in ENV if k in os.environ}
+    futures = {
+        client.submit(work, job, point, env, key=f"{job.experiment}-{point.id}", pure=False): point
+        for point in points
+    }
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            point = futures.pop(future)
+            yield outcome(future, job, point)
+    finally:
+        if futures:
+            client.cancel(list(futures), force=True)
+
+
+def outcome(future, job: Job, point) -> Outcome:
+    """The Outcome of a finished task: run_point's, an error record for a point whose
+    workers all died under it, BackendError for a worker that cannot run memo at all."""
+    from distributed import KilledWorker
+
+    try:
+        found = future.result()
+    except KilledWorker as e:  # the scheduler gave up after the allowed deaths
+        return record_lost(job, point, f"{killed(e)}; killed, out of memory or walltime?")
+    except ModuleNotFoundError as e:
+        raise BackendError(
+            f"a dask worker cannot import {e.name!r}: start the workers in the project folder"
+            f" ({os.getcwd()}) or with it on PYTHONPATH, in an environment with memo's"
+            " requirements"
+        ) from None
+    store = Store(job.experiment, job.results_dir)
+    if found.status == "skipped" and recorded_since(store, point.id, job.since):
+        # Done in this run, on a worker that died before its outcome was fetched: dask
+        # ran the task again, and run_point found the record.
+        return recorded(store, point)
+    return found
+
+
+def killed(error) -> str:
+    """What a KilledWorker says, short: how many workers died, the last one's address."""
+    tries = getattr(error, "allowed_failures", RETRIES) + 1
+    last = getattr(error, "last_worker", None)
+    where = f", the last {getattr(last, 'address', last)}" if last else ""
+    return f"{tries} dask workers in turn died running it{where}"
+
+
+def work(job: Job, point, env: dict) -> Outcome:
+    """On a worker: run the point with run.py's locations and this worker's threads."""
+    os.environ.update(env)
+    threads = job.threads or worker_threads()
+    with using_threads(threads):
+        return run_point(dataclasses.replace(job, threads=threads), point)
+
+
+def worker_threads() -> int:
+    """BLAS threads for a point on a worker of a cluster the user runs: its cores shared
+    between its dask threads (each runs a point)."""
+    from distributed import get_worker
+
+    return max(1, joblib.cpu_count() // get_worker().state.nthreads)
