@@ -8,6 +8,18 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
 
+REAL = {  # marks for `pytest -m sge|slurm`, registered in pyproject.toml
+    kind: [
+        getattr(pytest.mark, kind),
+        pytest.mark.skipif(
+            os.environ.get(f"MEMO_TEST_{kind.upper()}") != "1",
+            reason=f"needs a real {kind} scheduler: start one with `bash .ci/cluster.sh "
+            f"{kind}` (as root, on a throwaway machine), then set MEMO_TEST_{kind.upper()}=1",
+        ),
+    ]
+    for kind in ("sge", "slurm")
+}
+
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REAL
 
 import run
 from memo import task
@@ -37,18 +38,6 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 KINDS = ("sge", "slurm")
 SUBMIT = {"sge": "qsub", "slurm": "sbatch"}
 CANCEL = {"sge": "qdel", "slurm": "scancel"}
-
-REAL = {  # marks for `pytest -m sge|slurm`, registered in pyproject.toml
-    kind: [
-        getattr(pytest.mark, kind),
-        pytest.mark.skipif(
-            os.environ.get(f"MEMO_TEST_{kind.upper()}") != "1",
-            reason=f"needs a real {kind} scheduler: start one with `bash .ci/cluster.sh "
-            f"{kind}` (as root, on a throwaway machine), then set MEMO_TEST_{kind.upper()}=1",
-        ),
-    ]
-    for kind in KINDS
-}
 
 FAKE_SCHEDULER = r'''
 import json, os, re, subprocess, sys, time

@@ -28,7 +28,7 @@ import yaml
 
 from memo import paths
 from memo.backends.base import BackendError
-from memo.backends.dask_pool import ENV, RETRIES, DaskBackend, needs
+from memo.backends.dask_pool import ENV, SCHEDULER, DaskBackend, needs
 from memo.store import Store
 
 LOGS = "_dask_logs"  # under results/NAME/; "_": not a record name
@@ -76,14 +76,21 @@ class JobqueueBackend(DaskBackend):
         return max(1, cores // int(processes))
 
     def start(self, job, points: int):
-        """The dask-jobqueue cluster, its scheduler started here, adapting between none and
-        the most workers; jobs are submitted as the points need them."""
+        """The dask-jobqueue cluster adapting between none and the most workers: jobs are
+        submitted as the points need them."""
+        cluster = self.make_cluster(job)
+        workers = self.workers(points)
+        cluster.adapt(minimum=0, maximum=workers)
+        print(f"dask: up to {workers} workers as {self.config} jobs; their logs: {self.logs}")
+        return cluster
+
+    def make_cluster(self, job):
+        """The dask-jobqueue cluster, its scheduler started here; no job submitted yet."""
         import dask
         import dask_jobqueue
 
-        logs = self.setting("log-directory") or str(
-            Store(job.experiment, job.results_dir).dir / LOGS
-        )
+        store = Store(job.experiment, job.results_dir)
+        self.logs = self.setting("log-directory") or str(store.dir / LOGS)
         extra = list(self.setting("worker-extra-args") or []) + self.lifetime + ["--nthreads", "1"]
         options = {
             "job_script_prologue": [
@@ -91,19 +98,15 @@ class JobqueueBackend(DaskBackend):
                 f"cd {shlex.quote(str(paths.PROJECT))}",
                 *(f"export {k}={shlex.quote(os.environ[k])}" for k in ENV if k in os.environ),
             ],
-            "log_directory": logs,
+            "log_directory": self.logs,
             **self.options,
             "worker_extra_args": extra,
         }
-        with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+        with dask.config.set(SCHEDULER):
             try:
-                cluster = getattr(dask_jobqueue, self.cluster_class)(**options)
+                return getattr(dask_jobqueue, self.cluster_class)(**options)
             except (TypeError, ValueError) as e:
                 raise BackendError(f"{self.name}: {e}".splitlines()[0]) from None
-        workers = self.workers(points)
-        cluster.adapt(minimum=0, maximum=workers)
-        print(f"dask: up to {workers} workers as {self.config} jobs; their logs: {logs}")
-        return cluster
 
 
 def overrides(args: list, configured: dict, backend: str) -> dict:

@@ -9,7 +9,7 @@ results folder as the other backends do; run.py hears the outcome for its progre
 A worker that dies under a point (killed, out of memory, past its walltime) costs the
 point one try: the scheduler gives it to another worker, up to :data:`RETRIES` times more
 (dask's ``distributed.scheduler.allowed-failures``; a cluster the user runs keeps its
-own), then the point gets an error record (WorkerDied) and the rest of the grid goes on.
+own: set its ``worker-saturation`` to 1.0 there too, see :data:`SCHEDULER`), then the point gets an error record (WorkerDied) and the rest of the grid goes on.
 Ctrl-C cancels the points not started and shuts down the workers memo started, not those
 of a cluster the user brought (whose running points finish and are recorded).
 """
@@ -30,6 +30,14 @@ from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
 RETRIES = 2  # more tries for a point whose worker died under it (tries = RETRIES + 1)
+SCHEDULER = {  # the scheduler memo starts (here or for dask-jobqueue)
+    "distributed.scheduler.allowed-failures": RETRIES,
+    # One point per worker thread at a time, the rest queued at the scheduler: a worker
+    # pulls its next point when it frees up, and its death then counts against the point
+    # it ran only (with dask's default 1.1, a second point waits on each worker and
+    # shares the blame).
+    "distributed.scheduler.worker-saturation": 1.0,
+}
 
 
 class DaskBackend(Backend):
@@ -53,6 +61,15 @@ class DaskBackend(Backend):
                 f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
             )
         needs("distributed")
+        if self.scheduler:
+            from distributed.comm import parse_address, parse_host_port
+
+            try:
+                parse_host_port(parse_address(self.scheduler)[1])
+            except ValueError as e:
+                raise BackendError(
+                    f"scheduler address {self.scheduler!r}: {e}; give it as tcp://HOST:PORT"
+                ) from None
 
     def workers(self, points: int) -> int:
         """How many workers to start for ``points`` points."""
@@ -72,14 +89,17 @@ class DaskBackend(Backend):
     def connect(self, job: Job, points: int):
         """A dask Client of the user's cluster, or of one started for ``points`` points
         (shut down on leaving, whatever the reason)."""
+        import dask
         from distributed import Client
 
         quiet()
         if self.scheduler:
+            wait = dask.config.get("distributed.comm.timeouts.connect")
             try:
-                client = Client(self.scheduler, timeout="20s", set_as_default=False)
-            except (OSError, TimeoutError) as e:
-                raise BackendError(f"cannot reach the dask scheduler {self.scheduler}: {e}")
+                client = Client(self.scheduler, timeout=wait, set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as e:
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise BackendError(f"cannot reach the dask scheduler {self.scheduler}: {why}")
             with client:
                 print(f"dask: the cluster at {self.scheduler}; dashboard {client.dashboard_link}")
                 yield client
@@ -98,7 +118,7 @@ class DaskBackend(Backend):
         from distributed import LocalCluster
 
         workers = self.workers(points)
-        with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+        with dask.config.set(SCHEDULER):
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,

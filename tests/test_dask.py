@@ -1,0 +1,216 @@
+"""The dask backends: a LocalCluster started here, a cluster the user runs, and workers
+started as scheduler jobs by dask-jobqueue (tests marked sge / slurm use the real Grid
+Engine and Slurm of ``.ci/cluster.sh``)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import joblib
+import psutil
+import pytest
+from conftest import PROJECT, REAL
+
+from memo import claims as memo_claims
+from memo.backends import make_backend
+from memo.spec import load_spec
+from memo.worker import Job
+
+VOLATILE = ("wall_time", "cpu_time", "started", "finished", "pid", "backend", "host", "git")
+
+
+def grid(n, *extra, **defaults):
+    """x = 0..n-1 with ``defaults``, then the ``extra`` grids (lists of dicts of lists)."""
+    first = {"x": list(range(n)), **{k: [v] for k, v in defaults.items()}}
+    return {"trial": "synthetic", "param_grid": [first, *extra]}
+
+
+def records(root, name="exp") -> dict:
+    folder = root / "results" / name
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("[0-9a-f]*.json")}
+
+
+def inodes(root, name="exp") -> dict:
+    folder = root / "results" / name
+    return {p.stem: p.stat().st_ino for p in folder.glob("[0-9a-f]*.json")}
+
+
+def start_runner(*args):
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT / "run.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, limit=60.0):
+    end = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_local_cluster_records_every_point_as_joblib_does(write_spec, root, cli):
+    write_spec("exp", grid(6, {"x": [99], "fail": [True]}, duration=0.05))
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "2")
+    assert result.returncode == 1, result.stderr  # the failing point
+    assert "dask: 2 workers here" in result.stdout and "dashboard http://" in result.stdout
+    assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    assert "Traceback" not in result.stderr and " - WARNING - " not in result.stderr
+    by_dask = records(root)
+    assert {r["backend"] for r in by_dask.values()} == {"dask"}
+    (failed,) = [r for r in by_dask.values() if r["status"] == "error"]
+    assert "RuntimeError: failing on purpose at x=99" in failed["error"]
+
+    (root / "results" / "exp.csv").unlink()
+    for path in (root / "results" / "exp").glob("*.json"):
+        path.unlink()
+    assert cli("--name", "exp", "--tasks", "2").returncode == 1
+    by_joblib = records(root)
+    assert by_joblib.keys() == by_dask.keys()
+    for point, record in by_dask.items():  # same ids, seeds, params, metrics, threads
+        same = {k: v for k, v in record.items() if k not in VOLATILE and k != "error"}
+        assert same == {k: v for k, v in by_joblib[point].items() if k in same}
+        assert record["threads"] == max(1, joblib.cpu_count() // 2)
+
+
+def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
+    """One worker is killed from outside while it runs a point: the point runs again on
+    another worker; a point that kills every worker it runs on gets a WorkerDied record
+    after three deaths; each point is recorded once and the grid goes on."""
+    write_spec("exp", grid(6, {"x": [99], "die": [True]}, duration=0.8))
+    dying = load_spec("exp").points()[-1].id
+    claims = root / "results" / "exp" / "_running"
+    runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
+
+    def running_point():
+        for path in claims.glob("*.json") if claims.exists() else []:
+            if path.stem != dying and path.stat().st_size:
+                return path.stem, json.loads(path.read_text())["pid"]
+        return None
+
+    wait_for(running_point)
+    victim, pid = running_point()
+    os.kill(pid, signal.SIGKILL)
+    seen = {}  # point -> the inodes its record file has had
+    while runner.poll() is None:
+        for point, inode in inodes(root).items():
+            seen.setdefault(point, set()).add(inode)
+        time.sleep(0.01)
+    out, err = runner.communicate()
+    assert runner.returncode == 1, err
+    assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in out, out + err
+    recs = records(root)
+    assert recs[victim]["status"] == "ok" and recs[victim]["pid"] != pid
+    assert recs[dying]["error"].startswith("WorkerDied: the process running this point died")
+    assert "3 dask workers in turn died running it" in recs[dying]["error"]
+    assert all(len(found) == 1 for found in seen.values()), seen
+    assert memo_claims.running(root / "results" / "exp") == ({}, 1)  # the dying point's, stale
+
+
+def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli):
+    write_spec("exp", grid(12, duration=0.5))
+    runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
+    wait_for(lambda: records(root))
+    workers = psutil.Process(runner.pid).children(recursive=True)
+    assert workers
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130 and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    before = inodes(root)
+    assert 0 < len(before) < 12 and all(r["status"] == "ok" for r in records(root).values())
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "2")
+    assert result.returncode == 0 and f"running {12 - len(before)} of 12 points" in result.stdout
+    after = inodes(root)
+    assert len(after) == 12 and all(after[p] == inode for p, inode in before.items())
+
+
+@pytest.mark.parametrize("how", ["--scheduler", "DASK_SCHEDULER_ADDRESS"])
+def test_a_cluster_the_user_runs_is_used_and_left_running(write_spec, root, cli, monkeypatch, how):
+    from distributed import Client, LocalCluster
+
+    write_spec("exp", grid(4))
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
+    ) as cluster:
+        address = cluster.scheduler_address
+        if how == "--scheduler":
+            result = cli("--name", "exp", "--backend", "dask", "--scheduler", address)
+        else:
+            monkeypatch.setenv(how, address)
+            result = cli("--name", "exp", "--backend", "dask")
+        assert result.returncode == 0, result.stderr
+        assert f"dask: the cluster at {address}" in result.stdout
+        with Client(cluster) as client:
+            assert len(client.scheduler_info()["workers"]) == 1  # not shut down
+    recs = records(root)
+    assert len(recs) == 4 and {r["status"] for r in recs.values()} == {"ok"}
+    assert {r["threads"] for r in recs.values()} == {max(1, joblib.cpu_count() // 2)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "dask", "--", "-q", "all.q"], "the dask backend takes no scheduler"),
+        (["--backend", "dask", "--scheduler", "host"], "give it as tcp://HOST:PORT"),
+        (["--scheduler", "tcp://host:8786"], "it is for --backend dask, not joblib"),
+        (["--backend", "dask-slurm", "--", "queue"], "'queue' after --: give settings as KEY="),
+        (["--backend", "dask-slurm", "--", "quue=debug"], "'quue' after -- is not a dask-job"),
+        (["--backend", "dask-sge", "--", "memory=1GB"], "dask-sge needs the cores of each job"),
+        (
+            ["--backend", "dask-pbs", "--", "cores=1", "memory=1GB", "walltime=soon"],
+            "walltime 'soon': give it as HH:MM:SS",
+        ),
+    ],
+)
+def test_bad_dask_options_exit_2_with_one_line(write_spec, root, cli, monkeypatch, args, message):
+    monkeypatch.setenv("DASK_CONFIG", str(root))  # no user's jobqueue.yaml
+    write_spec("exp", grid(2))
+    result = cli("--name", "exp", *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (root / "results" / "exp").exists()
+
+
+def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root):
+    args = ["cores=2", "processes=1", "memory=1GB", "walltime=01:00:00", "queue=debug"]
+    backend = make_backend("dask-slurm", 3, args)
+    assert backend.threads() == 2 and backend.workers(100) == 3 and backend.workers(2) == 2
+    cluster = backend.make_cluster(Job("exp", "synthetic", str(root / "results"), None, 2, {}))
+    with cluster:
+        script = cluster.job_script()
+    assert "#SBATCH -p debug" in script and "#SBATCH -t 01:00:00" in script
+    assert f"cd {PROJECT}\n" in script and f"export MEMO_ROOT={root}\n" in script
+    command = script.strip().splitlines()[-1]
+    assert command.endswith("--lifetime 3060s --lifetime-stagger 180s --nthreads 1")
+    assert "_dask_logs/dask-worker-%J.err" in script and str(root / "results" / "exp") in script
+
+
+REAL_OPTIONS = {  # one-core workers that fit the one small node of .ci/cluster.sh
+    "sge": ["queue=all.q", "cores=1", "memory=500MB", "walltime=00:10:00"],
+    "slurm": ["queue=debug", "cores=1", "memory=500MB", "walltime=00:10:00"],
+}
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=REAL[k]) for k in REAL])
+def test_real_scheduler_jobs_run_the_grid_as_dask_workers(write_spec, root, cli, kind):
+    write_spec("exp", grid(6, {"x": [99], "fail": [True]}, duration=0.2))
+    start = time.monotonic()
+    command = ["--name", "exp", "--backend", f"dask-{kind}", "--tasks", "2"]
+    result = cli(*command, "--", *REAL_OPTIONS[kind], timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    recs = records(root)
+    assert {(r["backend"], r["threads"], r["host"]) for r in recs.values()} == {
+        (f"dask-{kind}", 1, socket.gethostname())
+    }
+    assert list((root / "results" / "exp" / "_dask_logs").iterdir())  # the workers' logs
+    print(f"dask-{kind}: 7 points took {time.monotonic() - start:.1f} s")
