@@ -214,3 +214,19 @@ def test_real_scheduler_jobs_run_the_grid_as_dask_workers(write_spec, root, cli,
     }
     assert list((root / "results" / "exp" / "_dask_logs").iterdir())  # the workers' logs
     print(f"dask-{kind}: 7 points took {time.monotonic() - start:.1f} s")
+
+
+@pytest.mark.parametrize("kind", [pytest.param("slurm", marks=REAL["slurm"])])
+def test_real_scheduler_workers_retire_at_their_lifetime_and_are_replaced(
+    write_spec, root, cli, kind
+):
+    """A worker retiring mid-point (its lifetime, set short here) costs the point no try:
+    it runs again on the job that adaptive scaling starts in its place."""
+    write_spec("exp", grid(5, duration=1.0))
+    short = 'worker_extra_args=["--lifetime", "2.5s", "--lifetime-stagger", "0s"]'
+    command = ["--name", "exp", "--backend", f"dask-{kind}", "--tasks", "1"]
+    result = cli(*command, "--", *REAL_OPTIONS[kind], short, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    recs = records(root)
+    assert len(recs) == 5 and {r["status"] for r in recs.values()} == {"ok"}
+    assert len({r["pid"] for r in recs.values()}) >= 2  # a second worker took over
