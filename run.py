@@ -8,7 +8,9 @@ input, 130 interrupted.
 
 On a cluster (``--backend sge|slurm``) the points run as one array job of --tasks tasks;
 words after ``--`` go to qsub/sbatch. run.py waits for the records (Ctrl-C stops only the
-waiting) unless given --no-wait; see memo/backends/cluster.py.
+waiting) unless given --no-wait; see memo/backends/cluster.py. ``--backend dask`` and
+``dask-sge|slurm|pbs|lsf`` run them on a pool of dask workers that pull points as they free
+up; see memo/backends/dask_pool.py and dask_jobs.py.
 """
 
 import argparse

@@ -9,7 +9,8 @@ results folder as the other backends do; run.py hears the outcome for its progre
 A worker that dies under a point (killed, out of memory, past its walltime) costs the
 point one try: the scheduler gives it to another worker, up to :data:`RETRIES` times more
 (dask's ``distributed.scheduler.allowed-failures``; a cluster the user runs keeps its
-own: set its ``worker-saturation`` to 1.0 there too, see :data:`SCHEDULER`), then the point gets an error record (WorkerDied) and the rest of the grid goes on.
+own: set its ``worker-saturation`` to 1.0 there too, see :data:`SCHEDULER`), then the
+point gets an error record (WorkerDied) and the rest of the grid goes on.
 Ctrl-C cancels the points not started and shuts down the workers memo started, not those
 of a cluster the user brought (whose running points finish and are recorded).
 """
@@ -23,9 +24,9 @@ from typing import Iterator
 import joblib
 
 from memo.backends.base import Backend, BackendError
-from memo.task import using_threads
 from memo.backends.local import recorded
 from memo.store import Store
+from memo.task import using_threads
 from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
@@ -46,11 +47,6 @@ class DaskBackend(Backend):
 
     name = "dask"
 
-    def __init__(self, tasks: int, args: list, scheduler: str | None = None):
-        super().__init__(tasks, args, scheduler)
-        if not self.scheduler and self.name == "dask":
-            self.scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-
     def check(self) -> None:
         if self.tasks == 0 or self.tasks < -1:
             raise BackendError(
@@ -61,6 +57,10 @@ class DaskBackend(Backend):
                 f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
             )
         needs("distributed")
+        if not self.scheduler:  # dask's own convention: DASK_SCHEDULER_ADDRESS, or its config
+            import dask
+
+            self.scheduler = dask.config.get("scheduler-address", None)
         if self.scheduler:
             from distributed.comm import parse_address, parse_host_port
 
@@ -79,6 +79,12 @@ class DaskBackend(Backend):
         if self.scheduler:  # each worker decides, from its cores (worker_threads)
             return 0
         return max(1, joblib.cpu_count() // joblib.effective_n_jobs(self.tasks))
+
+    def interrupted_note(self, experiment: str, done: int) -> str:
+        note = super().interrupted_note(experiment, done)
+        if self.scheduler:  # dask cannot stop a task that has started
+            note += f"; points already running at {self.scheduler} finish and are recorded"
+        return note
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
         if points:
@@ -102,6 +108,8 @@ class DaskBackend(Backend):
                 raise BackendError(f"cannot reach the dask scheduler {self.scheduler}: {why}")
             with client:
                 print(f"dask: the cluster at {self.scheduler}; dashboard {client.dashboard_link}")
+                if self.tasks != 1:
+                    print(f"note: its workers, not --tasks {self.tasks}, say how many points run")
                 yield client
             return
         cluster = self.start(job, points)
