@@ -169,15 +169,36 @@ def test_a_cluster_the_user_runs_is_used_and_left_running(write_spec, root, cli,
             ["--backend", "dask-pbs", "--", "cores=1", "memory=1GB", "walltime=soon"],
             "walltime 'soon': give it as HH:MM:SS",
         ),
+        (
+            ["--backend", "dask-lsf", "--", "cores=1", "memory=1GB"],
+            "dask-lsf submits its workers with bsub: not on PATH here",
+        ),
+        (  # the fake sbatch refuses every job, as a real one refuses a queue it has not
+            ["--backend", "dask-slurm", "--", "cores=1", "memory=1GB", "queue=gpu"],
+            "the scheduler refused a worker job: sbatch: error: invalid partition specified",
+        ),
     ],
 )
 def test_bad_dask_options_exit_2_with_one_line(write_spec, root, cli, monkeypatch, args, message):
     monkeypatch.setenv("DASK_CONFIG", str(root))  # no user's jobqueue.yaml
+    monkeypatch.setenv("PATH", fake_commands(root, "qsub", "sbatch"))
     write_spec("exp", grid(2))
     result = cli("--name", "exp", *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (root / "results" / "exp").exists()
+    assert not records(root)
+
+
+def fake_commands(root, *names) -> str:
+    """A PATH of scheduler commands that refuse every job, as sbatch refuses a bad queue."""
+    folder = root / "bin"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / name).write_text(
+            "#!/bin/sh\necho 'sbatch: error: invalid partition specified' >&2\nexit 1\n"
+        )
+        (folder / name).chmod(0o755)
+    return str(folder)
 
 
 def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root):

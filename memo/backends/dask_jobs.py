@@ -20,9 +20,11 @@ memo adds, where the configuration does not say otherwise:
 - worker logs go to ``results/NAME/_dask_logs/``.
 """
 
+import inspect
 import os
 import re
 import shlex
+import shutil
 
 import yaml
 
@@ -46,6 +48,11 @@ class JobqueueBackend(DaskBackend):
                 f"--tasks {self.tasks}: give the most workers at once, or -1 for one per point"
             )
         needs("dask_jobqueue")  # importing it puts its defaults into dask.config
+        import dask_jobqueue
+
+        submit = getattr(dask_jobqueue, self.cluster_class).job_cls.submit_command.split()[0]
+        if shutil.which(submit) is None:
+            raise BackendError(f"{self.name} submits its workers with {submit}: not on PATH here")
         self.options = overrides(self.args, self.settings(), self.name)
         for key in ("cores", "memory"):
             if self.setting(key) is None:
@@ -79,6 +86,11 @@ class JobqueueBackend(DaskBackend):
         """The dask-jobqueue cluster adapting between none and the most workers: jobs are
         submitted as the points need them."""
         cluster = self.make_cluster(job)
+        try:
+            self.probe(cluster)
+        except BaseException:
+            cluster.close()
+            raise
         workers = self.workers(points)
         cluster.adapt(minimum=0, maximum=workers)
         print(f"dask: up to {workers} workers as {self.config} jobs; their logs: {self.logs}")
@@ -92,21 +104,55 @@ class JobqueueBackend(DaskBackend):
         store = Store(job.experiment, job.results_dir)
         self.logs = self.setting("log-directory") or str(store.dir / LOGS)
         extra = list(self.setting("worker-extra-args") or []) + self.lifetime + ["--nthreads", "1"]
-        options = {
+        self.job_options = {
+            **self.options,
             "job_script_prologue": [
                 *(self.setting("job-script-prologue") or []),
                 f"cd {shlex.quote(str(paths.PROJECT))}",
                 *(f"export {k}={shlex.quote(os.environ[k])}" for k in ENV if k in os.environ),
             ],
             "log_directory": self.logs,
-            **self.options,
             "worker_extra_args": extra,
         }
         with dask.config.set(SCHEDULER):
             try:
-                return getattr(dask_jobqueue, self.cluster_class)(**options)
+                return getattr(dask_jobqueue, self.cluster_class)(**self.job_options)
             except (TypeError, ValueError) as e:
                 raise BackendError(f"{self.name}: {e}".splitlines()[0]) from None
+
+    def probe(self, cluster) -> None:
+        """Submit one worker job and cancel it at once: a scheduler that refuses the job
+        script (a queue it does not have, more memory than a node) says so in one line now,
+        where adaptive scaling would only log it and leave the points waiting."""
+        from dask_jobqueue.core import Job
+
+        takes = set(inspect.signature(Job).parameters) | set(
+            inspect.signature(cluster.job_cls).parameters
+        )
+        options = {k: v for k, v in self.job_options.items() if k in takes}
+        probe = cluster.job_cls(scheduler=cluster.scheduler_address, name="memo-probe", **options)
+        try:
+            cluster.sync(probe.start)
+        except RuntimeError as e:  # dask-jobqueue's: the command, its exit code and output
+            raise BackendError(
+                f"{self.name}: the scheduler refused a worker job: {refusal(str(e))}"
+            ) from None
+        cluster.sync(probe.close)
+
+
+def refusal(error: str) -> str:
+    """The last line the submit command wrote to stderr, from dask-jobqueue's error.
+
+    >>> refusal("Command exited with non-zero exit code.\\nExit code: 1\\nCommand:\\nqsub x.sh"
+    ...     "\\nstdout:\\n\\nstderr:\\nUnable to run job: unknown queue \\"q\\".\\nExiting.\\n\\n")
+    'Unable to run job: unknown queue "q".'
+    """
+    said = error.partition("stderr:")[2]
+    lines = [line.strip() for line in said.splitlines() if line.strip() not in ("", "Exiting.")]
+    if lines:
+        return lines[-1]
+    code = re.search(r"Exit code: (-?\d+)", error)
+    return f"it exited with code {code.group(1)}" if code else error.strip().splitlines()[0]
 
 
 def overrides(args: list, configured: dict, backend: str) -> dict:
