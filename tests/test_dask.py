@@ -251,3 +251,27 @@ def test_real_scheduler_workers_retire_at_their_lifetime_and_are_replaced(
     recs = records(root)
     assert len(recs) == 5 and {r["status"] for r in recs.values()} == {"ok"}
     assert len({r["pid"] for r in recs.values()}) >= 2  # a second worker took over
+
+
+def test_ctrl_c_still_interrupts_once_dask_jobqueue_is_loaded(root, monkeypatch):
+    """Importing dask_jobqueue makes SIGINT a silent sys.exit(0); memo undoes that."""
+    monkeypatch.setenv("PATH", fake_commands(root, "qsub"))
+    check = (
+        "import signal; from memo.backends import make_backend;"
+        "make_backend('dask-sge', 1, ['cores=1', 'memory=1GB']);"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=PROJECT)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("slurm", marks=REAL["slurm"])])
+def test_real_scheduler_ctrl_c_cancels_the_worker_jobs(write_spec, root, kind):
+    write_spec("exp", grid(8, duration=1.0))
+    command = ["--name", "exp", "--backend", f"dask-{kind}", "--tasks", "2", "--"]
+    runner = start_runner(*command, *REAL_OPTIONS[kind])
+    wait_for(lambda: records(root), limit=120)
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130 and "rerun the same command to resume" in err
+    jobs = subprocess.run(["squeue", "-h", "-n", "dask-worker"], capture_output=True, text=True)
+    assert jobs.stdout.strip() == ""  # memo's worker jobs are cancelled

@@ -17,8 +17,10 @@ of a cluster the user brought (whose running points finish and are recorded).
 
 import contextlib
 import dataclasses
+import importlib
 import logging
 import os
+import signal
 from typing import Iterator
 
 import joblib
@@ -149,13 +151,17 @@ def quiet() -> None:
 
 
 def needs(module: str) -> None:
-    """BackendError, in one line, if ``module`` (dask's) is not installed."""
+    """Import ``module`` (dask's); BackendError, in one line, if it is not installed."""
+    handler = signal.getsignal(signal.SIGINT)
     try:
-        __import__(module)
+        importlib.import_module(module)
     except ImportError:
         raise BackendError(
             f"the dask backends need {module}: pip install -r requirements.txt"
         ) from None
+    finally:  # dask_jobqueue, on import, makes Ctrl-C a silent exit with status 0
+        if signal.getsignal(signal.SIGINT) is not handler:
+            signal.signal(signal.SIGINT, handler)
 
 
 def run_on(client, job: Job, points: list) -> Iterator[Outcome]:
