@@ -201,6 +201,25 @@ def fake_commands(root, *names) -> str:
     return str(folder)
 
 
+def test_worker_jobs_that_do_not_start_are_said_once_with_where_to_look(root, monkeypatch, capsys):
+    class Scheduler:
+        def __init__(self, workers):
+            self.workers = workers
+
+        def scheduler_info(self):
+            return {"workers": self.workers}
+
+    monkeypatch.setenv("PATH", fake_commands(root, "sbatch"))
+    backend = make_backend("dask-slurm", 2, ["cores=1", "memory=1GB"])
+    backend.logs = str(root / "results" / "exp" / "_dask_logs")
+    backend.waiting_note(Scheduler({"tcp://node7:4242": {}}))
+    assert capsys.readouterr().err == ""
+    backend.waiting_note(Scheduler({}))
+    err = capsys.readouterr().err
+    assert "no worker has started in 120 s: the slurm jobs may be waiting in the queue" in err
+    assert f"(their logs: {backend.logs})" in err
+
+
 def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root):
     args = ["cores=2", "processes=1", "memory=1GB", "walltime=01:00:00", "queue=debug"]
     backend = make_backend("dask-slurm", 3, args)

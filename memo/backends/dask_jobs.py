@@ -20,11 +20,14 @@ memo adds, where the configuration does not say otherwise:
 - worker logs go to ``results/NAME/_dask_logs/``.
 """
 
+import contextlib
 import inspect
 import os
 import re
 import shlex
 import shutil
+import sys
+import threading
 
 import yaml
 
@@ -34,6 +37,7 @@ from memo.backends.dask_pool import ENV, SCHEDULER, DaskBackend, needs
 from memo.store import Store
 
 LOGS = "_dask_logs"  # under results/NAME/; "_": not a record name
+WAIT_NOTE_S = 120.0  # no worker after this long: say where to look
 
 
 class JobqueueBackend(DaskBackend):
@@ -81,6 +85,27 @@ class JobqueueBackend(DaskBackend):
         cores = int(self.setting("cores"))
         processes = self.setting("processes") or nprocesses_nthreads(cores)[0]
         return max(1, cores // int(processes))
+
+    @contextlib.contextmanager
+    def connect(self, job, points: int):
+        with super().connect(job, points) as client:
+            timer = threading.Timer(WAIT_NOTE_S, self.waiting_note, [client])
+            timer.daemon = True
+            timer.start()
+            try:
+                yield client
+            finally:
+                timer.cancel()
+
+    def waiting_note(self, client) -> None:
+        """Say so, once, if no worker job has connected a while after the start: the jobs
+        may wait in the queue, or die before their worker starts."""
+        if not client.scheduler_info().get("workers"):
+            print(
+                f"\nnote: no worker has started in {WAIT_NOTE_S:.0f} s: the {self.config} jobs"
+                f" may be waiting in the queue, or failing to start (their logs: {self.logs})",
+                file=sys.stderr,
+            )
 
     def start(self, job, points: int):
         """The dask-jobqueue cluster adapting between none and the most workers: jobs are
