@@ -113,6 +113,25 @@ def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
     assert memo_claims.running(root / "results" / "exp") == ({}, 1)  # the dying point's, stale
 
 
+def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(write_spec, root):
+    """Points of no time go a few to a task; when one of them kills every worker, its
+    chunk runs again point by point: it gets a WorkerDied record, the others theirs."""
+    write_spec("exp", grid(150, {"x": [1000], "die": [True]}, {"x": list(range(150, 300))}))
+    dying = [p.id for p in load_spec("exp").points() if p.params["die"]]
+    runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
+    seen = {}  # point -> the inodes its record file has had
+    while runner.poll() is None:
+        for point, inode in inodes(root).items():
+            seen.setdefault(point, set()).add(inode)
+        time.sleep(0.01)
+    out, err = runner.communicate()
+    assert "exp: 301 points: 300 ok, 1 error, 0 timeout, 0 pending" in out, out + err
+    recs = records(root)
+    assert "3 dask workers in turn died running it" in recs[dying[0]]["error"]
+    assert len({r["pid"] for r in recs.values()}) > 2  # workers died, others took over
+    assert all(len(found) == 1 for found in seen.values()) and len(seen) == 301
+
+
 def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli):
     write_spec("exp", grid(12, duration=0.5))
     runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")

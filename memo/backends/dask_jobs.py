@@ -33,7 +33,8 @@ import yaml
 
 from memo import paths
 from memo.backends.base import BackendError
-from memo.backends.dask_pool import ENV, SCHEDULER, DaskBackend, needs
+from memo.backends.dask_points import ENV
+from memo.backends.dask_pool import SCHEDULER, DaskBackend, needs
 from memo.store import Store
 
 LOGS = "_dask_logs"  # under results/NAME/; "_": not a record name

@@ -2,9 +2,10 @@
 
 ``--backend dask`` starts a ``LocalCluster`` of ``--tasks`` worker processes here, or,
 given ``--scheduler ADDRESS`` (or dask's ``DASK_SCHEDULER_ADDRESS``), uses the cluster a
-user runs; dask_jobs.py starts the workers as scheduler jobs. Each point is one task that
-runs :func:`memo.worker.run_point` on a worker, which writes its record into the shared
-results folder as the other backends do; run.py hears the outcome for its progress bar.
+user runs; dask_jobs.py starts the workers as scheduler jobs. A task runs
+:func:`memo.worker.run_point` on a point (quick points go a few to a task,
+dask_points.py) on a worker, which writes its record into the shared results folder as
+the other backends do; run.py hears the outcome for its progress bar.
 
 A worker that dies under a point (killed, out of memory, past its walltime) costs the
 point one try: the scheduler gives it to another worker, up to :data:`RETRIES` times more
@@ -16,7 +17,6 @@ of a cluster the user brought (whose running points finish and are recorded).
 """
 
 import contextlib
-import dataclasses
 import importlib
 import logging
 import os
@@ -26,12 +26,9 @@ from typing import Iterator
 import joblib
 
 from memo.backends.base import Backend, BackendError
-from memo.backends.local import recorded
-from memo.store import Store
-from memo.task import using_threads
-from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
+from memo.backends.dask_points import run_on
+from memo.worker import Job, Outcome
 
-ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
 RETRIES = 2  # more tries for a point whose worker died under it (tries = RETRIES + 1)
 SCHEDULER = {  # the scheduler memo starts (here or for dask-jobqueue)
     "distributed.scheduler.allowed-failures": RETRIES,
@@ -91,7 +88,9 @@ class DaskBackend(Backend):
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
         if points:
             with self.connect(job, len(points)) as client:
-                yield from run_on(client, job, points)
+                # A user's cluster: its workers now, as run_on looks them up.
+                workers = 0 if self.scheduler else self.workers(len(points))
+                yield from run_on(client, job, points, workers)
 
     @contextlib.contextmanager
     def connect(self, job: Job, points: int):
@@ -162,69 +161,3 @@ def needs(module: str) -> None:
     finally:  # dask_jobqueue, on import, makes Ctrl-C a silent exit with status 0
         if signal.getsignal(signal.SIGINT) is not handler:
             signal.signal(signal.SIGINT, handler)
-
-
-def run_on(client, job: Job, points: list) -> Iterator[Outcome]:
-    """Submit every point to ``client``'s cluster and yield each Outcome as it finishes;
-    cancel what is left on leaving early (Ctrl-C, an error)."""
-    from distributed import as_completed
-
-    env = {k: os.environ[k] for k in ENV if k in os.environ}
-    futures = {
-        client.submit(work, job, point, env, key=f"{job.experiment}-{point.id}", pure=False): point
-        for point in points
-    }
-    try:
-        for future in as_completed(futures, loop=client.loop):
-            point = futures.pop(future)
-            yield outcome(future, job, point)
-    finally:
-        if futures:
-            client.cancel(list(futures), force=True)
-
-
-def outcome(future, job: Job, point) -> Outcome:
-    """The Outcome of a finished task: run_point's, an error record for a point whose
-    workers all died under it, BackendError for a worker that cannot run memo at all."""
-    from distributed import KilledWorker
-
-    try:
-        found = future.result()
-    except KilledWorker as e:  # the scheduler gave up after the allowed deaths
-        return record_lost(job, point, f"{killed(e)}; killed, out of memory or walltime?")
-    except ModuleNotFoundError as e:
-        raise BackendError(
-            f"a dask worker cannot import {e.name!r}: start the workers in the project folder"
-            f" ({os.getcwd()}) or with it on PYTHONPATH, in an environment with memo's"
-            " requirements"
-        ) from None
-    store = Store(job.experiment, job.results_dir)
-    if found.status == "skipped" and recorded_since(store, point.id, job.since):
-        # Done in this run, on a worker that died before its outcome was fetched: dask
-        # ran the task again, and run_point found the record.
-        return recorded(store, point)
-    return found
-
-
-def killed(error) -> str:
-    """What a KilledWorker says, short: how many workers died, the last one's address."""
-    tries = getattr(error, "allowed_failures", RETRIES) + 1
-    last = getattr(error, "last_worker", None)
-    where = f", the last {getattr(last, 'address', last)}" if last else ""
-    return f"{tries} dask workers in turn died running it{where}"
-
-
-def work(job: Job, point, env: dict) -> Outcome:
-    """On a worker: run the point with run.py's locations and this worker's threads."""
-    os.environ.update(env)
-    threads = job.threads or worker_threads()
-    with using_threads(threads):
-        return run_point(dataclasses.replace(job, threads=threads), point)
-
-
-def worker_threads() -> int:
-    """BLAS threads for a point on a worker of a cluster the user runs: its cores shared
-    between its dask threads (each runs a point)."""
-    from distributed import get_worker
-
-    return max(1, joblib.cpu_count() // get_worker().state.nthreads)

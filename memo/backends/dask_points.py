@@ -1,0 +1,132 @@
+"""How points travel to dask workers and their outcomes back (the dask backends' runner).
+
+A task runs one point, or for quick points a chunk of a few (up to ~50 ms of work, sized
+as the joblib backend sizes its chunks), so that dask's few milliseconds a task do not
+dominate a grid of 1 ms fits. About two tasks per worker are in flight, the rest wait
+here: a worker that frees up takes the next one at once. A chunk whose workers kept dying
+under it is split, each of its points then runs alone; a point whose workers keep dying
+while it runs alone gets an error record (WorkerDied).
+"""
+
+import collections
+import dataclasses
+import os
+import uuid
+from typing import Iterator
+
+from memo.backends.base import BackendError
+from memo.backends.local import CHUNK, CHUNK_S, PER_POINT_S, recorded
+from memo.store import Store
+from memo.task import using_threads
+from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
+
+ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
+
+
+def run_on(client, job: Job, points: list, workers: int) -> Iterator[Outcome]:
+    """Run the points on ``client``'s cluster, which has (or will have, scaling up) about
+    ``workers`` one-point workers, yielding each Outcome as it comes; what is still in
+    flight on leaving early (Ctrl-C, an error) is cancelled."""
+    from distributed import as_completed
+
+    env = {k: os.environ[k] for k in ENV if k in os.environ}
+    queue, alone = collections.deque(points), collections.deque()
+    flying: dict = {}  # future -> its chunk of points
+    took = CHUNK_S  # seconds a point takes, as the last chunk said: the first go alone
+    finished = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+
+    def send():
+        room = 2 * max(workers, threads_of(client)) - len(flying)
+        for _ in range(room):
+            if alone:
+                chunk = [alone.popleft()]
+            elif queue:
+                fair = -(-len(queue) // max(workers, 1))  # the rest shared out
+                size = max(1, min(CHUNK, fair, int(CHUNK_S / max(took, 1e-6))))
+                chunk = [queue.popleft() for _ in range(size)]
+            else:
+                return
+            key = f"{job.experiment}-{uuid.uuid4().hex}"  # the dashboard groups by experiment
+            future = client.submit(work, job, chunk, env, key=key, pure=False)
+            flying[future] = chunk
+            finished.add(future)
+
+    try:
+        send()
+        for future, result in finished:
+            chunk = flying.pop(future)
+            outcomes = outcomes_of(future, result, job, chunk, alone)
+            if outcomes:
+                took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
+            yield from outcomes
+            send()
+    finally:
+        if flying:
+            client.cancel(list(flying), force=True)
+
+
+def threads_of(client) -> int:
+    """The dask threads of the cluster's workers now (each runs a point)."""
+    workers = client.scheduler_info().get("workers", {})
+    return sum(w.get("nthreads", 1) for w in workers.values())
+
+
+def outcomes_of(future, result, job: Job, chunk: list, alone: collections.deque) -> list:
+    """The Outcomes of a finished task (``result``: its value, or its error as (type,
+    error, traceback)). A chunk whose workers all died is put in ``alone`` to run point by
+    point (no Outcome yet); a point alone gets an error record."""
+    from distributed import KilledWorker
+
+    if future.status == "finished":
+        return [fetched(job, point, found) for point, found in zip(chunk, result)]
+    error = result if future.status == "cancelled" else result[1]
+    if isinstance(error, KilledWorker):  # the scheduler gave up after the allowed deaths
+        if len(chunk) > 1:
+            alone.extend(chunk)
+            return []
+        return [record_lost(job, chunk[0], f"{killed(error)}; killed, out of memory or walltime?")]
+    if isinstance(error, ModuleNotFoundError):
+        raise BackendError(
+            f"a dask worker cannot import {error.name!r}: start the workers in the project"
+            f" folder ({os.getcwd()}) or with it on PYTHONPATH, in an environment with memo's"
+            " requirements"
+        )
+    if future.status == "cancelled":
+        raise BackendError(f"dask cancelled point {chunk[0].id} (the cluster restarted?)")
+    raise error  # DatasetDamaged, RecordWriteError: run.py says what they mean
+
+
+def fetched(job: Job, point, found: Outcome) -> Outcome:
+    """A point's Outcome as run.py should count it."""
+    store = Store(job.experiment, job.results_dir)
+    if found.status == "skipped" and recorded_since(store, point.id, job.since):
+        # Done in this run, on a worker that died before its result was fetched (dask
+        # ran the task again, and run_point found the record), or by a chunk that died.
+        return recorded(store, point)
+    return found
+
+
+def killed(error) -> str:
+    """What a KilledWorker says, short: how many workers died, the last one's address."""
+    tries = getattr(error, "allowed_failures", 0) + 1
+    last = getattr(error, "last_worker", None)
+    where = f", the last {getattr(last, 'address', last)}" if last else ""
+    return f"{tries} dask workers in turn died running it{where}"
+
+
+def work(job: Job, points: list, env: dict) -> list:
+    """On a worker: run the points with run.py's locations and this worker's threads."""
+    os.environ.update(env)
+    threads = job.threads or worker_threads()
+    job = dataclasses.replace(job, threads=threads)
+    with using_threads(threads):
+        return [run_point(job, point) for point in points]
+
+
+def worker_threads() -> int:
+    """BLAS threads for a point on a worker of a cluster the user runs: its cores shared
+    between its dask threads (each runs a point)."""
+    import joblib
+    from distributed import get_worker
+
+    return max(1, joblib.cpu_count() // get_worker().state.nthreads)
