@@ -127,10 +127,13 @@ def main():
     args = parser.parse_args()
     if args.points % LEVELS:
         parser.error(f"--points must be a multiple of {LEVELS}")
-    root = Path(tempfile.mkdtemp(prefix="memo-bench-"))
-    (root / "experiments").mkdir()
-    os.environ["MEMO_ROOT"] = str(root)
-    n = args.workers
+    with tempfile.TemporaryDirectory(prefix="memo-bench-") as root:
+        os.environ["MEMO_ROOT"] = root
+        (Path(root) / "experiments").mkdir()
+        bench(Path(root), args, args.workers)
+
+
+def bench(root: Path, args, n: int) -> None:
     importlib.import_module("distributed")  # once per process, as in run.py: not timed
 
     columns = skewed(args.points)
