@@ -1,8 +1,8 @@
 """How points travel to dask workers and their outcomes back (the dask backends' runner).
 
-A task runs one point, or for quick points a chunk of a few (up to ~50 ms of work, sized
-as the joblib backend sizes its chunks), so that dask's few milliseconds a task do not
-dominate a grid of 1 ms fits. About two tasks per worker are in flight, the rest wait
+A task runs one point, or for quick points a chunk of a few (up to :data:`CHUNK_S` of
+work, sized as the joblib backend sizes its chunks), so that dask's few milliseconds a
+task (scheduler, network, worker) do not dominate a grid of 1 ms fits. About two tasks per worker are in flight, the rest wait
 here: a worker that frees up takes the next one at once. A chunk whose workers kept dying
 under it is split, each of its points then runs alone; a point whose workers keep dying
 while it runs alone gets an error record (WorkerDied).
@@ -15,12 +15,13 @@ import uuid
 from typing import Iterator
 
 from memo.backends.base import BackendError
-from memo.backends.local import CHUNK, CHUNK_S, PER_POINT_S, recorded
+from memo.backends.local import CHUNK, PER_POINT_S, recorded
 from memo.store import Store
 from memo.task import using_threads
 from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
+CHUNK_S = 0.2  # seconds of work aimed at per task: dask's ~3 ms a task is then ~1.5 %
 
 
 def run_on(client, job: Job, points: list, workers: int) -> Iterator[Outcome]:
