@@ -22,6 +22,9 @@ ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a reused worker must see as run.py 
 BARREN = 3  # pool deaths in a row with no point started or finished, then give up
 CHUNK, CHUNK_S = 32, 0.05  # at most points per chunk; seconds of work aimed at per chunk
 PER_POINT_S = 0.001  # a point's cost beyond its trial (claim, record)
+# How often a worker looks whether run.py is gone: a rerun started at once (~0.15 s to
+# its first look at the claims) must find the dead run's workers gone, not running.
+WATCH_S = 0.05
 _pool: dict = {}  # (workers, threads) -> the executor, reused by later runs in this process
 
 
@@ -176,7 +179,7 @@ def watch_parent(parent: int) -> None:
 
     def watch():
         while os.getppid() == parent:
-            time.sleep(0.2)
+            time.sleep(WATCH_S)
         os._exit(70)
 
     if os.getppid() != parent:
