@@ -39,6 +39,17 @@ def inodes(root, name="exp") -> dict:
     return {p.stem: p.stat().st_ino for p in folder.glob("[0-9a-f]*.json")}
 
 
+def watch_inodes(runner, root) -> tuple:
+    """({point: the inodes its record file has had}, stdout, stderr) of a runner, watched
+    until it exits: a point recorded twice has two inodes."""
+    seen = {}
+    while runner.poll() is None:
+        for point, inode in inodes(root).items():
+            seen.setdefault(point, set()).add(inode)
+        time.sleep(0.01)
+    return (seen, *runner.communicate())
+
+
 def start_runner(*args):
     return subprocess.Popen(
         [sys.executable, str(PROJECT / "run.py"), *args],
@@ -97,12 +108,7 @@ def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
     wait_for(running_point)
     victim, pid = running_point()
     os.kill(pid, signal.SIGKILL)
-    seen = {}  # point -> the inodes its record file has had
-    while runner.poll() is None:
-        for point, inode in inodes(root).items():
-            seen.setdefault(point, set()).add(inode)
-        time.sleep(0.01)
-    out, err = runner.communicate()
+    seen, out, err = watch_inodes(runner, root)
     assert runner.returncode == 1, err
     assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in out, out + err
     recs = records(root)
@@ -119,12 +125,7 @@ def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(w
     write_spec("exp", grid(150, {"x": [1000], "die": [True]}, {"x": list(range(150, 300))}))
     dying = [p.id for p in load_spec("exp").points() if p.params["die"]]
     runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
-    seen = {}  # point -> the inodes its record file has had
-    while runner.poll() is None:
-        for point, inode in inodes(root).items():
-            seen.setdefault(point, set()).add(inode)
-        time.sleep(0.01)
-    out, err = runner.communicate()
+    seen, out, err = watch_inodes(runner, root)
     assert "exp: 301 points: 300 ok, 1 error, 0 timeout, 0 pending" in out, out + err
     recs = records(root)
     assert "3 dask workers in turn died running it" in recs[dying[0]]["error"]

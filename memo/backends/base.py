@@ -42,6 +42,18 @@ class Backend(abc.ABC):
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
         """Run the points, yielding one Outcome per point as it finishes."""
 
+    def check_workers_and_no_args(self) -> None:
+        """The check of a backend that starts ``--tasks`` workers itself (-1: one per core)
+        and takes no words after ``--``."""
+        if self.tasks == 0 or self.tasks < -1:
+            raise BackendError(
+                f"--tasks {self.tasks}: give a positive number, or -1 for one per core"
+            )
+        if self.args:
+            raise BackendError(
+                f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
+            )
+
     def interrupted_note(self, experiment: str, done: int) -> str:
         """What run.py prints when Ctrl-C or SIGTERM stops the run."""
         return (

@@ -47,14 +47,7 @@ class DaskBackend(Backend):
     name = "dask"
 
     def check(self) -> None:
-        if self.tasks == 0 or self.tasks < -1:
-            raise BackendError(
-                f"--tasks {self.tasks}: give a positive number, or -1 for one per core"
-            )
-        if self.args:
-            raise BackendError(
-                f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
-            )
+        self.check_workers_and_no_args()
         needs("distributed")
         if not self.scheduler:  # dask's own convention: DASK_SCHEDULER_ADDRESS, or its config
             import dask

@@ -52,14 +52,7 @@ class JoblibBackend(Backend):
     name = "joblib"
 
     def check(self) -> None:
-        if self.tasks == 0 or self.tasks < -1:
-            raise BackendError(
-                f"--tasks {self.tasks}: give a positive number, or -1 for one per core"
-            )
-        if self.args:
-            raise BackendError(
-                f"the {self.name} backend takes no scheduler arguments, got: {' '.join(self.args)}"
-            )
+        self.check_workers_and_no_args()
 
     def workers(self) -> int:
         return joblib.effective_n_jobs(self.tasks)
