@@ -276,15 +276,20 @@ def run_points(name, backend: Backend, job: Job, todo: list, store: Store, point
 def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
     """--no-wait: submit the array and return; the records arrive while nobody waits."""
     try:
-        job_id = backend.submit(job, todo).job_id
+        submission = backend.submit(job, todo)
     except BackendError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(backend.interrupted_note(name, 0), file=sys.stderr)
         return 130
+    for outcome in submission.lost:  # killed their task twice: recorded, not submitted
+        print(f"error: point {outcome.id}: {outcome.message}", file=sys.stderr)
+    if submission.job_id is None:
+        print(f"nothing submitted; --status shows why {len(submission.lost)} points failed")
+        return 1
     print(f"not waiting; follow it with: python run.py --name {name} --status")
-    print(f"cancel it with: {backend.cancel_command} {job_id}")
+    print(f"cancel it with: {backend.cancel_command} {submission.job_id}")
     return 0
 
 

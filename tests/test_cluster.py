@@ -520,6 +520,23 @@ def test_a_point_that_kills_its_task_is_named_then_recorded_at_its_second_death(
     assert "running 0 of 4 points" in cli(*command).stdout
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_wait_records_a_point_that_killed_its_task_twice_instead_of_submitting_it(
+    write_spec, root, fake, cli, kind
+):
+    write_spec("exp", {"trial": "synthetic", "param_grid": [{"x": [1], "die": [True]}]})
+    (dying,) = load_spec("exp").points()
+    command = ["--name", "exp", "--backend", kind, "--no-wait"]
+    for _ in range(2):  # nobody waits: each later submission finds the last one gone
+        assert cli(*command, timeout=60).returncode == 0
+        fake.wait_done()
+    result = cli(*command, timeout=60)
+    assert result.returncode == 1 and "nothing submitted" in result.stdout
+    assert f"error: point {dying.id}: WorkerDied: " in result.stderr
+    assert "killed its array task 2 times" in records(root)[dying.id]["error"]
+    assert len(run_dirs(root)) == 2  # no third array
+
+
 def test_rerun_submits_nothing_when_done_and_refuses_while_a_job_runs(write_spec, root, fake, cli):
     write_spec("exp", grid(3))
     fake.hold()

@@ -86,13 +86,15 @@ class WaitOptions:
 
 @dataclass(frozen=True)
 class Submission:
-    """One submitted array job and what it runs."""
+    """One submitted array job and what it runs; ``job_id`` None: nothing was left to
+    submit."""
 
-    job_id: str
-    run_dir: Path
+    job_id: str | None
+    run_dir: Path | None
     tasks: int
     points: list  # Points, in manifest order
     baseline: dict  # point id -> inode of its record before submission (None: no record)
+    lost: list  # Outcomes of the points recorded instead (they killed their task twice)
 
 
 def scheduler(*command: str, timeout: float = CALL_TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -161,24 +163,32 @@ class ClusterBackend(Backend):
         return 1
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
-        deaths = died_in_tasks(Path(job.results_dir) / job.experiment, ended=True)
-        for point in points:  # killed its task twice: an error record, not a third task
-            if len(deaths.get(point.id, [])) >= DEATHS_TO_RECORD:
-                yield record_lost(job, point, evidence(deaths[point.id]))
-        points = [p for p in points if len(deaths.get(p.id, [])) < DEATHS_TO_RECORD]
-        if points:
-            yield from self.wait(self.submit(job, points))
+        submission = self.submit(job, points)
+        yield from submission.lost
+        if submission.job_id is not None:
+            yield from self.wait(submission)
 
     # -- submitting -----------------------------------------------------------------------
 
     def submit(self, job: Job, points: list) -> Submission:
-        """Write the manifest and job script, submit the array; BackendError if refused."""
+        """Write the manifest and job script, submit the array; BackendError if refused.
+        A point that killed its task twice gets an error record instead (Submission.lost),
+        with or without waiting (--no-wait)."""
         records = Path(job.results_dir).resolve() / job.experiment
         job = dataclasses.replace(job, results_dir=str(records.parent))
-        refuse_overlap(self, records, points)
+        refuse_overlap(self, records, points)  # marks the runs gone from the queue ended
+        suspects = died_in_tasks(records)
+        lost = []
+        for point in points:
+            ended = [death for death in suspects.get(point.id, []) if death.ended]
+            if len(ended) >= DEATHS_TO_RECORD:
+                lost.append(record_lost(job, point, evidence(ended)))
+        points = [p for p in points if p.id not in {o.id for o in lost}]
+        if not points:
+            self.submission = Submission(None, None, 0, [], {}, lost)
+            return self.submission
         # A point that died with a task before runs last in its task: if it dies again, the
         # rest of the task's share is done by then.
-        suspects = died_in_tasks(records)
         points = sorted(points, key=lambda p: p.id in suspects)
         tasks = len(points) if self.tasks == -1 else min(self.tasks, len(points))
         run_dir = records / RUNS / new_run_id()
@@ -206,7 +216,7 @@ class ClusterBackend(Backend):
             )
             raise BackendError(f"{self.submit_command} refused the job: {why}")
         self.submission = Submission(
-            job_id, run_dir, tasks, points, {p.id: baseline.get(p.id) for p in points}
+            job_id, run_dir, tasks, points, {p.id: baseline.get(p.id) for p in points}, lost
         )
         stamp = {"job_id": job_id, "command": command, "submitted": now_iso()}
         write_atomic(run_dir / "submitted.json", json.dumps(stamp, indent=1).encode())
@@ -287,7 +297,7 @@ class ClusterBackend(Backend):
 
     def interrupted_note(self, experiment: str, done: int) -> str:
         """Ctrl-C stops only the waiting: the job runs on."""
-        if self.submission is None:
+        if self.submission is None or self.submission.job_id is None:
             return (
                 f"\ninterrupted before the job was submitted; nothing runs on the cluster "
                 f"(if {self.submit_command} was already answering, check your queue)"
