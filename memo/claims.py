@@ -30,13 +30,12 @@ from pathlib import Path
 
 from memo.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
 from memo.files import own_dir, read_regular
-from memo.files import temp_path, write_atomic
+from memo.files import temp_path
 
 CLAIMS = "_running"  # "_": not a record name
 STALE_S = 600.0
 HEARTBEAT_S = 60.0
 CAP = 1 << 16  # bytes of a claim file read at most
-MANIFEST_CAP = 1 << 30
 _held: dict = {}  # claim path -> inode, of the claims this process holds
 _keeper: dict = {}  # pid -> its heartbeat thread, once started
 _stamp: dict = {}  # pid -> its process_stamp, once read
@@ -244,35 +243,26 @@ def cluster_holds(records: Path, todo: list, status: dict) -> str | None:
     not ended may still run some of them (those without a record in ``status``). The
     scheduler is asked where it answers; a run it no longer knows is marked ended."""
     from memo.backends import BACKENDS, BackendError
-    from memo.backends.cluster import RUNS
+    from memo.backends.run_files import mark_ended, submitted_runs
 
     ids = {p.id for p in todo if p.id not in status}
-    for stamp in sorted((Path(records) / RUNS).glob("*/submitted.json")):
-        run_dir = stamp.parent
-        if (run_dir / "ended.json").exists():
+    for run in submitted_runs(records):
+        held = ids & set(run.point_ids)
+        kind = BACKENDS.get(run.backend)
+        if run.ended or not held or kind is None:
             continue
         try:
-            job_id = str(json.loads(read_regular(stamp, CAP))["job_id"])
-            manifest = json.loads(read_regular(run_dir / "manifest.json", MANIFEST_CAP))
-            held = ids & {str(p["id"]) for p in manifest["points"]}
-            kind = BACKENDS[manifest["backend"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not held:
-            continue
-        try:
-            queued = kind(1, []).in_queue(job_id)
+            queued = kind(1, []).in_queue(run.job_id)
         except BackendError:
             queued = None
         if queued is False:
-            ended = {"ended": now_iso(), "seen_gone_by": "a local run"}
             with contextlib.suppress(OSError):
-                write_atomic(run_dir / "ended.json", json.dumps(ended).encode())
+                mark_ended(run, "a local run")
             continue
         state = "is still queued or running" if queued else "has not ended (no answer here)"
         return (
-            f"{kind.name} job {job_id} {state} and may still run {len(held)} of these "
-            f"points; follow it with --status, cancel it ({kind.cancel_command} {job_id}), "
+            f"{kind.name} job {run.job_id} {state} and may still run {len(held)} of these "
+            f"points; follow it with --status, cancel it ({kind.cancel_command} {run.job_id}), "
             f"or run them here anyway with --force-local"
         )
     return None

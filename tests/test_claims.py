@@ -196,10 +196,29 @@ def test_the_inline_backend_runs_points_in_run_py(write_spec, root, capsys):
 def unfinished_cluster_run(root, points, backend="slurm"):
     run_dir = root / "results" / "exp" / "_runs" / "20261130-000000-abcdef"
     run_dir.mkdir(parents=True)
-    manifest = {"version": 1, "backend": backend, "points": [{"id": p.id} for p in points]}
+    points = [{"id": p.id} for p in points]
+    manifest = {"version": 1, "backend": backend, "tasks": 1, "points": points}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     (run_dir / "submitted.json").write_text(json.dumps({"job_id": "42", "submitted": "now"}))
     return run_dir
+
+
+@pytest.mark.parametrize("linked", ["run folder", "manifest"])
+def test_cluster_runs_are_read_without_following_links(write_spec, root, capsys, linked):
+    """A run folder (or its manifest) that is a link, in a shared results tree, is not
+    followed: it holds no points back and --status does not list it."""
+    write_spec("exp", grid_spec(2))
+    run_dir = unfinished_cluster_run(root, load_spec("exp").points())
+    elsewhere = root / "elsewhere"
+    if linked == "run folder":
+        run_dir.rename(elsewhere)
+        run_dir.symlink_to(elsewhere)
+    else:
+        (run_dir / "manifest.json").rename(elsewhere)
+        (run_dir / "manifest.json").symlink_to(elsewhere)
+    assert run.main(["--name", "exp", "--status"]) == 1
+    assert "slurm job 42" not in capsys.readouterr().out
+    assert run.main(["--name", "exp"]) == 0
 
 
 def test_a_local_run_refuses_points_of_a_cluster_run_not_ended(

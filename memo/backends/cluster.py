@@ -41,10 +41,12 @@ from memo.backends.run_files import (
     RUNS,
     job_name,
     logs_dir,
+    mark_ended,
     new_run_id,
     now_iso,
     read_manifest,
     render,
+    submitted_runs,
     write_manifest,
 )
 from memo.backends.task_deaths import DEATHS_TO_RECORD, evidence, status_lines, task_deaths
@@ -319,7 +321,7 @@ def died_in_tasks(records: Path, status: dict | None = None, ended: bool = False
     ``ended``, only tasks of arrays known to have left the queue."""
     if status is None:
         status = dict.fromkeys(record_inodes(records))
-    deaths = task_deaths(records / RUNS, logs_dir(records.name), set(status))
+    deaths = task_deaths(submitted_runs(records), logs_dir(records.name), set(status))
     if ended:
         deaths = {i: [d for d in found if d.ended] for i, found in deaths.items()}
     return {i: found for i, found in deaths.items() if found}
@@ -330,22 +332,12 @@ def unfinished_runs(records: Path, status: dict) -> list:
     points without a record, and per point without a record that was running when its task
     died; ``status`` is {point id: status} of the records."""
     lines = status_lines(died_in_tasks(records, status))
-    for stamp in sorted((records / RUNS).glob("*/submitted.json")):
-        run_dir = stamp.parent
-        if (run_dir / "ended.json").exists():
-            continue
-        try:
-            submitted = json.loads(stamp.read_text())
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-        except (OSError, ValueError):
-            continue
-        total = len(manifest["points"])
-        missing = sum(p["id"] not in status for p in manifest["points"])
-        if missing:
+    for run in submitted_runs(records):
+        missing = sum(i not in status for i in run.point_ids)
+        if missing and not run.ended:
             lines.append(
-                f"{manifest['backend']} job {submitted['job_id']} "
-                f"(submitted {submitted['submitted']}): {missing} of its {total} points "
-                f"have no record yet; run folder {run_dir}"
+                f"{run.backend} job {run.job_id} (submitted {run.submitted}): {missing} of its"
+                f" {len(run.point_ids)} points have no record yet; run folder {run.folder}"
             )
     return lines
 
@@ -388,25 +380,17 @@ def refuse_overlap(backend: ClusterBackend, records: Path, points: list) -> None
     the cluster's time and race on the records.
     """
     ids = {p.id for p in points}
-    for run_dir in sorted((records / RUNS).glob("*/submitted.json")):
-        run_dir = run_dir.parent
-        if (run_dir / "ended.json").exists():
-            continue
-        try:
-            job_id = json.loads((run_dir / "submitted.json").read_text())["job_id"]
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-            theirs = {p["id"] for p in manifest["points"]}
-        except (OSError, ValueError, KeyError):
-            continue
-        if manifest.get("backend") != backend.name or not ids & theirs:
+    for run in submitted_runs(records):
+        theirs = ids & set(run.point_ids)
+        if run.ended or run.backend != backend.name or not theirs:
             continue  # another scheduler's job id means nothing to this one
-        queued = backend.in_queue(job_id)
+        queued = backend.in_queue(run.job_id)
         if queued is False:
-            stamp = {"ended": now_iso(), "seen_gone_by": "a later submission"}
-            write_atomic(run_dir / "ended.json", json.dumps(stamp).encode())
+            mark_ended(run, "a later submission")
             continue
         state = "is still in the queue" if queued else "may still be in the queue (no answer)"
         raise BackendError(
-            f"{backend.name} job {job_id} {state} with {len(ids & theirs)} of these points; "
-            f"follow it with --status or cancel it ({backend.cancel_command} {job_id}), then rerun"
+            f"{backend.name} job {run.job_id} {state} with {len(theirs)} of these points; "
+            f"follow it with --status or cancel it ({backend.cancel_command} {run.job_id}),"
+            f" then rerun"
         )

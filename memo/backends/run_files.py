@@ -7,18 +7,75 @@ import dataclasses
 import json
 import os
 import re
+import stat
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from memo import paths
 from memo.backends.base import BackendError
+from memo.files import read_regular
 from memo.spec import Point
 from memo.store import write_atomic
 from memo.worker import Job
 
 RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
 MANIFEST_VERSION = 1
+STAMP_CAP, MANIFEST_CAP = 1 << 16, 1 << 30  # bytes read at most of submitted.json, manifest
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    """A submission of an experiment, as its run folder says (results/NAME/_runs/RUN)."""
+
+    folder: Path
+    job_id: str
+    submitted: str  # when, ISO time
+    backend: str  # the backend's name: sge, slurm
+    tasks: int
+    point_ids: list  # the manifest's points, in order
+    ended: bool  # seen to leave the queue (ended.json)
+
+
+def submitted_runs(records: Path) -> list:
+    """The runs submitted for the experiment whose records are in ``records``, oldest
+    first. A run folder that is a link, or whose files are links, too large or not what
+    memo wrote (a shared results tree, damaged), is left out."""
+    folder = Path(records) / RUNS
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return []
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    runs = []
+    for name in names:
+        run_dir = folder / name
+        try:
+            if not stat.S_ISDIR(os.lstat(run_dir).st_mode):
+                continue
+            stamp = json.loads(read_regular(run_dir / "submitted.json", STAMP_CAP))
+            manifest = json.loads(read_regular(run_dir / "manifest.json", MANIFEST_CAP))
+            run = SubmittedRun(
+                run_dir,
+                str(stamp["job_id"]),
+                str(stamp.get("submitted", "?")),
+                str(manifest["backend"]),
+                int(manifest["tasks"]),
+                [str(p["id"]) for p in manifest["points"]],
+                os.path.lexists(run_dir / "ended.json"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        runs.append(run)
+    return runs
+
+
+def mark_ended(run: SubmittedRun, seen_by: str) -> None:
+    """Note that the run's job has left the queue, as ``seen_by`` found (ended.json)."""
+    stamp = {"ended": now_iso(), "seen_gone_by": seen_by}
+    write_atomic(run.folder / "ended.json", json.dumps(stamp).encode())
 
 
 def logs_dir(experiment: str) -> Path:
@@ -47,7 +104,7 @@ def write_manifest(path: Path, job: Job, points: list, tasks: int, backend: str)
 
 def read_manifest(path) -> dict:
     """The manifest with ``job`` as a Job and ``points`` as Points; ValueError if unusable."""
-    manifest = json.loads(Path(path).read_text())
+    manifest = json.loads(read_regular(path, MANIFEST_CAP))
     if manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(
             f"manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}"

@@ -9,7 +9,6 @@ points, a rerun runs them last in their task, and a point that died with its tas
 gets an error record (``WorkerDied``, with the logs as evidence) instead of a third try.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,20 +57,13 @@ def unfinished_points(text: str) -> list:
     return unfinished + ([current] if current else [])
 
 
-def task_deaths(runs: Path, logs: Path, recorded: set) -> dict:
-    """{point id: [Death, ...]} over every submitted run in ``runs`` (results/NAME/_runs)
-    whose task logs lie in ``logs``; points in ``recorded`` (they have a record) left out."""
+def task_deaths(runs: list, logs: Path, recorded: set) -> dict:
+    """{point id: [Death, ...]} over the submitted runs (run_files.SubmittedRun) whose task
+    logs lie in ``logs``; points in ``recorded`` (they have a record) left out."""
     deaths = {}
-    for stamp in sorted(runs.glob("*/submitted.json")):
-        try:
-            job_id = str(json.loads(stamp.read_text())["job_id"])
-            manifest = json.loads((stamp.parent / "manifest.json").read_text())
-            tasks, backend = int(manifest["tasks"]), str(manifest["backend"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        ended = (stamp.parent / "ended.json").exists()
-        for task in range(1, tasks + 1):
-            log = logs / f"{job_id}.{task}.out"
+    for run in runs:
+        for task in range(1, run.tasks + 1):
+            log = logs / f"{run.job_id}.{task}.out"
             try:
                 text = log.read_text(errors="replace")
             except OSError:
@@ -80,8 +72,8 @@ def task_deaths(runs: Path, logs: Path, recorded: set) -> dict:
             for n, (point, index) in enumerate(unfinished):
                 if point not in recorded:
                     # Only the last one may still be running, and only while the array is queued.
-                    done = ended or n < len(unfinished) - 1
-                    death = Death(point, index, backend, job_id, task, log, done)
+                    done = run.ended or n < len(unfinished) - 1
+                    death = Death(point, index, run.backend, run.job_id, task, log, done)
                     deaths.setdefault(point, []).append(death)
     return deaths
 
