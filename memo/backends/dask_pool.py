@@ -126,8 +126,12 @@ class DaskBackend(Backend):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",  # a free port: two runs at once may each show one
+                # No share of the memory each: as with joblib, a point may use what the
+                # machine has, and the system's OOM killer, not dask, ends one that wants more.
+                memory_limit=0,
             )
-        print(f"dask: {workers} workers here, {job.threads} BLAS threads each")
+        threads = f"{job.threads} BLAS thread{'s' if job.threads > 1 else ''}"
+        print(f"dask: {workers} workers here, {threads} each")
         return cluster
 
 
