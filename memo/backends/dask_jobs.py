@@ -17,7 +17,8 @@ memo adds, where the configuration does not say otherwise:
   death), and new jobs replace it. A point must take less than the lifetime;
 - the job script enters the project folder and exports MEMO_ROOT and MEMO_DATASETS, so
   that workers import memo and read the shared, memory-mapped dataset cache;
-- worker logs go to ``results/NAME/_dask_logs/``.
+- worker logs go to ``results/NAME/_dask_logs/``;
+- one worker job is submitted and cancelled before the run (:meth:`JobqueueBackend.probe`).
 """
 
 import contextlib
