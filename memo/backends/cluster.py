@@ -44,7 +44,6 @@ from memo.backends.run_files import (
     mark_ended,
     new_run_id,
     now_iso,
-    read_manifest,
     render,
     submitted_runs,
     write_manifest,
@@ -93,6 +92,7 @@ class Submission:
 
     job_id: str | None
     run_dir: Path | None
+    job: Job  # as the manifest has it (results_dir resolved)
     tasks: int
     points: list  # Points, in manifest order
     baseline: dict  # point id -> inode of its record before submission (None: no record)
@@ -187,7 +187,7 @@ class ClusterBackend(Backend):
                 lost.append(record_lost(job, point, evidence(ended)))
         points = [p for p in points if p.id not in {o.id for o in lost}]
         if not points:
-            self.submission = Submission(None, None, 0, [], {}, lost)
+            self.submission = Submission(None, None, job, 0, [], {}, lost)
             return self.submission
         # A point that died with a task before runs last in its task: if it dies again, the
         # rest of the task's share is done by then.
@@ -218,7 +218,7 @@ class ClusterBackend(Backend):
             )
             raise BackendError(f"{self.submit_command} refused the job: {why}")
         self.submission = Submission(
-            job_id, run_dir, tasks, points, {p.id: baseline.get(p.id) for p in points}, lost
+            job_id, run_dir, job, tasks, points, {p.id: baseline.get(p.id) for p in points}, lost
         )
         stamp = {"job_id": job_id, "command": command, "submitted": now_iso()}
         write_atomic(run_dir / "submitted.json", json.dumps(stamp, indent=1).encode())
@@ -265,12 +265,11 @@ class ClusterBackend(Backend):
         if not pending:
             return
         deaths = died_in_tasks(records, ended=True)
-        job = read_manifest(submission.run_dir / "manifest.json")["job"]
         for point in submission.points:
             found = deaths.get(point.id, [])
             if point.id in pending and len(found) >= DEATHS_TO_RECORD:
                 pending.discard(point.id)
-                yield record_lost(job, point, evidence(found))
+                yield record_lost(submission.job, point, evidence(found))
         if pending:
             died = status_lines({i: d for i, d in deaths.items() if i in pending})
             print(self.lost_note(submission, len(pending), died), file=sys.stderr)
