@@ -57,6 +57,12 @@ def state(job):
     return path.read_text() if path.exists() else None
 
 
+def set_state(job, value):  # atomically: a qstat meanwhile must not read it empty (= gone)
+    temp = STATE / "jobs" / f"{job}.state.tmp"
+    temp.write_text(value)
+    os.replace(temp, STATE / "jobs" / f"{job}.state")
+
+
 def submit(kind, args):
     if os.environ.get("FAKE_REFUSE"):
         print(os.environ["FAKE_REFUSE"], file=sys.stderr)
@@ -84,7 +90,7 @@ def submit(kind, args):
     counter = STATE / "next_id"
     job = int(counter.read_text()) if counter.exists() else 100
     counter.write_text(str(job + 1))
-    (STATE / "jobs" / f"{job}.state").write_text("queued")
+    set_state(job, "queued")
     spec = dict(kind=kind, job=job, script=str(script), tasks=tasks, out=out, err=err, extra=extra)
     subprocess.Popen(
         [sys.executable, os.path.realpath(__file__), json.dumps(spec)], start_new_session=True,
@@ -105,7 +111,7 @@ def execute(spec):
     kind, job = spec["kind"], spec["job"]
     while (STATE / "hold").exists():
         time.sleep(0.05)
-    (STATE / "jobs" / f"{job}.state").write_text("running")
+    set_state(job, "running")
     lost = os.environ.get("FAKE_LOSE_TASKS", "").split(",")
     procs, codes = {}, {}
     for i in range(1, spec["tasks"] + 1):
@@ -123,7 +129,7 @@ def execute(spec):
     for i, proc in procs.items():
         codes[i] = proc.wait()
     (STATE / "jobs" / f"{job}.acct").write_text(json.dumps(codes))
-    (STATE / "jobs" / f"{job}.state").write_text("done")
+    set_state(job, "done")
 
 
 def main():
