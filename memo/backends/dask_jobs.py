@@ -30,8 +30,6 @@ import shutil
 import sys
 import threading
 
-import yaml
-
 from memo import paths
 from memo.backends.base import BackendError
 from memo.backends.dask_points import ENV
@@ -190,6 +188,8 @@ def overrides(args: list, configured: dict, backend: str) -> dict:
     ...     {"queue": None, "cores": None, "job-extra-directives": []}, "dask-sge")
     {'queue': 'all.q', 'cores': 2, 'job_extra_directives': ['-l h=a']}
     """
+    import yaml  # dask's own dependency, as its config files are YAML
+
     known = {key.replace("-", "_") for key in configured}
     options = {}
     for word in args:
