@@ -683,6 +683,12 @@ def test_table_spread_minmax_and_one_run_cells():
     with pytest.raises(PlotError, match="unknown key for table") as e:
         entry("table", index="n_iter", values="score", figsize=[2, 2])
     assert e.value.key == "figsize"
+    named = df.rename(columns={"max_bias": "max"})  # a param named like a statistic
+    for key in ("index", "columns"):
+        grouping = {"index": "n_iter", key: "max"}
+        with pytest.raises(PlotError, match="'max' cannot be grouped by") as e:
+            draw("table", named, values="score", **grouping)
+        assert e.value.key == key
 
 
 def test_legend_labels_name_groups_by_their_values_and_order_the_legend():

@@ -147,11 +147,12 @@ def band_text(kind: str, n, bounds=(-math.inf, math.inf), clipped: bool = False)
     return text
 
 
-def summarize(df: pd.DataFrame, by: list, values: pd.Series) -> pd.DataFrame:
-    """Mean, std, n, min and max of ``values`` per group of the ``by`` columns."""
+def summarize(df: pd.DataFrame, by: list, values: pd.Series, key: str = "") -> pd.DataFrame:
+    """Mean, std, n, min and max of ``values`` per group of the ``by`` columns; ``key``: the
+    plot key naming them, for the error (default: by is the hue columns, then x)."""
     clash = [c for c in by if c in STATS]
-    if clash:  # by is the hue columns, then x
-        key = "x" if clash[0] == by[-1] else "hue"
+    if clash:
+        key = key or ("x" if clash[0] == by[-1] else "hue")
         raise PlotError(
             key, f"a column named {clash[0]!r} cannot be grouped by (a statistic's name)"
         )

@@ -8,7 +8,7 @@ import pandas as pd
 from memo import measures
 from memo.plots._core import REQUIRED, Drawn, PlotError, plot_type
 from memo.plots.axes import fmt
-from memo.plots.frame import band, hue_columns, numeric, select
+from memo.plots.frame import STATS, band, hue_columns, numeric, select, summarize
 
 SPREADS = ("std", "sem", "ci95", "minmax", "none")
 
@@ -50,11 +50,8 @@ def table(cfg: dict, df: pd.DataFrame) -> Drawn:
     by = index + columns
     parts = []
     for metric in values:
-        frame = df[by].copy()
-        frame["_v"] = numeric(df, metric, "values")
-        grouped = frame.groupby(by, sort=True, dropna=False)["_v"]
-        stats = grouped.agg(mean="mean", std="std", n="count", min="min", max="max")
-        stats = stats.reset_index().assign(metric=metric)
+        key = "index" if set(index) & set(STATS) else "columns"  # for a name summarize refuses
+        stats = summarize(df, by, numeric(df, metric, "values"), key).assign(metric=metric)
         kind = "minmax" if cfg["spread"] == "none" else cfg["spread"]
         bounds = measures.value_range(metric)
         stats["low"], stats["high"] = band(
