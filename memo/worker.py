@@ -10,6 +10,7 @@ A record that cannot be written (disk full) raises memo.store.RecordWriteError.
 """
 
 import contextlib
+import ctypes
 import importlib.metadata
 import math
 import os
@@ -167,14 +168,24 @@ def check_metrics(metrics, params: dict) -> str | None:
 
 @contextlib.contextmanager
 def time_limit(seconds: float | None):
-    """Raise PointTimeout in the block after ``seconds`` (SIGALRM; main thread only).
+    """Raise PointTimeout in the block after ``seconds``: by SIGALRM in a main thread, and in
+    another (a dask worker's) as an exception set on the thread from a timer.
 
-    A long call into C (one huge matrix product) is interrupted only when it returns.
+    A long call into C (one huge matrix product, a sleep) is interrupted only when it
+    returns; SIGALRM interrupts a sleep, the timer's exception waits for its end.
     """
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    if not seconds:
         yield
-        return
+    elif threading.current_thread() is threading.main_thread():
+        with alarm(seconds):
+            yield
+    else:
+        with thread_timer(seconds):
+            yield
 
+
+@contextlib.contextmanager
+def alarm(seconds: float):
     def expire(signum, frame):
         raise PointTimeout()
 
@@ -185,6 +196,28 @@ def time_limit(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def thread_timer(seconds: float):
+    thread, lock, state = threading.get_ident(), threading.Lock(), {"running": True}
+
+    def expire():
+        with lock:  # never after the block has ended
+            if state["running"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread), ctypes.py_object(PointTimeout)
+                )
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["running"] = False
+        timer.cancel()
 
 
 def provenance(backend: str) -> dict:

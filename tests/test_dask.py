@@ -2,6 +2,7 @@
 started as scheduler jobs by dask-jobqueue (tests marked sge / slurm use the real Grid
 Engine and Slurm of ``.ci/cluster.sh``)."""
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from conftest import PROJECT, REAL
 
 from memo import claims as memo_claims
+from memo import worker
 from memo.backends import make_backend
 from memo.spec import load_spec
 from memo.worker import Job
@@ -88,6 +90,31 @@ def test_a_local_cluster_records_every_point_as_joblib_does(write_spec, root, cl
         same = {k: v for k, v in record.items() if k not in VOLATILE and k != "error"}
         assert same == {k: v for k, v in by_joblib[point].items() if k in same}
         assert record["threads"] == max(1, joblib.cpu_count() // 2)
+
+
+def test_timeout_holds_on_dask_workers_whose_points_run_outside_the_main_thread(
+    write_spec, root, cli
+):
+    write_spec("exp", grid(1, {"x": [1], "duration": [1.5]}))
+    result = cli("--name", "exp", "--backend", "dask", "--timeout", "0.5")
+    assert result.returncode == 1 and "1 ok, 0 error, 1 timeout" in result.stdout
+    (late,) = [r for r in records(root).values() if r["status"] == "timeout"]
+    assert late["params"]["duration"] == 1.5
+    assert late["error"] == "PointTimeout: no result within 0.5 s"
+
+
+def test_a_point_in_a_thread_is_stopped_at_its_time_limit():
+    def spin():
+        end = time.monotonic() + 5
+        with worker.time_limit(0.2):
+            while time.monotonic() < end:  # Python lines: the exception comes at the next one
+                pass
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        with pytest.raises(worker.PointTimeout):
+            pool.submit(spin).result()
+    assert time.monotonic() - start < 4
 
 
 def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
