@@ -9,6 +9,7 @@ while it runs alone gets an error record (WorkerDied).
 """
 
 import collections
+import concurrent.futures
 import dataclasses
 import os
 import uuid
@@ -56,7 +57,7 @@ def run_on(client, job: Job, points: list, workers: int) -> Iterator[Outcome]:
         send()
         for future, result in finished:
             chunk = flying.pop(future)
-            outcomes = outcomes_of(future, result, job, chunk, alone)
+            outcomes = outcomes_of(result, job, chunk, alone)
             if outcomes:
                 took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
             yield from outcomes
@@ -72,15 +73,17 @@ def threads_of(client) -> int:
     return sum(w.get("nthreads", 1) for w in workers.values())
 
 
-def outcomes_of(future, result, job: Job, chunk: list, alone: collections.deque) -> list:
-    """The Outcomes of a finished task (``result``: its value, or its error as (type,
-    error, traceback)). A chunk whose workers all died is put in ``alone`` to run point by
-    point (no Outcome yet); a point alone gets an error record."""
+def outcomes_of(result, job: Job, chunk: list, alone: collections.deque) -> list:
+    """The Outcomes of a finished task from ``result``: its value (a list of Outcomes), its
+    error as (type, error, traceback), or CancelledError. Told by the result, not by the
+    future's status, which may have moved on (its worker died since). A chunk whose workers
+    all died is put in ``alone`` to run point by point (no Outcome yet); a point alone gets
+    an error record."""
     from distributed import KilledWorker
 
-    if future.status == "finished":
+    if isinstance(result, list):
         return [fetched(job, point, found) for point, found in zip(chunk, result)]
-    error = result if future.status == "cancelled" else result[1]
+    error = result if isinstance(result, BaseException) else result[1]
     if isinstance(error, KilledWorker):  # the scheduler gave up after the allowed deaths
         if len(chunk) > 1:
             alone.extend(chunk)
@@ -92,7 +95,7 @@ def outcomes_of(future, result, job: Job, chunk: list, alone: collections.deque)
             f" folder ({os.getcwd()}) or with it on PYTHONPATH, in an environment with memo's"
             " requirements"
         )
-    if future.status == "cancelled":
+    if isinstance(error, concurrent.futures.CancelledError):
         raise BackendError(f"dask cancelled point {chunk[0].id} (the cluster restarted?)")
     raise error  # DatasetDamaged, RecordWriteError: run.py says what they mean
 
