@@ -248,6 +248,20 @@ def fake_commands(root, *names) -> str:
     return str(folder)
 
 
+def test_a_timeout_longer_than_the_workers_lifetime_is_refused_before_any_job(
+    write_spec, root, cli, monkeypatch
+):
+    monkeypatch.setenv("PATH", fake_commands(root, "sbatch"))
+    write_spec("exp", grid(2))
+    settings = ["--", "cores=1", "memory=1GB", "walltime=01:00:00"]
+    result = cli("--name", "exp", "--backend", "dask-slurm", "--timeout", "3000", *settings)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--timeout 3000 s: the workers retire after 2880 s (80 % of walltime 01:00:00)" in (
+        result.stderr
+    )
+    assert not records(root)
+
+
 def test_worker_jobs_that_do_not_start_are_said_once_with_where_to_look(root, monkeypatch, capsys):
     class Scheduler:
         def __init__(self, workers):

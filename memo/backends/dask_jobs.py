@@ -12,7 +12,7 @@ memo adds, where the configuration does not say otherwise:
 
 - each worker process runs one point at a time (``--nthreads 1``), with
   cores/processes BLAS threads;
-- a lifetime shorter than the walltime (:func:`lifetime_args`): a worker retires before
+- a lifetime shorter than the walltime (:func:`retirement`): a worker retires before
   the scheduler would kill it, its point runs again on another (without counting as a
   death), and new jobs replace it. A point must take less than the lifetime;
 - the job script enters the project folder and exports MEMO_ROOT and MEMO_DATASETS, so
@@ -64,7 +64,7 @@ class JobqueueBackend(DaskBackend):
                     f"{self.name} needs the {key} of each job: set jobqueue.{self.config}.{key} "
                     f"in ~/.config/dask/jobqueue.yaml or give {key}=... after --"
                 )
-        self.lifetime = lifetime_args(self.setting("walltime"), self.setting("worker-extra-args"))
+        self.retirement = retirement(self.setting("walltime"), self.setting("worker-extra-args"))
 
     def settings(self) -> dict:
         """The user's jobqueue configuration of this scheduler (dask.config)."""
@@ -110,6 +110,14 @@ class JobqueueBackend(DaskBackend):
     def start(self, job, points: int):
         """The dask-jobqueue cluster adapting between none and the most workers: jobs are
         submitted as the points need them."""
+        if self.retirement and job.timeout:
+            earliest = self.retirement[0] - self.retirement[1]
+            if job.timeout > earliest:
+                raise BackendError(
+                    f"--timeout {job.timeout:g} s: the workers retire after {earliest:.0f} s (80 %"
+                    f" of walltime {self.setting('walltime')}), and a point they leave starts"
+                    " again on the next: it would never end; give a longer walltime"
+                )
         cluster = self.make_cluster(job)
         try:
             self.probe(cluster)
@@ -128,7 +136,11 @@ class JobqueueBackend(DaskBackend):
 
         store = Store(job.experiment, job.results_dir)
         self.logs = self.setting("log-directory") or str(store.dir / LOGS)
-        extra = list(self.setting("worker-extra-args") or []) + self.lifetime + ["--nthreads", "1"]
+        extra = list(self.setting("worker-extra-args") or [])
+        if self.retirement:
+            lifetime, stagger = self.retirement
+            extra += ["--lifetime", f"{lifetime:.0f}s", "--lifetime-stagger", f"{stagger:.0f}s"]
+        extra += ["--nthreads", "1"]
         self.job_options = {
             **self.options,
             "job_script_prologue": [
@@ -229,19 +241,20 @@ def seconds(walltime) -> float:
     return float(total + int(days or 0) * 86400)
 
 
-def lifetime_args(walltime, configured) -> list:
-    """dask worker flags that retire a worker before its walltime: at 80-90 % of it
-    (``--lifetime`` 90 % less a stagger of 5 %, at most 5 minutes, so that workers do not
-    all leave at once); none if the configuration sets a lifetime, or there is no walltime.
+def retirement(walltime, configured) -> tuple | None:
+    """(lifetime, stagger) in seconds that retire a worker before its walltime, at 80-90 %
+    of it: dask's ``--lifetime`` 90 % less a stagger of 5 % (at most 5 minutes, so that
+    workers do not all leave at once); None if the configuration sets a lifetime, or there
+    is no walltime.
 
-    >>> lifetime_args("01:00:00", [])
-    ['--lifetime', '3060s', '--lifetime-stagger', '180s']
+    >>> retirement("01:00:00", []), retirement("01:00:00", ["--lifetime", "50m"])
+    ((3060.0, 180.0), None)
     """
     if walltime is None or any(str(a).startswith("--lifetime") for a in configured or []):
-        return []
+        return None
     total = seconds(walltime)
     stagger = min(300.0, total / 20)
-    return ["--lifetime", f"{0.9 * total - stagger:.0f}s", "--lifetime-stagger", f"{stagger:.0f}s"]
+    return 0.9 * total - stagger, stagger
 
 
 def backend(config: str, cluster_class: str) -> type:
