@@ -2,10 +2,11 @@
 
 A task runs one point, or for quick points a chunk of a few (up to :data:`CHUNK_S` of
 work, sized as the joblib backend sizes its chunks), so that dask's few milliseconds a
-task (scheduler, network, worker) do not dominate a grid of 1 ms fits. About two tasks per worker are in flight, the rest wait
-here: a worker that frees up takes the next one at once. A chunk whose workers kept dying
-under it is split, each of its points then runs alone; a point whose workers keep dying
-while it runs alone gets an error record (WorkerDied).
+task (scheduler, network, worker) do not dominate a grid of 1 ms fits. About two tasks per
+worker are in flight, the rest wait here: a worker that frees up takes the next one at
+once. A chunk whose workers kept dying under it is split, each of its points then runs
+alone; a point whose workers keep dying while it runs alone gets an error record
+(WorkerDied).
 """
 
 import collections
@@ -38,12 +39,12 @@ def run_on(client, job: Job, points: list, workers: int) -> Iterator[Outcome]:
     finished = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
     def send():
-        room = 2 * max(workers, threads_of(client)) - len(flying)
-        for _ in range(room):
+        capacity = max(workers, threads_of(client), 1)  # points that can run at once
+        for _ in range(2 * capacity - len(flying)):
             if alone:
                 chunk = [alone.popleft()]
             elif queue:
-                fair = -(-len(queue) // max(workers, 1))  # the rest shared out
+                fair = -(-len(queue) // capacity)  # the rest shared out
                 size = max(1, min(CHUNK, fair, int(CHUNK_S / max(took, 1e-6))))
                 chunk = [queue.popleft() for _ in range(size)]
             else:
