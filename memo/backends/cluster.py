@@ -185,7 +185,8 @@ class ClusterBackend(Backend):
             ended = [death for death in suspects.get(point.id, []) if death.ended]
             if len(ended) >= DEATHS_TO_RECORD:
                 lost.append(record_lost(job, point, evidence(ended)))
-        points = [p for p in points if p.id not in {o.id for o in lost}]
+        recorded = {o.id for o in lost}
+        points = [p for p in points if p.id not in recorded]
         if not points:
             self.submission = Submission(None, None, job, 0, [], {}, lost)
             return self.submission
