@@ -107,6 +107,10 @@ class JobqueueBackend(DaskBackend):
                 file=sys.stderr,
             )
 
+    def settle(self, client, cluster) -> None:
+        """Nothing: workers in jobs print into their logs, and a job still queued at the
+        end must not hold the run up."""
+
     def start(self, job, points: int):
         """The dask-jobqueue cluster adapting between none and the most workers: jobs are
         submitted as the points need them."""

@@ -110,9 +110,13 @@ class DaskBackend(Backend):
         with cluster, Client(cluster, set_as_default=False) as client:
             print(f"dask: dashboard {client.dashboard_link}")
             yield client
-            # A worker restarting after a death, shut down midway, prints a traceback.
-            with contextlib.suppress(TimeoutError, OSError):
-                client.wait_for_workers(len(cluster.workers), timeout=10)
+            self.settle(client, cluster)
+
+    def settle(self, client, cluster) -> None:
+        """Before memo's workers here shut down: let any worker restarting after a death
+        finish starting (shut down midway, it prints a traceback in this terminal)."""
+        with contextlib.suppress(TimeoutError, OSError):
+            client.wait_for_workers(len(cluster.workers), timeout=10)
 
     def start(self, job: Job, points: int):
         """Start the cluster of memo's own workers for ``points`` points."""
