@@ -27,7 +27,7 @@ from conftest import REAL
 import run
 from memo import task
 from memo.backends.cluster import new_outcomes, record_inodes
-from memo.backends.run_files import read_manifest, share, write_manifest
+from memo.backends.run_files import new_run_id, read_manifest, share, write_manifest
 from memo.backends.sge import SGEBackend
 from memo.spec import load_spec
 from memo.store import Store
@@ -262,6 +262,11 @@ def test_task_shares_cover_every_point_exactly_once(count):
         assert sorted(p for s in shares for p in s) == points
         assert all(shares), "an empty task"
         assert max(map(len, shares)) - min(map(len, shares)) <= 1  # balanced
+
+
+def test_run_folders_sort_in_the_order_of_submission_within_a_second():
+    ids = [new_run_id() for _ in range(200)]  # a few microseconds apart
+    assert sorted(ids) == ids and len(set(ids)) == 200
 
 
 @pytest.mark.parametrize(("tasks", "size"), [("3", 3), ("50", 5), ("-1", 5)])

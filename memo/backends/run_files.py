@@ -124,8 +124,10 @@ def share(points: list, task: int, tasks: int) -> list:
 
 
 def new_run_id() -> str:
-    """A sortable, unique run folder name: UTC time and a random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    """A unique run folder name that sorts in the order of submission: UTC time to the
+    microsecond (two submissions in one second sorted at random by their suffix alone)
+    and a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f-") + uuid.uuid4().hex[:6]
 
 
 def now_iso() -> str:
