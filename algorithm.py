@@ -23,9 +23,9 @@ training score is 1 exactly when every point of every covered class is covered.
 Two forms build the same network for the same seed. ``method="reference"`` is the
 readable one: it loops over candidates one by one and keeps the (N, n) float32
 first-layer activations of the training set in memory. ``method="fast"`` keeps threshold
-activations as bits and counts ``<u, h(x)>`` with compiled popcounts (memo/bitset.py); for
+activations as bits and counts ``<u, h(x)>`` with compiled popcounts (memo/memorize/bitset.py); for
 ReLU, or on a GPU through torch when asked, it evaluates blocks of candidates with one
-matrix product each (memo/fast.py). Both draw the candidates of a class
+matrix product each (memo/memorize/fast.py). Both draw the candidates of a class
 in one random permutation, skipping points already covered: given what happened so
 far, the next uncovered point of a uniform permutation is uniform among the untried
 uncovered points, so this is the paper's "draw uniformly at random" [Line 4].
@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memo import bitset, fast
+from memo.memorize import bitset
+from memo.memorize import fast
 
 ACTIVATIONS = ("thres", "relu")
 METHODS = ("fast", "reference")
@@ -176,8 +177,8 @@ class Network:
 
 
 def uses_bitset(method: str, activation: str, device: str) -> bool:
-    """Whether :func:`fit` covers with memo/bitset.py's compiled kernels: the fast method's
-    threshold units on the CPU (the caller may load them first: memo.bitset.load)."""
+    """Whether :func:`fit` covers with memo/memorize/bitset.py's compiled kernels: the fast method's
+    threshold units on the CPU (the caller may load them first: memo.memorize.bitset.load)."""
     return method == "fast" and activation == "thres" and fast.torch_device(device) is None
 
 
@@ -371,7 +372,7 @@ def _inner(H, U) -> np.ndarray:
     reproduce them bit for bit, or with ReLU (non-integer sums; BLAS may sum in any
     order) the point at the minimum could fire. With the threshold the sums are
     integers below 2**24, exact in float32 in any order, so a matrix product gives the
-    same bits; memo/fast.py uses that, and for ReLU falls back on this sum near m.
+    same bits; memo/memorize/fast.py uses that, and for ReLU falls back on this sum near m.
     """
     out = np.empty((len(H), len(U)), dtype=np.float32)
     for k, u in enumerate(U):

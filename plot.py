@@ -8,7 +8,7 @@ name and renamed, so a crash never leaves half a figure. The plot types and thei
 are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
 
 Results: heatmap, slices, line, scatter and table read results/NAME.csv (ok rows only); curves
-read the per-epoch records of the points in that CSV through memo.store, so every plot
+read the per-epoch records of the points in that CSV through memo.store.records, so every plot
 shows the grid as run.py last collected it (`run.py --collect` rewrites the CSV). A note
 says when that is only part of the grid. Plots that read datasets instead (dataset_2d,
 dataset_images, boundary_2d) are drawn even when there are no results yet.
@@ -55,7 +55,7 @@ def fail(message: str) -> int:
 
 def load_entries(name: str, only):
     """The experiment's plot entries (those named by --only); a one-line message if unusable."""
-    from memo import paths
+    from memo.store import paths
 
     path = paths.experiments_dir() / f"{name}.json"
     try:
@@ -97,7 +97,8 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from memo import paths, plots
+    from memo import plots
+    from memo.store import paths
 
     entries, problem = load_entries(args.name, args.only)
     if problem:
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
 def column_errors(name: str) -> dict:
     """{plot name: PlotError} for the plot entries naming columns the trial does not give."""
     from memo.plots.check import plot_errors
-    from memo.spec import SpecError, load_spec
+    from memo.run.spec import SpecError, load_spec
 
     try:
         spec = load_spec(name)
@@ -173,7 +174,7 @@ def _named(entry) -> bool:
 
 def note_pending(name: str, table) -> None:
     """Say so when the figures show only part of the grid (points pending or failed)."""
-    from memo.spec import SpecError, load_spec
+    from memo.run.spec import SpecError, load_spec
 
     try:
         total = len(load_spec(name).points())

@@ -18,20 +18,15 @@ import contextlib
 import math
 import signal
 import sys
-import tempfile
 import time
 import uuid
 
-from memo import claims, report
-from memo.backends import BACKENDS, BackendError, make_backend
-from memo.backends.base import Backend
+from memo.backends import BACKENDS, BackendError, cluster_holds, make_backend
 from memo.backends.cluster import unfinished_runs
-from memo.datasets import DatasetDamaged
-from memo.progress import Progress
-from memo.spec import SpecError, load_spec
-from memo.files import clean_temps
-from memo.store import RecordWriteError, Store
-from memo.worker import Job, provenance
+from memo.run import report, steps
+from memo.run.spec import SpecError, load_spec
+from memo.run.worker import Job, provenance
+from memo.store import Store, claims
 
 
 def parse_args(argv):
@@ -110,9 +105,9 @@ def main(argv=None) -> int:
 
 
 def describe(trial: str) -> int:
-    """--describe: the trial's reference (memo/describe.py); 2 for an unknown trial."""
-    from memo import describe
-    from memo.trial_lookup import known_trials
+    """--describe: the trial's reference (memo/run/describe.py); 2 for an unknown trial."""
+    from memo.run import describe
+    from memo.run.trial_lookup import known_trials
 
     if trial not in known_trials():
         print(f"error: {describe.unknown_trial(trial)}", file=sys.stderr)
@@ -151,7 +146,7 @@ def run(args) -> int:
 
     store = Store(spec.name)
     if args.collect:  # reads every record again
-        return finish(spec.name, store, points, fresh=True)
+        return steps.finish(spec.name, store, points, fresh=True)
     since = time.time()  # records written after this are another run's (Job.since)
     rows = store.rows()
     done = rows.status()
@@ -159,24 +154,24 @@ def run(args) -> int:
     if args.status:
         print(report.status(spec.name, points, rows))
         if any(p.id not in done for p in points):
-            print(running_line(points, done, busy))
+            print(steps.running_line(points, done, busy))
         for line in unfinished_runs(store.dir, done):
             print(line)
         return 0 if all(done.get(p.id) == "ok" for p in points) else 1
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
     if args.dry_run:
-        return dry_run(spec, rows, done, rerun, busy, args.tasks)
+        return steps.dry_run(spec, rows, done, rerun, busy, args.tasks)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     elsewhere = [p for p in todo if p.id in busy]
     todo = [p for p in todo if p.id not in busy]
-    problem = missing_data(todo)
+    problem = steps.missing_data(todo)
     if problem:
         print(f"error: {spec.path}: {problem}", file=sys.stderr)
         return 2
-    problem = unwritable(store.dir) if todo else None
+    problem = steps.unwritable(store.dir) if todo else None
     if not problem and todo and not backend.detachable and not args.force_local:
-        problem = claims.cluster_holds(store.dir, todo, done)
+        problem = cluster_holds(store.dir, todo, done)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -199,171 +194,16 @@ def run(args) -> int:
         if note:
             print(note, file=sys.stderr)
         if todo:
-            clean_up(store)
+            steps.clean_up(store)
         print(
             f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name},"
             f" tasks={args.tasks}"
         )
         if elsewhere:
-            print(elsewhere_line(elsewhere, busy))
+            print(steps.elsewhere_line(elsewhere, busy))
         if args.no_wait and todo:
-            return submit_only(spec.name, backend, job, todo)
-        return run_points(spec.name, backend, job, todo, store, points, rows.files)
-
-
-def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
-    """--dry-run: counts, the first points to run and an estimate of their time, streaming
-    the grid (any size fits); ``busy``: the claims of points other processes run now
-    (claims.running)."""
-    preview = report.DryRun(done, rerun, busy)
-    start = time.monotonic()
-    try:
-        for point in spec.iter_points():
-            preview.add(point)
-            if point.index == 9_999 and spec.size > 100_000:  # say how long the rest takes
-                left = (time.monotonic() - start) * (spec.size / 10_000 - 1)
-                print(f"checking {spec.size:,} points, about {left:.0f} s more", file=sys.stderr)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    walls = [w for i, w in rows.by_id("wall_time").items() if done.get(i) == "ok"]
-    print(preview.text(spec.name, walls, tasks))
-    if preview.elsewhere:
-        print(elsewhere_line(preview.elsewhere, busy))
-    problem = missing_data(list(preview.by_dataset.values()))
-    if problem:
-        print(f"note: {problem}")
-    return 0
-
-
-def run_points(name, backend: Backend, job: Job, todo: list, store: Store, points, before) -> int:
-    """Run the points with the backend, showing progress; the table at the end. ``before``:
-    the record files' stamps before the run (Rows.files)."""
-    progress = Progress(len(todo))
-    start = time.monotonic()
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        for outcome in backend.run(job, todo):
-            progress.update(outcome)
-    except KeyboardInterrupt:
-        progress.close()
-        # Counted from the record files: workers may have finished points not yet reported.
-        after = store.rows().files
-        names = [f"{p.id}.json" for p in todo]
-        done = sum(1 for n in names if after.get(n) not in (None, before.get(n)))
-        print(backend.interrupted_note(name, done), file=sys.stderr)
-        return 130
-    except (BackendError, DatasetDamaged) as e:  # e.g. the scheduler refused the job
-        progress.close()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RecordWriteError as e:  # disk full: what is recorded stays, the rest is pending
-        progress.close()
-        print(
-            f"error: {e}; the {progress.done - progress.counts['skipped']}"
-            f" points recorded in this run are kept; {'make room' if e.full else 'fix that'}"
-            " and rerun",
-            file=sys.stderr,
-        )
-        return 2
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    progress.close()
-    print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
-    return finish(name, store, points)
-
-
-def submit_only(name: str, backend: Backend, job: Job, todo: list) -> int:
-    """--no-wait: submit the array and return; the records arrive while nobody waits."""
-    try:
-        submission = backend.submit(job, todo)
-    except BackendError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(backend.interrupted_note(name, 0), file=sys.stderr)
-        return 130
-    for outcome in submission.lost:  # killed their task twice: recorded, not submitted
-        print(f"error: point {outcome.id}: {outcome.message}", file=sys.stderr)
-    if submission.job_id is None:
-        print(f"nothing submitted; --status shows why {len(submission.lost)} points failed")
-        return 1
-    print(f"not waiting; follow it with: python run.py --name {name} --status")
-    print(f"cancel it with: {backend.cancel_command} {submission.job_id}")
-    return 0
-
-
-def clean_up(store: Store) -> None:
-    """Remove the temp files and point claims left by killed processes, in one note."""
-    temps = sum(clean_temps(folder) for folder in (store.dir, store.cache_path.parent))
-    temps += clean_temps(store.dir / claims.CLAIMS)
-    _, stale = claims.running(store.dir, clean=True)
-    if temps or stale:
-        print(
-            f"note: removed {temps} temp files and {stale} point claims"
-            f" left by killed processes in {store.dir}",
-            file=sys.stderr,
-        )
-
-
-def elsewhere_line(elsewhere: list, busy: dict) -> str:
-    """The points to run that another process runs now (claimed), left to it."""
-    return f"{len(elsewhere)} more are running in another process ({busy[elsewhere[0].id]}, ...)"
-
-
-def running_line(points: list, done: dict, busy: dict) -> str:
-    """--status: the pending points that some process runs now, apart from the rest."""
-    now = [p for p in points if p.id not in done and p.id in busy]
-    waiting = sum(1 for p in points if p.id not in done) - len(now)
-    where = sorted({f"{busy[p.id].host} pid {busy[p.id].pid}" for p in now})
-    shown = f" ({', '.join(where[:5])}{', ...' if len(where) > 5 else ''})" if where else ""
-    return f"pending: {len(now)} running now{shown}, {waiting} not started"
-
-
-def unwritable(folder) -> str | None:
-    """Why records cannot be written into ``folder``, if they can't (checked before running)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            return None
-    except OSError as e:
-        return f"cannot write records into {folder}: {e.strerror or e}"
-
-
-def missing_data(points: list) -> str | None:
-    """Why the datasets the points name (param ``dataset``) cannot be loaded, if they can't."""
-    from memo.datasets import DatasetError, check_available
-
-    try:
-        check_available(
-            *dict.fromkeys(p.params["dataset"] for p in points if "dataset" in p.params)
-        )
-    except DatasetError as e:
-        return str(e)
-    return None
-
-
-def finish(name: str, store: Store, points: list, fresh: bool = False) -> int:
-    """Write the table, print the summary line; 0 if every point is ok, else 1."""
-    try:
-        frame, rows = store.write_table(points, fresh)
-    except OSError as e:  # say, a colleague's read-only results
-        print(f"error: cannot write {store.table_path}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    status = rows.status()
-    print(report.table_summary(frame, points))
-    print(report.summary_line(name, points, status))
-    print(f"table: {store.table_path}")
-    tally = report.counts(points, status)
-    if tally["error"] or tally["timeout"]:
-        print(
-            "rerun with --retry-failed to run failed points again; --status shows why they failed"
-        )
-    return 0 if tally["ok"] == len(points) else 1
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+            return steps.submit_only(spec.name, backend, job, todo)
+        return steps.run_points(spec.name, backend, job, todo, store, points, rows.files)
 
 
 if __name__ == "__main__":

@@ -11,5 +11,5 @@
 #$ -r y
 set -eu
 cd {{project}}
-# memo/task.py sets BLAS/torch threads from NSLOTS (-pe smp N; else 1) before numpy loads.
-exec {{python}} -m memo.task {{manifest}} "$SGE_TASK_ID"
+# memo/backends/task.py sets BLAS/torch threads from NSLOTS (-pe smp N; else 1) before numpy loads.
+exec {{python}} -m memo.backends.task {{manifest}} "$SGE_TASK_ID"

@@ -49,7 +49,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 import algorithm  # noqa: E402
-from memo import bitset  # noqa: E402
+from memo.memorize import bitset  # noqa: E402
 from memo.datasets import load_dataset, preprocess  # noqa: E402
 
 # ../shared/anchors/memo beside the project (or beside a folder above it, for worktrees).

@@ -73,7 +73,7 @@ def dry_run_bench(points: int) -> None:
         (Path(root) / "experiments" / "big.json").write_text(json.dumps(spec))
         env = {**os.environ, "MEMO_ROOT": root, "PYTHONPATH": str(ROOT)}
         code = {
-            "held (Spec.points)": "from memo.spec import load_spec; len(load_spec('big').points())",
+            "held (Spec.points)": "from memo.run.spec import load_spec; len(load_spec('big').points())",
             "streamed (--dry-run)": "import run; run.main(['--name', 'big', '--dry-run'])",
         }
         for label, body in code.items():

@@ -7,7 +7,7 @@ Skewed grid: synthetic points that sleep a duration drawn log-uniform over 1-100
 laid out as a grid whose costly param varies fastest (restart × 10 cost levels, as n_train
 in experiments/kernel_size.json), so that with an even number of tasks each task's stripe
 holds the same levels; striping is also run on the points shuffled. Striping is the array
-backends' own code: a manifest and one ``python -m memo.task MANIFEST i`` process per task,
+backends' own code: a manifest and one ``python -m memo.backends.task MANIFEST i`` process per task,
 started at once (no scheduler queue). Ideal = max(sum / workers, longest point).
 No-ops: memo's dask and joblib backends against a bare ``joblib.Parallel``, in this run.
 Goals (issue 13): dask within 10 % of the ideal; at most 5 ms per point over joblib.
@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from memo.backends.dask_pool import DaskBackend  # noqa: E402
 from memo.backends.local import JoblibBackend  # noqa: E402
 from memo.backends.run_files import share, write_manifest  # noqa: E402
-from memo.paths import PROJECT  # noqa: E402
-from memo.spec import load_spec  # noqa: E402
-from memo.worker import Job, provenance  # noqa: E402
+from memo.store.paths import PROJECT  # noqa: E402
+from memo.run.spec import load_spec  # noqa: E402
+from memo.run.worker import Job, provenance  # noqa: E402
 
 LEVELS = 10  # cost levels of the skewed grid, its fastest axis
 LOW, HIGH = 1e-3, 1e-1  # seconds: the range of the skewed durations
@@ -101,13 +101,13 @@ def backend_run(backend, root: Path, name: str, points: list) -> float:
 
 
 def stripes(root: Path, name: str, points: list, tasks: int) -> float:
-    """Seconds until ``tasks`` array tasks (``python -m memo.task``), started at once, exit."""
+    """Seconds until ``tasks`` array tasks (``python -m memo.backends.task``), started at once, exit."""
     manifest = root / "manifests" / f"{name}.json"
     write_manifest(manifest, job(root, name), points, tasks, "sge")
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "memo.task", str(manifest), str(i)],
+            [sys.executable, "-m", "memo.backends.task", str(manifest), str(i)],
             cwd=PROJECT,
             stdout=subprocess.DEVNULL,
         )

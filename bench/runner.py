@@ -22,10 +22,10 @@ import joblib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import run  # noqa: E402
-from memo import worker  # noqa: E402
-from memo.spec import load_spec  # noqa: E402
-from memo.store import load_results  # noqa: E402
-from memo.worker import Job, provenance, run_point  # noqa: E402
+from memo.run import worker  # noqa: E402
+from memo.run.spec import load_spec  # noqa: E402
+from memo.store.records import load_results  # noqa: E402
+from memo.run.worker import Job, provenance, run_point  # noqa: E402
 
 
 def noop(params):

@@ -3,7 +3,7 @@
     python bench/train.py [--epochs 2] [--threads N] [--skip-convnet] [--skip-alignment]
 
 Everything is measured in this run on this machine, so the ratios hold on a noisy one:
-- epoch time of memo.training.Trainer vs the usual ``DataLoader(TensorDataset, shuffle=True)``
+- epoch time of memo.training.loop.Trainer vs the usual ``DataLoader(TensorDataset, shuffle=True)``
   loop, same model, data, batch size (128) and optimizer (SGD, momentum 0.9), for an MLP
   3072->512->10 on 50,000 examples, an MLP 64->256->10 on digits and Mehta's ConvNet on
   10,000 32x32x3 examples (random data where the real set is not needed); on digits also
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from memo import training  # noqa: E402
+from memo.training import loop as training  # noqa: E402
 from memo.nets import make_model  # noqa: E402
 
 BATCH = 128

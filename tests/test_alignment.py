@@ -1,4 +1,4 @@
-"""Alignment of vectors, representations and per-example gradients (memo/alignment.py)."""
+"""Alignment of vectors, representations and per-example gradients (memo/training/alignment.py)."""
 
 import copy
 import math
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import memo.alignment
-from memo.alignment import (
+import memo.training.alignment
+from memo.training.alignment import (
     _evaluating,
     _gradient_chunks,
     alignment,
@@ -244,7 +244,7 @@ def test_rank_one_linear_gradients_equal_vmap_ones(monkeypatch, name, shape, opt
         pieces = next(_gradient_chunks(model, F.cross_entropy, x, y))
     assert isinstance(pieces["head"], tuple)  # the Linear layers take the rank-one path
     fast = gradient_alignment(model, F.cross_entropy, x, y)
-    monkeypatch.setattr(memo.alignment, "_factorable", lambda module: False)
+    monkeypatch.setattr(memo.training.alignment, "_factorable", lambda module: False)
     with _evaluating(model), torch.no_grad():
         pieces = next(_gradient_chunks(model, F.cross_entropy, x, y))
     assert not any(isinstance(p, tuple) for p in pieces.values())  # everything through vmap

@@ -13,9 +13,9 @@ import time
 import pytest
 
 import run
-from memo import claims
-from memo.files import HOST
-from memo.spec import load_spec
+from memo.store import claims
+from memo.store.files import HOST
+from memo.run.spec import load_spec
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

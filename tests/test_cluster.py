@@ -25,13 +25,13 @@ import pytest
 from conftest import REAL
 
 import run
-from memo import task
+from memo.backends import task
 from memo.backends.cluster import new_outcomes, record_inodes
 from memo.backends.run_files import new_run_id, read_manifest, share, write_manifest
 from memo.backends.sge import SGEBackend
-from memo.spec import load_spec
-from memo.store import Store
-from memo.worker import Job
+from memo.run.spec import load_spec
+from memo.store.records import Store
+from memo.run.worker import Job
 
 PROJECT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -363,7 +363,7 @@ def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch)
 def test_task_stops_at_a_damaged_dataset_leaving_its_points_pending(
     write_spec, root, monkeypatch, capsys
 ):
-    import memo.worker
+    import memo.run.worker
     from memo.datasets import DatasetDamaged
 
     for variable in task.THREAD_VARIABLES:
@@ -375,7 +375,7 @@ def test_task_stops_at_a_damaged_dataset_leaving_its_points_pending(
     def damaged(job, point):
         raise DatasetDamaged("/data/lines/X.npy is damaged")
 
-    monkeypatch.setattr(memo.worker, "run_point", damaged)
+    monkeypatch.setattr(memo.run.worker, "run_point", damaged)
     assert task.main([str(root / "m.json"), "1"]) == 2
     out, err = capsys.readouterr()
     assert err == "error: /data/lines/X.npy is damaged; 3 points left pending\n"

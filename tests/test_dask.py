@@ -16,11 +16,11 @@ import psutil
 import pytest
 from conftest import PROJECT, REAL
 
-from memo import claims as memo_claims
-from memo import worker
+from memo.store import claims as memo_claims
+from memo.run import worker
 from memo.backends import make_backend
-from memo.spec import load_spec
-from memo.worker import Job
+from memo.run.spec import load_spec
+from memo.run.worker import Job
 
 VOLATILE = ("wall_time", "cpu_time", "started", "finished", "pid", "backend", "host", "git")
 

@@ -775,8 +775,8 @@ def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
 def test_a_dataset_damaged_under_a_worker_process_stops_the_run_without_a_record(store, tmp_path):
     """--tasks 1 runs points in a worker process: DatasetDamaged crosses back to run.py."""
     from memo.backends import make_backend
-    from memo.spec import load_spec
-    from memo.worker import Job
+    from memo.run.spec import load_spec
+    from memo.run.worker import Job
 
     root = tmp_path / "root"
     (root / "experiments").mkdir(parents=True)

@@ -7,8 +7,8 @@ import pytest
 
 import run
 import trials.train
-from memo import describe
-from memo.spec import SpecError, load_spec
+from memo.run import describe
+from memo.run.spec import SpecError, load_spec
 
 
 def test_describe_train_lists_every_param_with_its_comment_and_every_metric(capsys):
@@ -98,7 +98,7 @@ def test_plots_of_a_trial_family_metric_pass(write_spec):
 
 
 def test_every_shipped_experiment_passes_the_plot_check():
-    from memo import paths
+    from memo.store import paths
     from memo.plots.check import check_plots
 
     for path in sorted(paths.PROJECT.joinpath("experiments").glob("*.json")):

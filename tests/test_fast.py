@@ -1,4 +1,4 @@
-"""The fast form (memo/fast.py), pruning, R and δ, and the trial's new params."""
+"""The fast form (memo/memorize/fast.py), pruning, R and δ, and the trial's new params."""
 
 import os
 import subprocess
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import algorithm
-from memo import bitset, fast
-from memo.spec import make_point
-from memo.trial_lookup import trial_fields
+from memo.memorize import bitset
+from memo.memorize import fast
+from memo.run.spec import make_point
+from memo.run.trial_lookup import trial_fields
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,7 @@ import run
 from memo import kernels
 from memo.kernels import blocked, build, memory, solve
 from memo.plots import validate
-from memo.spec import SpecError, load_spec
+from memo.run.spec import SpecError, load_spec
 from trials.kernel import METRICS, Params, trial
 
 PROJECT = Path(__file__).resolve().parent.parent

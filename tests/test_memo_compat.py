@@ -15,7 +15,7 @@ import algorithm
 import run
 from memo import datasets
 from memo.datasets import memo_compat
-from memo.spec import load_spec
+from memo.run.spec import load_spec
 from test_datasets import fake_cifar10, mnist_blobs, serve
 from trials import memorize
 

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import plot
-from memo import measures
+from memo.run import measures
 from memo import plots
 from memo.plots import PlotError, data as plot_data
 from memo.plots.axes import smooth
@@ -612,7 +612,7 @@ def test_end_to_end_on_moons(root, cli):
 
 
 def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
-    from memo.store import Store
+    from memo.store.records import Store
 
     store = Store("e")
     runs = [(0.1, [0.5, 0.9]), (0.1, [0.7, 1.0]), (0.01, [0.1, 0.2]), (0.01, [0.9, 0.9])]

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from memo import report
-from memo.spec import Point
+from memo.run import report
+from memo.run.spec import Point
 
 
 def points(n, seeds=(1, 2)):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import run
-from memo.store import Store, load_results
+from memo.store.records import Store, load_results
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -316,7 +316,7 @@ def test_memo_moons_file_dry_runs_127500_points(write_spec, root, capsys):
     assert run.main(["--name", "memo_moons", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "memo_moons: 127500 points: 0 ok, 0 error, 0 timeout, 127500 pending" in out
-    from memo.spec import load_spec
+    from memo.run.spec import load_spec
 
     biases = sorted({p.params["max_bias"] for p in load_spec("memo_moons").points()})
     assert len(biases) == 51 and biases[3] == 0.15 and biases[-1] == 2.5

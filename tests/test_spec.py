@@ -1,11 +1,11 @@
-"""Spec loading, validation and grid expansion (memo/spec.py)."""
+"""Spec loading, validation and grid expansion (memo/run/spec.py)."""
 
 import json
 
 import pytest
 
-from memo.spec import SpecError, load_spec
-from memo.values import expand_value
+from memo.run.spec import SpecError, load_spec
+from memo.run.values import expand_value
 
 SYN = "synthetic"
 
@@ -286,7 +286,7 @@ def test_only_modules_with_trial_and_params_are_trials(write_spec, tmp_path, mon
     import types
 
     import trials
-    from memo.trial_lookup import known_trials
+    from memo.run.trial_lookup import known_trials
 
     (tmp_path / "helpers.py").write_text("SHARED = 1\n")  # a helper module beside the trials
     monkeypatch.setattr(trials, "__path__", [*trials.__path__, str(tmp_path)])

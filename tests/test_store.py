@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import run
-from memo import store as store_module
-from memo.spec import load_spec
-from memo.store import BadRecord, Store, load_results
-from memo.worker import Job, run_point
+from memo.store import records as store_module
+from memo.run.spec import load_spec
+from memo.store.records import BadRecord, Store, load_results
+from memo.run.worker import Job, run_point
 
 
 def grid(n=3):
@@ -32,7 +32,7 @@ def record_paths(store):
 
 
 def count_reads(monkeypatch) -> list:
-    """The paths memo.store reads records from, from now on."""
+    """The paths memo.store.records reads records from, from now on."""
     reads = []
     read = store_module.read_record
     monkeypatch.setattr(store_module, "read_record", lambda path: reads.append(path) or read(path))
@@ -81,7 +81,7 @@ def run_trial(root, write_spec, monkeypatch, metrics):
     write_spec("exp", grid(1))
     (point,) = load_spec("exp").points()
     trial = types.SimpleNamespace(trial=lambda params: metrics)
-    monkeypatch.setattr("memo.worker.trial_module", lambda name: trial)
+    monkeypatch.setattr("memo.run.worker.trial_module", lambda name: trial)
     job = Job("exp", "synthetic", str(root / "results"), None, 1, {})
     run_point(job, point)
     return Store("exp").read(point.id)
@@ -312,7 +312,7 @@ def test_temp_files_of_killed_writers_are_removed_on_the_next_run(write_spec, ro
 def test_a_re_signed_cache_with_any_byte_changed_never_crashes_a_reader(write_spec, root):
     import hashlib
 
-    from memo import rowcache
+    from memo.store import rowcache
 
     store = ran(write_spec, 3)
     head, _, body = store.cache_path.read_bytes().partition(b"\n")

@@ -1,4 +1,4 @@
-"""trials/train.py and memo/training.py: params, losses, the loop, probes, checkpoints, resume."""
+"""trials/train.py and memo/training/loop.py: params, losses, the loop, probes, checkpoints, resume."""
 
 import json
 import math
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from memo import tensordata, training
+from memo.datasets import tensordata
+from memo.training import loop as training
 from memo.nets import options
-from memo.spec import load_spec
-from memo.train_steps import MODEL_OPTIONS
-from memo.worker import Job, run_point
+from memo.run.spec import load_spec
+from memo.training.steps import MODEL_OPTIONS
+from memo.run.worker import Job, run_point
 from trials.train import Params, trial
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -337,7 +338,7 @@ def test_a_network_that_diverges_in_its_last_step_is_an_error(root):
 def test_nan_loss_is_an_error_record_with_the_epoch(root):
     params = {**TINY, "loss": "squared", "lr": 1e8, "checkpoint_every": 1, "epochs": 20}
     job = Job("nan", "train", str(root / "results"), None, 1, {})
-    from memo.spec import Point
+    from memo.run.spec import Point
 
     outcome = run_point(job, Point("p", 0, params, 0))
     record = json.loads((root / "results" / "nan" / "p.json").read_text())
@@ -383,7 +384,7 @@ def test_resumes_from_the_last_checkpoint_with_the_same_result(root, monkeypatch
 KILLED = """
 import sys, time, torch
 torch.set_num_threads(1)
-from memo import training
+from memo.training import loop as training
 epoch = training.Trainer.epoch
 def slow(self, lr):  # slower epochs, so the parent sees a checkpoint before the end
     time.sleep(0.05)
@@ -447,7 +448,7 @@ def test_run_py_stores_curves_in_the_records(write_spec, cli, root, monkeypatch)
     write_spec("tiny", spec)
     done = cli("--name", "tiny")
     assert done.returncode == 0, done.stderr
-    from memo.store import load_results
+    from memo.store.records import load_results
 
     df = load_results("tiny")
     assert len(df) == 2 and all(len(c) == 3 for c in df["train_acc_curve"])

@@ -3,7 +3,7 @@
 Zhang et al. 2017 §5: the minimum-norm solution of exp(−0.02‖x − x′‖²) on MNIST pixels / 255
 fits every training label and reaches 1.22 % test error; Belkin, Ma & Mandal 2018 plot its
 test error and RKHS norm against label noise and n. Reads top to bottom: the data (as the
-train trial loads it: memo.tensordata.load_data, same label noise), one-hot targets, the
+train trial loads it: memo.datasets.tensordata.load_data, same label noise), one-hot targets, the
 memory check (memo.kernels.memory: one error line before anything big is allocated), the
 solve (memo.kernels.solve), the predictions, in blocks.
 
@@ -118,7 +118,8 @@ def train_size(dataset: str, holdout: float) -> int | None:
 
 
 def trial(params: dict) -> dict:
-    from memo import kernels, tensordata
+    from memo import kernels
+    from memo.datasets import tensordata
 
     p = Params(**{k: params[k] for k in FIELDS if k in params})
     seed = params.get("seed", 0)

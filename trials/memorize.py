@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 import algorithm
-from memo import bitset
+from memo.memorize import bitset
 from memo.datasets import load_dataset, preprocess, preprocess_steps
 
 KD_TREE_DIMS = 16  # δ by k-d tree up to this many features, else by blocked brute force

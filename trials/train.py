@@ -1,9 +1,9 @@
 """Train one network with SGD or Adam and measure it (Zhang et al. 2017, Mehta et al. 2021).
 
 Reads top to bottom: data (memo.datasets: corruption, label noise, preprocessing; as tensors
-on the device by memo.tensordata), model (memo.nets), the epoch loop (memo.training) with its
-probes (memo.probes) and checkpoints (memo.checkpoints: a killed point resumes from its last
-one), the result (the steps it calls, and METRICS, are in memo.train_steps). A NaN or infinite training loss (of a batch, or of the training set after an
+on the device by memo.datasets.tensordata), model (memo.nets), the epoch loop (memo.training.loop) with its
+probes (memo.training.probes) and checkpoints (memo.training.checkpoints: a killed point resumes from its last
+one), the result (the steps it calls, and METRICS, are in memo.training.steps). A NaN or infinite training loss (of a batch, or of the training set after an
 epoch or at the end) raises FloatingPointError naming the epoch.
 Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
 fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
@@ -33,9 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from memo import train_steps
+from memo.training import steps as train_steps
 from memo.datasets import preprocess_steps
-from memo.train_steps import (
+from memo.training.steps import (
     MODEL_OPTIONS,
     build_model,
     check_finite,
@@ -96,7 +96,7 @@ class Params:
     # probes (all off by default)
     curves: bool = False  # per-epoch curves (see the module docstring)
     oscillation: bool = False  # per epoch: share correct in both / either of consecutive epochs
-    alignment: bool = False  # Mehta et al.'s in-class alignment (memo.alignment)
+    alignment: bool = False  # Mehta et al.'s in-class alignment (memo.training.alignment)
     align_every: int = 500  # steps between alignment measurements (and at the start and end)
     align_samples: int = 128  # size of the fixed training subsample measured
     noise_levels: int = 0  # after training: weight-noise ramp over this many α levels; 0: off
@@ -217,7 +217,10 @@ FIELDS = list(DEFAULTS)
 def trial(params: dict) -> dict:
     import torch
 
-    from memo import checkpoints, probes, tensordata, training
+    from memo.training import checkpoints
+    from memo.training import probes
+    from memo.datasets import tensordata
+    from memo.training import loop as training
 
     p = Params(**{k: params[k] for k in FIELDS if k in params})
     seed = params.get("seed", 0)

@@ -3,17 +3,17 @@
 import abc
 from typing import Iterator
 
-from memo.worker import Job, Outcome
+from memo.run.worker import Job, Outcome, RunError
 
 
-class BackendError(Exception):
+class BackendError(RunError):
     """A backend cannot run here, or was given bad options; the message is one line."""
 
 
 class Backend(abc.ABC):
-    """Runs points with :func:`memo.worker.run_point` and reports each as it finishes.
+    """Runs points with :func:`memo.run.worker.run_point` and reports each as it finishes.
 
-    run_point claims each point while it runs (memo/claims.py), in whatever process: a
+    run_point claims each point while it runs (memo/store/claims.py), in whatever process: a
     backend that loses a worker finds the points that were running by their claims, left
     behind by a dead process, and tells them from those not started yet.
 

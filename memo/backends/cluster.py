@@ -9,7 +9,7 @@ A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes
    run. Render the job script from ``sge.sh``/``slurm.sh`` (project root) into the same
    folder and submit it as an array of min(N, points) tasks (N = -1: one per point). The
    words after ``--`` go to qsub/sbatch verbatim, after memo's own, so they win.
-2. Run. Array task i runs ``python -m memo.task MANIFEST i`` (memo/task.py): the points
+2. Run. Array task i runs ``python -m memo.backends.task MANIFEST i`` (memo/backends/task.py): the points
    ``points[i-1::tasks]`` of the manifest. Nodes never recompute the grid, so a spec edited
    while jobs wait in the queue cannot shift work between tasks.
 3. Wait. Look at the records folder every few seconds and ask the scheduler now and then;
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from memo import paths
+from memo.store import paths
 from memo.backends.base import Backend, BackendError
 from memo.backends.run_files import (
     RUNS,
@@ -49,8 +49,8 @@ from memo.backends.run_files import (
     write_manifest,
 )
 from memo.backends.task_deaths import DEATHS_TO_RECORD, evidence, status_lines, task_deaths
-from memo.store import BadRecord, error_line, is_record, read_record, write_atomic
-from memo.worker import Job, Outcome, record_lost
+from memo.store.records import BadRecord, error_line, is_record, read_record, write_atomic
+from memo.run.worker import Job, Outcome, record_lost
 
 CALL_TIMEOUT_S = 120.0  # a scheduler command that takes longer is taken as failed
 WAIT_ENV = {  # WaitOptions field -> environment variable

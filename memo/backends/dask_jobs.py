@@ -30,11 +30,11 @@ import shutil
 import sys
 import threading
 
-from memo import paths
+from memo.store import paths
 from memo.backends.base import BackendError
 from memo.backends.dask_points import ENV
 from memo.backends.dask_pool import SCHEDULER, DaskBackend, needs
-from memo.store import Store
+from memo.store.records import Store
 
 LOGS = "_dask_logs"  # under results/NAME/; "_": not a record name
 WAIT_NOTE_S = 120.0  # no worker after this long: say where to look

@@ -18,9 +18,9 @@ from typing import Iterator
 
 from memo.backends.base import BackendError
 from memo.backends.local import CHUNK, PER_POINT_S, recorded
-from memo.store import Store
-from memo.task import using_threads
-from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
+from memo.store.records import Store
+from memo.backends.task import using_threads
+from memo.run.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
 CHUNK_S = 0.2  # seconds of work aimed at per task: dask's ~3 ms a task is then ~1.5 %

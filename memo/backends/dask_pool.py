@@ -3,7 +3,7 @@
 ``--backend dask`` starts a ``LocalCluster`` of ``--tasks`` worker processes here, or,
 given ``--scheduler ADDRESS`` (or dask's ``DASK_SCHEDULER_ADDRESS``), uses the cluster a
 user runs; dask_jobs.py starts the workers as scheduler jobs. A task runs
-:func:`memo.worker.run_point` on a point (quick points go a few to a task,
+:func:`memo.run.worker.run_point` on a point (quick points go a few to a task,
 dask_points.py) on a worker, which writes its record into the shared results folder as
 the other backends do; run.py hears the outcome for its progress bar.
 
@@ -27,7 +27,7 @@ import joblib
 
 from memo.backends.base import Backend, BackendError
 from memo.backends.dask_points import run_on
-from memo.worker import Job, Outcome
+from memo.run.worker import Job, Outcome
 
 RETRIES = 2  # more tries for a point whose worker died under it (tries = RETRIES + 1)
 SCHEDULER = {  # the scheduler memo starts (here or for dask-jobqueue)

@@ -6,7 +6,7 @@ import joblib
 
 from memo.backends.base import BackendError
 from memo.backends.local import JoblibBackend
-from memo.worker import Job, Outcome, run_point
+from memo.run.worker import Job, Outcome, run_point
 
 
 class InlineBackend(JoblibBackend):

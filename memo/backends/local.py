@@ -12,11 +12,11 @@ import joblib
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 
-from memo import claims
+from memo.store import claims
 from memo.backends.base import Backend, BackendError
-from memo.store import Store
-from memo.task import THREAD_VARIABLES
-from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
+from memo.store.records import Store
+from memo.backends.task import THREAD_VARIABLES
+from memo.run.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a reused worker must see as run.py does
 BARREN = 3  # pool deaths in a row with no point started or finished, then give up
@@ -42,9 +42,9 @@ class JoblibBackend(Backend):
     points in run.py's own process, where a debugger sees the trial.)
 
     A worker that dies (killed, out of memory, a crash in C) takes the pool down with it.
-    The points that were running (their claims, memo/claims.py, are left by the dead) then
+    The points that were running (their claims, memo/store/claims.py, are left by the dead) then
     run again one at a time, each in a worker of its own: the one that dies again gets an
-    error record (memo.worker.record_lost), the others their results; points not started
+    error record (memo.run.worker.record_lost), the others their results; points not started
     yet go back to the queue, and the rest of the grid goes on in parallel. Workers watch
     run.py and exit when it dies (SIGKILL, the OOM killer), so none runs on unwatched.
     """

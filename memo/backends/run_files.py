@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from memo import paths
+from memo.store import paths
 from memo.backends.base import BackendError
-from memo.files import read_regular
-from memo.spec import Point
-from memo.store import write_atomic
-from memo.worker import Job
+from memo.store.files import read_regular
+from memo.run.spec import Point
+from memo.store.records import write_atomic
+from memo.run.worker import Job
 
 RUNS = "_runs"  # results/NAME/_runs/RUN/: one folder per submission; "_" keeps it out of records
 MANIFEST_VERSION = 1

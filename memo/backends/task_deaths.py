@@ -3,7 +3,7 @@
 A point that kills its process (out of memory, a crash in C, a time limit) takes its whole
 array task with it: no record is written and the rest of the task's share never runs. Each
 task therefore prints ``memo: running ID #INDEX`` before each point and ``memo: done ID
-#INDEX: ...`` after it to its ``.out`` log (memo/task.py); a ``running`` line without its
+#INDEX: ...`` after it to its ``.out`` log (memo/backends/task.py); a ``running`` line without its
 ``done`` in a task that has ended names the point that died. ``--status`` names such
 points, a rerun runs them last in their task, and a point that died with its task twice
 gets an error record (``WorkerDied``, with the logs as evidence) instead of a third try.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNNING, DONE = "memo: running", "memo: done"  # the lines memo/task.py prints
+RUNNING, DONE = "memo: running", "memo: done"  # the lines memo/backends/task.py prints
 LINE = re.compile(rf"^({RUNNING}|{DONE}|task) (\S+)(?: #(\d+))?", re.M)
 DEATHS_TO_RECORD = 2  # a point that died with its task this often gets an error record
 

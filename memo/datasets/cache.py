@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memo import paths
-from memo.files import atomic_file
+from memo.store import paths
+from memo.store.files import atomic_file
 
 ARRAYS = ("X", "y", "X_test", "y_test")
 CHECKSUMS = "checksums.json"  # {"X.npy": {"size": bytes, "sha256": hex}, ...}

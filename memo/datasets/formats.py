@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memo import paths
+from memo.store import paths
 from memo.datasets.cache import DatasetError
 
 

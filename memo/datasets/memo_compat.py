@@ -122,24 +122,22 @@ def _largest_norm(X) -> np.float32:
     return norm
 
 
-def build_all(base: str, scale: bool):
-    """Build function of memo_mnist / mnist_original (base "mnist") and the CIFAR pair."""
+def build_all(load_dataset, base: str, scale: bool):
+    """Build function of memo_mnist / mnist_original (base "mnist") and the CIFAR pair;
+    ``load_dataset``: the registry's loader (passed in: the registry imports this module)."""
 
     def build():
-        from memo.datasets.registry import load_dataset
-
         X, y = _all_images(load_dataset(base), scale)
         return X, y, None, None
 
     return build
 
 
-def build_pairs(negative: int):
-    """Build function of memo_mnist_1v<negative>_size_100: every pair in the nested order."""
+def build_pairs(load_dataset, negative: int):
+    """Build function of memo_mnist_1v<negative>_size_100: every pair in the nested order;
+    ``load_dataset`` as in :func:`build_all`."""
 
     def build():
-        from memo.datasets.registry import load_dataset
-
         ds = load_dataset("mnist")
         y = np.concatenate([ds.y, ds.y_test])
         pairs = np.flatnonzero(np.isin(y, (1, negative)))

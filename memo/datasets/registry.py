@@ -180,12 +180,13 @@ def _registry() -> dict[str, Entry]:
 
 def _memo_registry() -> dict[str, Entry]:
     """patrickfinke/memo's datasets (memo_compat), all made from the official downloads."""
+    load = lambda name: load_dataset(name)  # noqa: E731 (defined below, called at build time)
     reg = {}
     for base, shape in (("mnist", (70000, 28, 28, 1)), ("cifar10", (60000, 32, 32, 3))):
         reg[f"memo_{base}"] = Entry(
-            "derived", (shape, None), memo_compat.build_all(base, True), base
+            "derived", (shape, None), memo_compat.build_all(load, base, True), base
         )
-        original = memo_compat.build_all(base, False)
+        original = memo_compat.build_all(load, base, False)
         reg[f"{base}_original"] = Entry("derived", (shape, None), original, base)
     for negative in memo_compat.PAIRS:
         n = sum(counts[1] + counts[negative] for counts in (MNIST_TRAIN_COUNTS, MNIST_TEST_COUNTS))
@@ -193,7 +194,9 @@ def _memo_registry() -> dict[str, Entry]:
         for percent, size in zip(memo_compat.PERCENTS, memo_compat.pair_sizes(n)):
             shape = ((size, 28, 28, 1), None)
             if percent == 100:
-                reg[whole] = Entry("derived", shape, memo_compat.build_pairs(negative), "mnist")
+                reg[whole] = Entry(
+                    "derived", shape, memo_compat.build_pairs(load, negative), "mnist"
+                )
             else:
                 name = f"memo_mnist_1v{negative}_size_{percent}"
                 first = functools.partial(memo_compat.pair_size, percent)  # of the real size

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from memo import paths
-from memo.store import atomic_file
+from memo.store import paths
+from memo.store.records import atomic_file
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
 from memo.plots import (
     curves,
@@ -113,7 +113,7 @@ def load_curves(name: str) -> pd.DataFrame:
     The CSV decides which points, as for the other plots: records of points no longer in
     the grid (kept by run.py when a spec changes) are left out.
     """
-    from memo.store import load_results
+    from memo.store.records import load_results
 
     ids = load_table(name, usecols=["id", "status"], dtype={"id": str})["id"]
     df = load_results(name, curves=True)

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 from matplotlib.figure import Figure
 
-from memo import measures
+from memo.run import measures
 from memo.plots._core import PlotError
 
 
@@ -65,7 +65,7 @@ def group_key(key) -> str:
 def group_label(names: list, key) -> str:
     """Readable legend label of a hue group: its value for one column (the legend title
     names it); for several, "p = 0.0, shuffled pixels": numbers with the param's symbol
-    (memo.measures.SYMBOLS), names with spaces, "none" left out.
+    (memo.run.measures.SYMBOLS), names with spaces, "none" left out.
 
     >>> group_label(["lr"], (0.1,)), group_label(["label_noise", "corruption"], (1.0, "none"))
     ('0.1', '$p$ = 1.0')

@@ -4,19 +4,19 @@ A plot naming a column the results will not have (a typo, a metric of another tr
 per-epoch list where a number is needed) would otherwise fail only after the grid ran.
 The columns are the trial's params, its ``METRICS`` (memo convention: every name
 ``trial()`` may return; ``<label>`` stands for any text), the derived columns of
-memo.measures and the record's own (id, seed, status, wall_time, ...).
+memo.run.measures and the record's own (id, seed, status, wall_time, ...).
 """
 
 import difflib
 import re
 
-from memo import measures
+from memo.run import measures
 from memo.plots._core import PlotError, validate
-from memo.store import RESERVED
+from memo.store.records import RESERVED
 
 
 def check_plots(spec) -> list:
-    """One line per plot entry of ``spec`` (a memo.spec.Spec) that is bad or names a column
+    """One line per plot entry of ``spec`` (a memo.run.spec.Spec) that is bad or names a column
     its trial will not produce; empty when all are fine."""
     lines = []
     for number, error in plot_errors(spec).items():
@@ -28,8 +28,8 @@ def check_plots(spec) -> list:
 
 def plot_errors(spec) -> dict:
     """{index in spec.plots: PlotError} of the entries that are bad or name a missing column."""
-    from memo.spec import UNIVERSAL
-    from memo.trial_lookup import trial_fields, trial_module
+    from memo.run.spec import UNIVERSAL
+    from memo.run.trial_lookup import trial_fields, trial_module
 
     metrics = getattr(trial_module(spec.trial), "METRICS", None)
     params = set(trial_fields(spec.trial)) | set(UNIVERSAL)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from memo import measures
+from memo.run import measures
 from memo.plots._core import AXES, LEGEND_ON, REQUIRED, Drawn, PlotError, plot_type
 from memo.plots.axes import band_handle, colors, finish, hue_title, legend_labels, new_axes, ordered
 from memo.plots.frame import add_band, hue_columns, need, select

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from memo import measures
+from memo.run import measures
 from memo.plots._core import PlotError, _is_num
 
 FEW = 5  # below this many runs per point, band "auto" is min-max (see resolve_band)
@@ -15,7 +15,7 @@ BAND_TEXT = {"minmax": "min-max", "std": "mean ± 1 sd", "sem": "mean ± 1 sem",
 
 
 def need(df: pd.DataFrame, column: str, key: str) -> pd.Series:
-    """Column ``column`` of df, derived via memo.measures if needed; a PlotError names ``key``."""
+    """Column ``column`` of df, derived via memo.run.measures if needed; a PlotError names ``key``."""
     try:
         measures.add(df, column)
     except KeyError as e:
@@ -106,7 +106,7 @@ def band(mean, std, n, kind: str, low=None, high=None, bounds=(-math.inf, math.i
     """(low, high) of a band around ``mean``: ``minmax`` (the runs' ``low`` and ``high``),
     ``std`` (sample std, ddof=1), ``sem`` = std/√n, ``ci95`` = Student-t 97.5% quantile with
     n-1 degrees of freedom × sem, or ``none``; clipped to ``bounds`` (the metric's range,
-    see memo.measures.value_range). Where n < 2 the band is NaN (not drawn).
+    see memo.run.measures.value_range). Where n < 2 the band is NaN (not drawn).
 
     >>> band(1.0, 2.0, 4, "sem")
     (0.0, 2.0)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from memo import measures
+from memo.run import measures
 from memo.plots._core import AXES, LEGEND, LEGEND_ON, REQUIRED, Drawn, PlotError, Sub, plot_type
 from memo.plots.axes import (
     band_handle,

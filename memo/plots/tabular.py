@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from memo import measures
+from memo.run import measures
 from memo.plots._core import REQUIRED, Drawn, PlotError, plot_type
 from memo.plots.axes import fmt
 from memo.plots.frame import STATS, band, hue_columns, numeric, select, summarize

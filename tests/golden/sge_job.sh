@@ -11,5 +11,5 @@
 #$ -r y
 set -eu
 cd <project>
-# memo/task.py sets BLAS/torch threads from NSLOTS (-pe smp N; else 1) before numpy loads.
-exec <python> -m memo.task <root>/results/exp/_runs/<run>/manifest.json "$SGE_TASK_ID"
+# memo/backends/task.py sets BLAS/torch threads from NSLOTS (-pe smp N; else 1) before numpy loads.
+exec <python> -m memo.backends.task <root>/results/exp/_runs/<run>/manifest.json "$SGE_TASK_ID"

@@ -10,5 +10,5 @@
 #SBATCH --requeue
 set -eu
 cd <project>
-# memo/task.py sets BLAS/torch threads from SLURM_CPUS_PER_TASK (else 1) before numpy loads.
-exec <python> -m memo.task <root>/results/exp/_runs/<run>/manifest.json "$SLURM_ARRAY_TASK_ID"
+# memo/backends/task.py sets BLAS/torch threads from SLURM_CPUS_PER_TASK (else 1) before numpy loads.
+exec <python> -m memo.backends.task <root>/results/exp/_runs/<run>/manifest.json "$SLURM_ARRAY_TASK_ID"

@@ -1,7 +1,7 @@
 """Grid values: expand one param_grid value (a list or a ``{"type_": ...}`` generator).
 
 Also the one-line :class:`SpecError` and the helpers that show values in its messages,
-shared by :mod:`memo.spec` and :mod:`memo.trial_lookup`.
+shared by :mod:`memo.run.spec` and :mod:`memo.run.trial_lookup`.
 """
 
 import collections

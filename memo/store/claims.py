@@ -9,11 +9,9 @@
   a point whose claim is fresh. A claim is stale once its process is gone (same host:
   the pid is not running; another host: not refreshed for :data:`STALE_S`; the holder
   refreshes it every :data:`HEARTBEAT_S`); stale claims are taken over or removed. A
-  claim made in the same run (its token, memo.worker.Job.run) is taken over too: a run
+  claim made in the same run (its token, memo.run.worker.Job.run) is taken over too: a run
   starts a point again only after the process running it was lost (a dask worker on
   another host, an array task the scheduler requeued), so that claim is a dead one's.
-- A cluster run (``_runs/RUN``, memo/backends/cluster.py) that has not ended may still
-  run its points: a local run refuses them (cluster_holds).
 """
 
 import contextlib
@@ -28,9 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from memo.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
-from memo.files import own_dir, read_regular
-from memo.files import temp_path
+from memo.store.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
+from memo.store.files import own_dir, read_regular
+from memo.store.files import temp_path
 
 CLAIMS = "_running"  # "_": not a record name
 STALE_S = 600.0
@@ -50,8 +48,8 @@ class Holder:
     pid: int
     started: str
     age: float  # seconds since the claim was made or last refreshed
-    process: str | None = None  # memo.files.process_stamp of the pid when it claimed
-    run: str | None = None  # the token of the run that claimed it (memo.worker.Job.run)
+    process: str | None = None  # memo.store.files.process_stamp of the pid when it claimed
+    run: str | None = None  # the token of the run that claimed it (memo.run.worker.Job.run)
 
     def fresh(self) -> bool:
         if self.host == HOST:  # the process itself, not a later one given its pid
@@ -236,36 +234,6 @@ def unlocked_note(store, error: OSError) -> str:
         f"{store.experiment} would not be refused, but points are claimed while they run, "
         f"so none runs twice"
     )
-
-
-def cluster_holds(records: Path, todo: list, status: dict) -> str | None:
-    """Why points of ``todo`` must not run here: a cluster run of the experiment that has
-    not ended may still run some of them (those without a record in ``status``). The
-    scheduler is asked where it answers; a run it no longer knows is marked ended."""
-    from memo.backends import BACKENDS, BackendError
-    from memo.backends.run_files import mark_ended, submitted_runs
-
-    ids = {p.id for p in todo if p.id not in status}
-    for run in submitted_runs(records):
-        held = ids & set(run.point_ids)
-        kind = BACKENDS.get(run.backend)
-        if run.ended or not held or kind is None:
-            continue
-        try:
-            queued = kind(1, []).in_queue(run.job_id)
-        except BackendError:
-            queued = None
-        if queued is False:
-            with contextlib.suppress(OSError):
-                mark_ended(run, "a local run")
-            continue
-        state = "is still queued or running" if queued else "has not ended (no answer here)"
-        return (
-            f"{kind.name} job {run.job_id} {state} and may still run {len(held)} of these "
-            f"points; follow it with --status, cancel it ({kind.cancel_command} {run.job_id}), "
-            f"or run them here anyway with --force-local"
-        )
-    return None
 
 
 def now_iso() -> str:

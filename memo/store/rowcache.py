@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memo.files import read_regular, write_atomic
+from memo.store.files import read_regular, write_atomic
 
 FORMAT = "memo-rows"
 VERSION = 3

@@ -1,4 +1,4 @@
-"""numba kernels of memo/bitset.py (imported on the first threshold fit: numba loads slowly)."""
+"""numba kernels of memo/memorize/bitset.py (imported on the first threshold fit: numba loads slowly)."""
 
 import numba
 import numpy as np

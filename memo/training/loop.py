@@ -2,11 +2,11 @@
 
 Built for small models, where a ``DataLoader`` loop spends most of its time in Python per
 example (indexing a ``TensorDataset`` one example at a time, then collating): here the whole
-split is one tensor on the device (memo.tensordata), a batch is one ``index_select`` with
+split is one tensor on the device (memo.datasets.tensordata), a batch is one ``index_select`` with
 indices from a per-epoch permutation, augmentation runs batched on the device, and the loop
 reads nothing back from the device before the end of the epoch (one sync per epoch).
 Evaluation runs in large batches under ``torch.inference_mode``. Checkpoints and TensorBoard
-events are in memo.checkpoints.
+events are in memo.training.checkpoints.
 
 Determinism: the data order and the augmentation draw from a ``torch.Generator`` seeded
 with the point's seed, the init and dropout from torch's global generator seeded with it
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from memo.tensordata import Inputs, augment
+from memo.datasets.tensordata import Inputs, augment
 
 # ---------------------------------------------------------------------------------------------
 # Losses: logits z (B, K), labels y (B,) -> mean over the batch. Written with comparisons

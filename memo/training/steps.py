@@ -98,7 +98,7 @@ def build_model(p, train, num_classes: int, device):
 
 
 def new_optimizer(p, model):
-    from memo.training import make_optimizer
+    from memo.training.loop import make_optimizer
 
     return make_optimizer(
         model.parameters(), p.optimizer, p.lr, p.momentum, p.nesterov, p.weight_decay
@@ -107,7 +107,8 @@ def new_optimizer(p, model):
 
 def epoch_row(p, curves: bool, stats, lr, evals, sets, y_true, model, state) -> dict:
     """One epoch's values of the curves (each becomes ``<key>_curve``)."""
-    from memo import probes, training
+    from memo.training import probes
+    from memo.training import loop as training
 
     row = {}
     if curves:
@@ -172,7 +173,7 @@ def summary(p, final: dict, state: dict, data, sets: dict, y_true, model) -> dic
 def noise_ramp(p, model, loss_fn, sets: dict, final: dict, num_classes: int) -> dict:
     """The ramp's lists per level, and for each split the ln α at which its accuracy first
     falls below halfway between the clean accuracy and chance (None if it never does)."""
-    from memo import probes
+    from memo.training import probes
 
     ramp = probes.noise_ramp(
         model,

@@ -3,7 +3,7 @@
 Records are written to a temp file in the same folder and renamed into place, so a
 reader never sees half a record and many writers (array tasks on NFS) need no lock or
 shared counter. The collected table ``results/NAME.csv`` and the row cache
-``results/.cache/NAME.rows`` (memo/rowcache.py) are both derived from the records
+``results/.cache/NAME.rows`` (memo/store/rowcache.py) are both derived from the records
 and rebuilt at will; the cache is checked against each record file's ctime, size and
 inode (ctime changes with every change to a file, also one that keeps its mtime, as
 ``cp -p`` does).
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from memo import paths, rowcache
-from memo.files import atomic_file, own_dir, read_regular, write_atomic
-from memo.rowcache import Rows
+from memo.store import paths
+from memo.store import rowcache
+from memo.store.files import atomic_file, own_dir, read_regular, write_atomic
+from memo.store.rowcache import Rows
 
 __all__ = ["Store", "Rows", "load_results", "read_record", "atomic_file", "write_atomic"]
 STATUSES = ("ok", "error", "timeout")

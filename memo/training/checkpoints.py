@@ -9,8 +9,8 @@ import json
 
 import torch
 
-from memo import paths
-from memo.store import atomic_file
+from memo.store import paths
+from memo.store.records import atomic_file
 
 
 def params_key(params: dict) -> str:

@@ -5,7 +5,7 @@ import json
 import math
 import statistics
 
-from memo.store import RESERVED, STATUSES
+from memo.store.records import RESERVED, STATUSES
 
 
 def counts(points: list, status: dict) -> dict:
@@ -20,7 +20,7 @@ def varying(points: list) -> list:
     """Param names whose value is not the same for every point; ``seed`` (derived from the
     rest unless given) only for a grid of seeds alone.
 
-    >>> from memo.spec import Point
+    >>> from memo.run.spec import Point
     >>> varying([Point("a", 0, {"x": 1, "seed": 5}, 5), Point("b", 1, {"x": 2, "seed": 6}, 6)])
     ['x']
     >>> varying([Point("a", 0, {"seed": 1}, 1), Point("b", 1, {"seed": 2}, 2)])

@@ -2,7 +2,7 @@
 
 Everything is read from the trial module: the ``Params`` dataclass (type, default, and the
 comment on the line(s) above or at the end of each field, parsed from the source) and the
-module's ``METRICS`` dict; derived columns come from memo.measures.
+module's ``METRICS`` dict; derived columns come from memo.run.measures.
 """
 
 import ast
@@ -13,9 +13,10 @@ import json
 import textwrap
 import tokenize
 
-from memo import measures, paths
-from memo.spec import type_text
-from memo.trial_lookup import TRIAL_ALIASES, known_trials, trial_hints, trial_module
+from memo.run import measures
+from memo.store import paths
+from memo.run.spec import type_text
+from memo.run.trial_lookup import TRIAL_ALIASES, known_trials, trial_hints, trial_module
 
 
 def field_comments(cls: type) -> tuple:

@@ -4,7 +4,7 @@ Every backend calls :func:`run_point`, in whatever process it runs points. A tri
 exception, a NaN metric, a metric named like a param or one of the record's own columns
 (memo.store.RESERVED) or a timeout becomes a record with status "error" or "timeout";
 only an interrupt (Ctrl-C, SIGTERM) leaves the point without a record, so it stays
-pending and the next run does it. While it runs, the point is claimed (memo/claims.py):
+pending and the next run does it. While it runs, the point is claimed (memo/store/claims.py):
 a point another process runs, or recorded since the run was planned, is skipped.
 A record that cannot be written (disk full) raises memo.store.RecordWriteError.
 """
@@ -26,11 +26,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from memo import claims, paths
+from memo.store import claims
+from memo.store import paths
 from memo.datasets import DatasetDamaged
-from memo.spec import Point
-from memo.store import RESERVED, BadRecord, RecordWriteError, Store, error_line
-from memo.trial_lookup import trial_module
+from memo.run.spec import Point
+from memo.store.records import RESERVED, BadRecord, RecordWriteError, Store, error_line
+from memo.run.trial_lookup import trial_module
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
 
@@ -47,7 +48,7 @@ class Job:
     provenance: dict  # backend, git and package versions, taken once per run
     since: float | None = None  # time.time() when the run was planned: a record newer than
     # that (another run's) makes a failed point's rerun needless; None: only ok records do
-    run: str | None = None  # a token of this run.py's: its claims of points (memo/claims.py)
+    run: str | None = None  # a token of this run.py's: its claims of points (memo/store/claims.py)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class Outcome:
     status: str  # "ok" | "error" | "timeout", or "skipped" (run or recorded by another process)
     wall_time: float
     message: str = ""  # last line of the error, if any
+
+
+class RunError(Exception):
+    """The run cannot go on (a backend's: the scheduler refused the job, bad options); the
+    message is one line for the user."""
 
 
 class PointTimeout(Exception):

@@ -7,7 +7,7 @@ moves the dataset cache, e.g. to a cluster's scratch disk.
 import os
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent  # where the code lives
+PROJECT = Path(__file__).resolve().parents[2]  # where the code lives (memo/store/paths.py)
 # What memo keeps in results/ besides experiments (the store's cache, the train trial's
 # checkpoints and TensorBoard events), so no experiment may be named so; nor may names
 # starting with "." or "_" (hidden or memo's, as results/NAME/_runs).

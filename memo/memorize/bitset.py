@@ -101,7 +101,7 @@ def load():
     about half a CPU second, once per process; call it before timing a fit."""
     global _compiled
     if _compiled is None:
-        from memo import _bitset_kernels as kernels
+        from memo.memorize import bitset_kernels as kernels
 
         # numba loads a kernel on its first call: call each once, with the fit's types.
         bits = np.zeros((2, 1), dtype=np.uint64)

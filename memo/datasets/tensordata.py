@@ -1,6 +1,6 @@
 """Datasets as tensors on the device: loading with corruptions, the model's layout, augmentation.
 
-The training loop (memo.training) keeps a whole split as one tensor on the device and takes
+The training loop (memo.training.loop) keeps a whole split as one tensor on the device and takes
 a batch with one ``index_select``: for small models a ``DataLoader`` over a
 ``TensorDataset`` spends most of its time indexing one example at a time and collating.
 Augmentation runs batched on the device, drawing from the loop's ``torch.Generator``.

@@ -1,6 +1,6 @@
 """The fast form's covering for ReLU and on torch devices: blocks of candidates, one product each.
 
-(Threshold fits on the CPU use memo/bitset.py: compiled popcounts on packed bits.)
+(Threshold fits on the CPU use memo/memorize/bitset.py: compiled popcounts on packed bits.)
 
 The reference form draws one candidate, sums its mask over all N rows, and repeats.
 Here the next B candidates of the same random order are evaluated together:
@@ -41,7 +41,7 @@ MAX_BLOCK = 512  # candidates in one block at most
 def torch_device(device: str) -> str | None:
     """The torch device that ``device`` asks for, or None for numpy on the CPU.
 
-    "cpu": no torch (memo/bitset.py for the threshold, numpy for ReLU). "auto": "cuda" if
+    "cpu": no torch (memo/memorize/bitset.py for the threshold, numpy for ReLU). "auto": "cuda" if
     torch sees a GPU, else as "cpu"; on Linux torch is only
     imported to ask when an NVIDIA driver is loaded. "cuda", "cuda:1": torch on that GPU.
     "torch-cpu": torch on the CPU (to exercise the torch path without a GPU).

@@ -2,7 +2,7 @@
 
 A spec has the keys ``trial``, ``param_grid`` and optionally ``defaults``, ``plots`` and
 ``description``. ``param_grid`` is a dict or a list of dicts expanded as scikit-learn's
-ParameterGrid does; each value is a list or a generator (see :func:`memo.values.expand_value`). Every
+ParameterGrid does; each value is a list or a generator (see :func:`memo.run.values.expand_value`). Every
 error raises :class:`SpecError` with one line naming the file, the key and the value.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from memo import paths
-from memo.trial_lookup import _resolve_trial, trial_fields, trial_hints, trial_params_class
-from memo.values import SpecError, _count, _finite, _show, expand_value
+from memo.store import paths
+from memo.run.trial_lookup import _resolve_trial, trial_fields, trial_hints, trial_params_class
+from memo.run.values import SpecError, _count, _finite, _show, expand_value
 
 TOP_KEYS = ("trial", "param_grid", "defaults", "plots", "description")
 UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial

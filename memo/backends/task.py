@@ -1,8 +1,8 @@
-"""One array task of a cluster run: ``python -m memo.task MANIFEST TASK_INDEX``.
+"""One array task of a cluster run: ``python -m memo.backends.task MANIFEST TASK_INDEX``.
 
 Task i of N (1-based, as SGE_TASK_ID and SLURM_ARRAY_TASK_ID count) runs the points
 ``points[i-1::N]`` of the manifest one after the other with
-:func:`memo.worker.run_point`, skipping points whose record is already ok (a task the
+:func:`memo.run.worker.run_point`, skipping points whose record is already ok (a task the
 scheduler reran after a node failure). A failing point is a record and the task goes on.
 Threads come from the scheduler's allocation (NSLOTS on Grid Engine, SLURM_CPUS_PER_TASK
 on Slurm, else 1): they are set before numpy loads and recorded with every point.
@@ -48,7 +48,7 @@ def allocated_threads(env=os.environ) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m memo.task MANIFEST TASK_INDEX", file=sys.stderr)
+        print("usage: python -m memo.backends.task MANIFEST TASK_INDEX", file=sys.stderr)
         return 2
     threads = allocated_threads()
     for variable in THREAD_VARIABLES:
@@ -56,18 +56,18 @@ def main(argv=None) -> int:
     # Imported only now: these load numpy, which reads the variables above.
     from memo.backends.run_files import read_manifest, share
     from memo.datasets import DatasetDamaged
-    from memo.store import Store
-    from memo.worker import run_point
+    from memo.store.records import Store
+    from memo.run.worker import run_point
 
     path, index = argv
     try:
         manifest = read_manifest(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"memo.task: cannot use manifest {path}: {e}", file=sys.stderr)
+        print(f"memo.backends.task: cannot use manifest {path}: {e}", file=sys.stderr)
         return 2
     tasks = manifest["tasks"]
     if not index.isdigit() or not 1 <= int(index) <= tasks:
-        print(f"memo.task: task index {index!r} is outside 1..{tasks}", file=sys.stderr)
+        print(f"memo.backends.task: task index {index!r} is outside 1..{tasks}", file=sys.stderr)
         return 2
     os.environ.update(manifest["env"])  # the submitter's MEMO_ROOT and MEMO_DATASETS
     job = dataclasses.replace(manifest["job"], threads=threads)

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import torch
 
-from memo.tensordata import Inputs
-from memo.training import evaluate
+from memo.datasets.tensordata import Inputs
+from memo.training.loop import evaluate
 
 
 def oscillation(previous: torch.Tensor, current: torch.Tensor) -> tuple:
@@ -32,7 +32,7 @@ class AlignmentProbe:
 
     Records into ``history``: ``align_step`` (the optimizer step), ``align_repr`` (alignment
     of the penultimate representations) and ``align_grad_<layer>`` (of the per-example
-    gradients of each layer, and of the logits), from memo.alignment; None where it is
+    gradients of each layer, and of the logits), from memo.training.alignment; None where it is
     undefined (all gradients zero, as hinge-loss ones once every margin is met). ``seconds``
     is the time spent here, to report the probe's overhead.
     """
@@ -46,7 +46,7 @@ class AlignmentProbe:
         self.seconds = 0.0
 
     def __call__(self, step: int) -> None:
-        from memo import alignment
+        from memo.training import alignment
 
         start = time.perf_counter()
         was_training = self.model.training

@@ -8,7 +8,7 @@ import types
 import typing
 
 import trials
-from memo.values import SpecError, _show
+from memo.run.values import SpecError, _show
 
 # patrickfinke/memo's name for the same trial; its points get memo's data (memo_compat).
 TRIAL_ALIASES = {"algorithm": "memorize"}

@@ -1,0 +1,7 @@
+"""How a grid becomes points and a point becomes a record.
+
+``spec`` (an experiment file checked and expanded, with ``values`` and ``trial_lookup``),
+``worker`` (one point run and recorded, in any backend's process), ``report``,
+``progress`` and ``describe`` (what run.py prints), ``measures`` (columns derived from
+the results table), and the steps of run.py itself (``checks``, ``execute``).
+"""
