@@ -68,7 +68,10 @@ class SlurmBackend(ClusterBackend):
     def stuck(self, job_id: str, logs: Path) -> str | None:
         """A task that ended failed without a log never ran the job script: Slurm could not
         start it (a log path the nodes cannot write?); its point would stay pending on every
-        submission without a word."""
+        submission without a word. Where the words after ``--`` send the logs elsewhere,
+        they cannot be looked for: None."""
+        if any(getopt_option(w, ("--output", "-o", "--error", "-e")) for w in self.args):
+            return None
         for task, state in self.failed.get(job_id, []):
             index = task.rpartition("_")[2]
             log = logs / f"{job_id}.{index}.err"
