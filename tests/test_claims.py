@@ -14,7 +14,7 @@ import pytest
 
 import run
 from memo.store import claims
-from memo.store.files import HOST
+from memo.store.files import HOST, process_stamp
 from memo.run.spec import load_spec
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,3 +323,68 @@ def test_memo_makes_nothing_through_a_linked_cache_or_claims_folder(write_spec, 
     assert "_running): a link or not a folder; the 0 points" in result.stderr
     assert result.stderr.endswith("fix that and rerun\n")
     assert len(result.stderr.splitlines()) == 1 and os.listdir(elsewhere) == [bait.name]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [("null", "holds null"), ("[1, 2]", "holds a list"), ("7", "holds a number"), (None, "")],
+)
+def test_a_claim_file_that_is_not_a_claim_holds_nothing_and_is_noted(
+    write_spec, root, capsys, content, why
+):
+    """Was: an AttributeError in every run, --status and --dry-run (null, a list, a number),
+    whatever the file's name; a folder held its point, then left a .tmp folder for good."""
+    write_spec("exp", grid_spec(2))
+    first, second = load_spec("exp").points()
+    folder = root / "results" / "exp" / claims.CLAIMS
+    folder.mkdir(parents=True)
+    if content is None:  # a folder where a claim should be, and one a killed run left aside
+        (folder / f"{first.id}.json").mkdir()
+        leftover = folder / f".{second.id}.json.{dead_pid()}.0123abcd.tmp"
+        (leftover / "inside").mkdir(parents=True)
+        os.utime(leftover, (0, 0))
+        why = "not a regular file"
+    else:
+        for name in (first.id, "not-a-point"):
+            (folder / f"{name}.json").write_text(content)
+    assert run.main(["--name", "exp", "--status"]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("note: ") and err.count("\n") == 1, err
+    assert f"in {folder} are not claims and hold no point ({first.id}.json: {why}" in err
+    assert "pending: 0 running now, 2 not started" in out
+    assert run.main(["--name", "exp", "--dry-run"]) == 0
+    assert run.main(["--name", "exp"]) == 0
+    assert set(records(root)) == {first.id, second.id} and os.listdir(folder) == []
+
+
+def future_clock(monkeypatch, ahead_s):
+    """claims sees the clock ``ahead_s`` seconds later: as a run started that much later."""
+    clock = type("clock", (), {"time": staticmethod(lambda: time.time() + ahead_s)})
+    monkeypatch.setattr(claims, "time", clock)
+
+
+def test_a_claim_dated_into_the_future_goes_stale_as_any(write_spec, root, monkeypatch):
+    """Was: a claim touched to ten years ahead (touch -d '+10 years') was fresh for ten years."""
+    write_spec("exp", grid_spec(1))
+    (point,) = load_spec("exp").points()
+    path = claim(root, point, "node7", 4242)
+    ahead = time.time() + 10 * 365 * 86400
+    os.utime(path, (ahead, ahead))
+    assert run.main(["--name", "exp"]) == 1 and records(root) == {}  # held while young
+    future_clock(monkeypatch, claims.STALE_S + 1)  # nobody refreshed it since
+    assert run.main(["--name", "exp"]) == 0 and set(records(root)) == {point.id}
+
+
+def test_a_claim_naming_a_live_process_of_this_host_is_not_taken_on_its_word(
+    write_spec, root, monkeypatch
+):
+    """Was: a claim naming pid 1 of this host kept its point as long as pid 1 ran."""
+    write_spec("exp", grid_spec(2))
+    first, second = load_spec("exp").points()
+    claim(root, first, HOST, 1)  # no process stamp: not the claim of a memo process
+    path = claim(root, second, HOST, 1)
+    record = json.loads(path.read_text()) | {"process": process_stamp(1)}  # stamp copied
+    path.write_text(json.dumps(record))
+    assert run.main(["--name", "exp"]) == 1 and set(records(root)) == {first.id}
+    future_clock(monkeypatch, claims.STALE_S + 1)  # pid 1 never refreshed it
+    assert run.main(["--name", "exp"]) == 0 and set(records(root)) == {first.id, second.id}

@@ -28,7 +28,6 @@ import run
 from memo.backends import task
 from memo.backends.cluster import new_outcomes, record_inodes
 from memo.backends.run_files import new_run_id, read_manifest, share, write_manifest
-from memo.backends.sge import SGEBackend
 from memo.run.spec import load_spec
 from memo.store.records import Store
 from memo.run.worker import Job
@@ -55,6 +54,12 @@ def log(args):
 def state(job):
     path = STATE / "jobs" / f"{job}.state"
     return path.read_text() if path.exists() else None
+
+
+def set_tasks(job, states):  # {task: squeue's state of it}, as set_state writes
+    temp = STATE / "jobs" / f"{job}.tasks.tmp"
+    temp.write_text(json.dumps(states))
+    os.replace(temp, STATE / "jobs" / f"{job}.tasks")
 
 
 def set_state(job, value):  # atomically: a qstat meanwhile must not read it empty (= gone)
@@ -91,6 +96,7 @@ def submit(kind, args):
     job = int(counter.read_text()) if counter.exists() else 100
     counter.write_text(str(job + 1))
     set_state(job, "queued")
+    set_tasks(job, {i: "PENDING" for i in range(1, tasks + 1)})
     spec = dict(kind=kind, job=job, script=str(script), tasks=tasks, out=out, err=err, extra=extra)
     subprocess.Popen(
         [sys.executable, os.path.realpath(__file__), json.dumps(spec)], start_new_session=True,
@@ -113,11 +119,16 @@ def execute(spec):
         time.sleep(0.05)
     set_state(job, "running")
     lost = os.environ.get("FAKE_LOSE_TASKS", "").split(",")
-    procs, codes = {}, {}
+    unstarted = os.environ.get("FAKE_NOLOG_TASKS", "").split(",")
+    procs, codes, states = {}, {}, {}
     for i in range(1, spec["tasks"] + 1):
         if str(i) in lost:  # the node died before the task wrote anything
-            codes[i] = 137
+            codes[i], states[i] = 137, "NODE_FAIL"
             continue
+        if str(i) in unstarted:  # the scheduler could not start its script: no log
+            codes[i], states[i] = 1, "FAILED"
+            continue
+        states[i] = "RUNNING"
         variables = {"JOB_ID": str(job), "SGE_TASK_ID": str(i)} if kind == "sge" else {
             "SLURM_JOB_ID": str(job), "SLURM_ARRAY_JOB_ID": str(job), "SLURM_ARRAY_TASK_ID": str(i)}
         env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **variables, **spec["extra"]}
@@ -126,8 +137,11 @@ def execute(spec):
         procs[i] = subprocess.Popen(
             ["bash", spec["script"]], env=env, stdout=out, stderr=err, cwd="/"
         )
+    set_tasks(job, states)
     for i, proc in procs.items():
         codes[i] = proc.wait()
+        states[i] = "COMPLETED" if codes[i] == 0 else "FAILED"
+        set_tasks(job, states)
     (STATE / "jobs" / f"{job}.acct").write_text(json.dumps(codes))
     set_state(job, "done")
 
@@ -151,8 +165,14 @@ def main():
         return 1
     if PROG == "squeue":
         job = args[args.index("--jobs") + 1]
-        if state(job) in ("queued", "running"):
-            print("PENDING" if state(job) == "queued" else "RUNNING")
+        tasks = STATE / "jobs" / f"{job}.tasks"
+        if "--states" not in args:  # pending and running ones only
+            if state(job) in ("queued", "running"):
+                print("PENDING" if state(job) == "queued" else "RUNNING")
+            return 0
+        # --states all --array: tasks that ended too, each on a line with its state
+        for i, task_state in json.loads(tasks.read_text()).items() if tasks.exists() else []:
+            print(f"{job}_{i}|{task_state}")
         return 0
     if PROG in ("qacct", "sacct"):
         job = args[args.index("-j" if PROG == "qacct" else "--jobs") + 1]
@@ -464,19 +484,42 @@ def test_waiting_reports_new_records_only(write_spec, root):
     assert new_outcomes(folder, set(old) - {first}, old) == []  # no longer pending
 
 
-def test_task_in_error_state_is_reported_once(write_spec, root, fake, monkeypatch, capsys):
-    write_spec("exp", grid(1))
-    fake.hold()
-    assert run.main(["--name", "exp", "--backend", "sge", "--no-wait"]) == 0
-    job_id = re.search(r"submitted sge job (\d+)", capsys.readouterr().out).group(1)
+def test_a_job_in_the_error_state_ends_the_waiting_with_one_line(
+    write_spec, root, fake, cli, monkeypatch
+):
+    """Was: a task in Eqw (as a quote in a log path gave) never leaves the queue, and run.py
+    waited for it forever."""
+    write_spec("exp", grid(2))
+    fake.hold()  # queued, as a task in Eqw stays
     monkeypatch.setenv("FAKE_EQW", 'error: can\'t open output file "/gone/x"')
-    backend = SGEBackend(1, [])
-    assert backend.in_queue(job_id) is True and backend.in_queue(job_id) is True
-    out = capsys.readouterr().out
-    assert out == (
-        f"warning: sge job {job_id} has tasks in the error state (qstat -j {job_id}): "
+    result = cli("--name", "exp", "--backend", "sge", timeout=30)
+    assert result.returncode == 1 and "exp: 2 points: 0 ok, 0 error, 0 timeout, 2 pending" in (
+        result.stdout
+    )
+    job_id = re.search(r"submitted sge job (\d+)", result.stdout).group(1)
+    assert result.stderr == (
+        f"sge job {job_id} has tasks in the error state (qstat -j {job_id}): "
         f'error: can\'t open output file "/gone/x"; fix it and run qmod -cj {job_id}, '
-        f"or qdel {job_id}\n"
+        f"or qdel {job_id} and rerun; stopped waiting, 2 points pending\n"
+    )
+    assert not (only_run(root)["folder"] / "ended.json").exists()  # it may run once fixed
+
+
+def test_a_slurm_task_that_never_started_ends_the_waiting_with_one_line(
+    write_spec, root, fake, cli, monkeypatch
+):
+    """Was: tasks that Slurm could not start (no log) left their points pending without a
+    word, on every submission; the waiting went on while the rest of the array ran."""
+    write_spec("exp", grid(2, duration=3.0))  # task 2 still runs when task 1 has failed
+    monkeypatch.setenv("FAKE_NOLOG_TASKS", "1")
+    result = cli("--name", "exp", "--backend", "slurm", "--tasks", "2", timeout=60)
+    assert result.returncode == 1, result.stderr
+    job_id = re.search(r"submitted slurm job (\d+)", result.stdout).group(1)
+    log = root / "logs" / "exp" / f"{job_id}.1.err"
+    assert result.stderr == (
+        f"slurm job {job_id} task 1 ended FAILED without a log ({log}): Slurm could not start "
+        f"its job script (can the nodes write {log.parent}?); scancel {job_id} and rerun; "
+        f"stopped waiting, 2 points pending\n"
     )
 
 
@@ -617,13 +660,34 @@ def test_options_that_only_look_like_forbidden_ones_pass(kind):
     assert [backend.sets_option(w) for w in words[kind]] == [None] * len(words[kind])
 
 
-def test_a_newline_in_a_job_script_option_is_named(write_spec, root, fake, cli):
-    write_spec("a\nb", grid(1))
-    result = cli("--name", "a\nb", "--backend", "sge")
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith(
-        f"error: logs {str(root / 'logs' / 'a')!r}"[:-1] + "\\nb' has a newline"
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_experiment_name_with_a_quote_is_refused_before_submitting(root, fake, cli, kind):
+    """Was: `--name "specs/q'x.json"` gave SGE tasks in Eqw for good (run.py waited
+    forever) and Slurm tasks that died without logs."""
+    path = root / "specs" / "q'x.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(grid(1)))
+    result = cli("--name", str(path), "--backend", kind)
+    assert result.returncode == 2 and result.stderr == (
+        f'error: {path}: experiment name "q\'x" holds "\'"; use only ASCII letters, digits, '
+        '"_", "-" and "."; rename the file\n'
     )
+    assert fake.calls(SUBMIT[kind]) == [] and not (root / "results").exists()
+
+
+@pytest.mark.parametrize("odd", ["it's", "a\nb", "50%"])
+def test_a_project_root_job_script_options_cannot_hold_is_named(root, fake, cli, monkeypatch, odd):
+    project = root / odd
+    (project / "experiments").mkdir(parents=True)
+    (project / "experiments" / "exp.json").write_text(json.dumps(grid(1)))
+    monkeypatch.setenv("MEMO_ROOT", str(project))
+    result = cli("--name", "exp", "--backend", "sge")
+    what = {"it's": "a quote", "a\nb": "a newline", "50%": "'%'"}[odd]
+    assert result.returncode == 2 and result.stderr == (
+        f"error: logs {str(project / 'logs' / 'exp')!r} has {what}, which job script options "
+        f"cannot hold; use a MEMO_ROOT without blanks, quotes, '\\', '$' or '%'\n"
+    )
+    assert fake.calls("qsub") == []
 
 
 def test_refused_submission_exits_2_with_the_schedulers_reason(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import joblib
 import pandas as pd
 import pytest
 
@@ -195,6 +196,12 @@ def test_backend_mistakes_exit_2(write_spec, root, cli):
     )
     result = cli("--name", "exp", "--tasks", "0")
     assert result.returncode == 2 and "--tasks 0" in result.stderr
+    result = cli("--name", "exp", "--tasks", "100000000000")  # was: OverflowError traceback
+    most = 16 * joblib.cpu_count()
+    assert result.returncode == 2 and result.stderr == (
+        f"error: --tasks 100000000000: at most {most} worker processes here (16 per core); "
+        f"give fewer, or -1 for one per core\n"
+    )
     for limit in ("nan", "inf", "-1"):
         result = cli("--name", "exp", "--timeout", limit)
         assert result.returncode == 2 and f"--timeout {limit}: give a positive" in result.stderr

@@ -228,6 +228,29 @@ def test_a_damaged_row_cache_is_rebuilt_from_the_records_with_a_note(write_spec,
     assert "a value that is not a scalar" in capsys.readouterr().err
 
 
+def test_deleted_records_are_pending_whatever_a_re_signed_cache_lists(write_spec, root, capsys):
+    """Was: with 5 records deleted and the cache re-signed without their files (but with
+    their rows), the 5 counted as ok in --status, load_results and the CSV, and never ran."""
+    store = ran(write_spec, 8)
+    rows = store.rows()
+    gone = record_paths(store)[:5]
+    for path in gone:
+        path.unlink()
+    files = {n: s for n, s in rows.files.items() if store.dir / n not in gone}
+    store_module.rowcache.save(store.cache_path, store_module.Rows(rows.columns, files, [], []))
+    capsys.readouterr()
+    assert run.main(["--name", "exp", "--status"]) == 1
+    out, err = capsys.readouterr()
+    assert "exp: 8 points: 3 ok, 0 error, 0 timeout, 5 pending" in out
+    assert err == (
+        f"note: the row cache {store.cache_path} is damaged (its rows are not those of the "
+        f"record files it lists); rebuilt from the records\n"
+    )
+    assert len(load_results("exp")) == 3
+    assert run.main(["--name", "exp"]) == 0 and all(path.exists() for path in gone)
+    assert "running 5 of 8 points" in capsys.readouterr().out
+
+
 def test_load_results_reads_no_record_when_none_has_curves(write_spec, root, monkeypatch):
     store = ran(write_spec)
     for path in record_paths(store):

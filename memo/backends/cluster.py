@@ -16,7 +16,10 @@ A cluster run of ``run.py --backend sge|slurm --tasks N -- SCHEDULER ARGS`` goes
    yield an Outcome per point as its record appears. Once the array has left the queue,
    points without a record stay pending: the next run submits them again, those that were
    running when their task died last in their task; one that killed its task twice gets
-   an error record instead (task_deaths.py).
+   an error record instead (task_deaths.py). A job whose tasks sit in an error state (SGE's
+   Eqw; a Slurm task that ended FAILED/NODE_FAIL without a log: it never started) would
+   not leave the queue, or not run at all: the waiting ends with one line, its points
+   pending.
 
 Ctrl-C while waiting stops the waiting only; the jobs run on. Waiting is tuned by
 environment variables (tests make it quick): ``MEMO_POLL_RECORDS_S`` (default 2),
@@ -240,8 +243,9 @@ class ClusterBackend(Backend):
         """Yield an Outcome per point as its record appears, until all have one or the array
         has left the queue (then the rest stay pending and a note says where to look)."""
         records = submission.run_dir.parent.parent
+        logs = logs_dir(records.name)
         pending = {p.id for p in submission.points}
-        next_ask, gone_at, unanswered = 0.0, None, 0
+        next_ask, gone_at, unanswered, stuck_at = 0.0, None, 0, None
         while pending:
             for outcome in new_outcomes(records, pending, submission.baseline):
                 pending.discard(outcome.id)
@@ -254,6 +258,15 @@ class ClusterBackend(Backend):
                 queued = self.in_queue(submission.job_id)
                 if queued is False:
                     gone_at = now
+                why = self.stuck(submission.job_id, logs) if queued else None
+                stuck_at = (stuck_at or now) if why else None  # NFS may show a log late
+                if why and now - stuck_at >= self.options.grace_s:
+                    print(
+                        f"{self.name} job {submission.job_id} {why}; stopped waiting, "
+                        f"{len(pending)} points pending",
+                        file=sys.stderr,
+                    )
+                    return  # not ended: the job may still run once it is fixed
                 unanswered = unanswered + 1 if queued is None else 0
                 if unanswered == 10:  # keep waiting: the records tell what finished anyway
                     print(
@@ -279,6 +292,12 @@ class ClusterBackend(Backend):
         """True while any task of the array is queued or running, False once it has left the
         queue, None if the scheduler did not answer."""
         raise NotImplementedError
+
+    def stuck(self, job_id: str, logs: Path) -> str | None:
+        """Why the job, in the queue as the last in_queue call found, will not run on by
+        itself (tasks in an error state), and what to do; None if nothing is wrong.
+        ``logs``: the folder of its task logs."""
+        return None
 
     def task_failures(self, job_id: str) -> list:
         """Lines naming array tasks that failed, from accounting if it has them (best effort)."""

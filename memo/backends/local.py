@@ -25,6 +25,9 @@ PER_POINT_S = 0.001  # a point's cost beyond its trial (claim, record)
 # How often a worker looks whether run.py is gone: a rerun started at once (~0.15 s to
 # its first look at the claims) must find the dead run's workers gone, not running.
 WATCH_S = 0.05
+# Most worker processes per core: more only share the cores thinner (and loky's semaphores
+# overflow at 2**31).
+MAX_PER_CORE = 16
 _pool: dict = {}  # (workers, threads) -> the executor, reused by later runs in this process
 
 
@@ -53,6 +56,12 @@ class JoblibBackend(Backend):
 
     def check(self) -> None:
         self.check_workers_and_no_args()
+        most = MAX_PER_CORE * joblib.cpu_count()
+        if self.tasks > most:
+            raise BackendError(
+                f"--tasks {self.tasks}: at most {most} worker processes here "
+                f"({MAX_PER_CORE} per core); give fewer, or -1 for one per core"
+            )
 
     def workers(self) -> int:
         return joblib.effective_n_jobs(self.tasks)

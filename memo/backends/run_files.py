@@ -137,17 +137,20 @@ def now_iso() -> str:
 def render(template: str, **values: str) -> str:
     """The template file from the project root with each ``{{key}}`` replaced.
 
-    Values go into ``#$``/``#SBATCH`` lines as they are, so paths there must not hold
-    spaces; the shell lines get quoted values.
+    Values go into ``#$``/``#SBATCH`` lines as they are, where qsub and sbatch split at
+    blanks, take quotes and backslashes as quoting and ``$``/``%`` as their own fields,
+    so paths there must hold none (experiment names cannot: memo.paths); the shell lines
+    get quoted values.
     """
     text = (paths.PROJECT / template).read_text()
     for key, value in values.items():
-        blank = re.search(r"\s", value) if key in ("logs", "name") else None
-        if blank:
-            what = {" ": "a space", "\n": "a newline", "\t": "a tab"}.get(blank[0], "a blank")
+        odd = re.search(r"[\s'\"\\$%]", value) if key in ("logs", "name") else None
+        if odd:
+            names = {" ": "a space", "\n": "a newline", "\t": "a tab", "'": "a quote"}
+            what = names.get(odd[0], "a blank" if odd[0].isspace() else repr(odd[0]))
             raise BackendError(
                 f"{key} {value!r} has {what}, which job script options cannot hold; "
-                f"use a MEMO_ROOT and experiment name without blanks"
+                f"use a MEMO_ROOT without blanks, quotes, '\\', '$' or '%'"
             )
         text = text.replace("{{" + key + "}}", value)
     left = re.findall(r"\{\{\w+\}\}", text)

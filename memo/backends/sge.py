@@ -29,7 +29,7 @@ class SGEBackend(ClusterBackend):
 
     def __init__(self, tasks: int, args: list, scheduler: str | None = None):
         super().__init__(tasks, args, scheduler)
-        self.warned = set()
+        self.errors: dict = {}  # job id -> why its tasks are in the error state, last seen
 
     def sets_option(self, word: str) -> str | None:
         return qsub_option(word, self.attached)
@@ -46,24 +46,21 @@ class SGEBackend(ClusterBackend):
     def in_queue(self, job_id: str) -> bool | None:
         result = scheduler("qstat", "-j", job_id)
         if result.returncode == 0:
-            self.warn_errors(job_id, result.stdout)
+            self.errors[job_id] = error_state(result.stdout)
             return True
         if "do not exist" in result.stdout + result.stderr:
             return False
         return None
 
-    def warn_errors(self, job_id: str, text: str) -> None:
-        """Say once if a task sits in the error state (Eqw), which never leaves the queue."""
-        for line in text.splitlines():
-            if line.startswith("error reason") and job_id not in self.warned:
-                self.warned.add(job_id)
-                # "error reason    1:      11/22/2026 19:00:05 [0:14029]: error: can't open ..."
-                reason = re.sub(r"^error reason[^:]*:\s*(\S+ \S+ \[[^\]]*\]:\s*)?", "", line)
-                print(
-                    f"warning: sge job {job_id} has tasks in the error state (qstat -j {job_id}): "
-                    f"{reason}; fix it and run qmod -cj {job_id}, or qdel {job_id}",
-                    flush=True,
-                )
+    def stuck(self, job_id: str, logs) -> str | None:
+        """Tasks in the error state (Eqw) never leave the queue by themselves."""
+        reason = self.errors.get(job_id)
+        if reason is None:
+            return None
+        return (
+            f"has tasks in the error state (qstat -j {job_id}): {reason}; fix it and run "
+            f"qmod -cj {job_id}, or qdel {job_id} and rerun"
+        )
 
     def task_failures(self, job_id: str) -> list:
         result = scheduler("qacct", "-j", job_id)
@@ -80,3 +77,22 @@ class SGEBackend(ClusterBackend):
                     f"exit status {fields['exit_status']}"
                 )
         return failures
+
+
+def error_state(text: str) -> str | None:
+    """Why ``qstat -j`` output shows tasks in the error state, or None.
+
+    >>> error_state("job_number: 7\\nerror reason    1:      11/22/2026 19:00:05 [0:14029]: "
+    ...             "error: can't open output file")
+    "error: can't open output file"
+    >>> error_state("job_number: 7\\njob_state    1:    Eqw"), error_state("job_number: 7")
+    ('task 1 is in state Eqw', None)
+    """
+    for line in text.splitlines():
+        if line.startswith("error reason"):
+            # "error reason    1:      11/22/2026 19:00:05 [0:14029]: error: can't open ..."
+            return re.sub(r"^error reason[^:]*:\s*(\S+ \S+ \[[^\]]*\]:\s*)?", "", line)
+        state = re.match(r"job_state\s+(\d+):\s+(\w*E\w*)", line)
+        if state:
+            return f"task {state[1]} is in state {state[2]}"
+    return None

@@ -6,12 +6,18 @@
 - A claim ``results/NAME/_running/<id>.json`` (host, pid, start time) exists while a
   process runs the point, in whatever backend. It is created exclusively (``O_EXCL``, as
   NFS supports too), so only one process can make it; a second runner skips
-  a point whose claim is fresh. A claim is stale once its process is gone (same host:
-  the pid is not running; another host: not refreshed for :data:`STALE_S`; the holder
-  refreshes it every :data:`HEARTBEAT_S`); stale claims are taken over or removed. A
-  claim made in the same run (its token, memo.run.worker.Job.run) is taken over too: a run
-  starts a point again only after the process running it was lost (a dask worker on
-  another host, an array task the scheduler requeued), so that claim is a dead one's.
+  a point whose claim is fresh. A claim is fresh while its holder refreshes it (every
+  :data:`HEARTBEAT_S`; not refreshed for :data:`STALE_S`, it is stale) and, on this host,
+  while the process it names runs (its pid and process stamp: start time and boot). Its
+  age counts from the older of its mtime and ctime: the kernel sets the ctime to its own
+  clock at every change, so an mtime set into the future (``touch -d``) cannot keep a
+  claim fresh, nor can a pid the claim names without the stamp of that process. Stale
+  claims are taken over or removed. A claim made in the same run (its token,
+  memo.run.worker.Job.run) is taken over too: a run starts a point again only after the
+  process running it was lost (a dask worker on another host, an array task the
+  scheduler requeued), so that claim is a dead one's.
+- A file there that is not a claim (a JSON value other than a claim's object, a folder, a
+  link, a FIFO) holds no point: it is named in a note and removed by the next run.
 """
 
 import contextlib
@@ -20,15 +26,15 @@ import fcntl
 import json
 import os
 import stat
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from memo.store.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
-from memo.store.files import own_dir, read_regular
-from memo.store.files import temp_path
+from memo.store.files import own_dir, read_regular, remove, temp_path
 
 CLAIMS = "_running"  # "_": not a record name
 STALE_S = 600.0
@@ -47,17 +53,22 @@ class Holder:
     host: str
     pid: int
     started: str
-    age: float  # seconds since the claim was made or last refreshed
+    age: float  # seconds since the claim was made or last refreshed (see holder)
     process: str | None = None  # memo.store.files.process_stamp of the pid when it claimed
     run: str | None = None  # the token of the run that claimed it (memo.run.worker.Job.run)
+    bad: str | None = None  # why the file is not a claim (it then holds nothing)
 
     def fresh(self) -> bool:
-        if self.host == HOST:  # the process itself, not a later one given its pid
-            if not pid_alive(self.pid):
-                return False
-            now = process_stamp(self.pid)
-            return self.process is None or now is None or now == self.process
-        return self.age < STALE_S
+        """Refreshed within STALE_S, and on this host its very process still runs: the pid
+        alone may be a later process's, or any live one the file names."""
+        if self.bad or not self.age < STALE_S:
+            return False
+        if self.host != HOST:
+            return True
+        if not pid_alive(self.pid):
+            return False
+        now = process_stamp(self.pid)
+        return now is None or now == self.process  # None: no /proc here to tell
 
     def __str__(self) -> str:
         return f"{self.host} pid {self.pid} since {self.started}"
@@ -69,26 +80,50 @@ def claim_path(records: Path, point_id: str) -> Path:
 
 def holder(path: Path) -> tuple | None:
     """(Holder, inode) of the claim file ``path``; None if there is none. A claim that
-    cannot be read counts as another host's (fresh while young)."""
+    cannot be read yet (empty while its maker writes it, cut short) counts as another
+    host's, fresh while young; one that is not a claim is a Holder with ``bad`` set."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return None
-    age = time.time() - info.st_mtime
+    # The older of the two: an mtime set ahead (touch -d) leaves the ctime at that change.
+    age = time.time() - min(info.st_mtime, info.st_ctime)
+    unknown = Holder("?", 0, "?", age)
     try:
         data = json.loads(read_regular(path, CAP))
-        process, run = data.get("process"), data.get("run")
-        found = Holder(
-            str(data["host"]),
-            int(data["pid"]),
-            str(data["started"]),
-            age,
-            str(process) if process else None,
-            str(run) if run else None,
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        found = Holder("?", 0, "?", age)
+    except NotRegular as e:
+        return replace(unknown, bad=e.strerror), info.st_ino
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return replace(unknown, bad="a link"), info.st_ino
+        return unknown, info.st_ino
+    except ValueError:
+        return unknown, info.st_ino
+    except RecursionError:  # nested too deep for the parser: no claim is
+        return replace(unknown, bad="not a claim"), info.st_ino
+    why = not_a_claim(data)
+    if why:
+        return replace(unknown, bad=why), info.st_ino
+    process, run = data.get("process"), data.get("run")
+    found = Holder(
+        data["host"],
+        data["pid"],
+        str(data.get("started")),
+        age,
+        str(process) if process else None,
+        str(run) if run else None,
+    )
     return found, info.st_ino
+
+
+def not_a_claim(data) -> str | None:
+    """Why the JSON value ``data`` is not a claim as take writes it, or None."""
+    if not isinstance(data, dict):
+        kinds = {type(None): "null", list: "a list", str: "a string", bool: "true or false"}
+        return f"holds {kinds.get(type(data), 'a number')}"
+    if type(data.get("host")) is not str or type(data.get("pid")) is not int:
+        return "no host name and pid"
+    return None
 
 
 def take(records: Path, point_id: str, run: str | None = None) -> Holder | None:
@@ -131,8 +166,8 @@ def _process() -> str | None:
 
 
 def remove_stale(path: Path, inode: int) -> None:
-    """Remove the stale claim ``path`` (inode ``inode``); never a fresh one made meanwhile:
-    it is renamed aside first, and put back if it is not the stale one."""
+    """Remove the stale claim ``path`` (inode ``inode``), a folder too; never a fresh one
+    made meanwhile: it is renamed aside first, and put back if it is not the stale one."""
     aside = temp_path(path)
     try:
         os.rename(path, aside)
@@ -143,7 +178,7 @@ def remove_stale(path: Path, inode: int) -> None:
             with contextlib.suppress(OSError):
                 os.link(aside, path)
     finally:
-        aside.unlink(missing_ok=True)
+        remove(aside)
 
 
 def release(records: Path, point_id: str) -> None:
@@ -174,26 +209,35 @@ def heartbeat() -> None:
 
 def running(records: Path, clean: bool = False) -> tuple:
     """({point id: Holder} of the fresh claims, number of stale claims); with ``clean`` the
-    stale ones are removed."""
-    fresh, stale = {}, 0
+    stale ones are removed (files that are not claims too), else those are named in a note."""
+    fresh, stale, bad = {}, 0, []
+    folder = Path(records) / CLAIMS
     try:
-        if not stat.S_ISDIR(os.lstat(Path(records) / CLAIMS).st_mode):  # a link: not ours
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link: not ours
             return fresh, stale
-        names = [n for n in os.listdir(Path(records) / CLAIMS) if n.endswith(".json")]
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
     except OSError:
         return fresh, stale
     for name in names:
-        path = Path(records) / CLAIMS / name
-        found = holder(path)
+        found = holder(folder / name)
         if found is None:
             continue
         if found[0].fresh():
             fresh[name[: -len(".json")]] = found[0]
             continue
         stale += 1
+        if found[0].bad:
+            bad.append(f"{name}: {found[0].bad}")
         if clean:
             with contextlib.suppress(OSError):
-                remove_stale(path, found[1])
+                remove_stale(folder / name, found[1])
+    if bad and not clean:
+        shown = "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        print(
+            f"note: {len(bad)} files in {folder} are not claims and hold no point ({shown});"
+            f" a run removes them",
+            file=sys.stderr,
+        )
     return fresh, stale
 
 

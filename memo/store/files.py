@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import socket
 import stat
 import time
@@ -98,6 +99,19 @@ def atomic_file(path: Path):
         raise
 
 
+def remove(path, dir_fd: int | None = None) -> None:
+    """Remove the file or folder ``path`` (a folder with all it holds; links are removed,
+    never followed); nothing if it is gone. ``dir_fd``: the folder ``path`` is relative to."""
+    try:
+        folder = stat.S_ISDIR(os.lstat(path, dir_fd=dir_fd).st_mode)
+        if folder:  # shutil's rmtree works by descriptors here: it follows no link
+            shutil.rmtree(path, dir_fd=dir_fd)
+        else:
+            os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     with atomic_file(path) as handle:
         handle.write(data)
@@ -136,8 +150,9 @@ def process_stamp(pid: int) -> str | None:
 
 def clean_temps(folder: Path, min_age_s: float = 60.0) -> int:
     """Remove the temp files of writers killed mid-write (atomic_file's names, older than
-    ``min_age_s``, of a pid no longer running here); how many were removed. A ``folder``
-    that is a link is left alone."""
+    ``min_age_s``, of a pid no longer running here; a folder of such a name too, as a claim
+    that was a folder left once); how many were removed. A ``folder`` that is a link is
+    left alone."""
     removed, now = 0, time.time()
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
@@ -153,7 +168,7 @@ def clean_temps(folder: Path, min_age_s: float = 60.0) -> int:
                 info = entry.stat(follow_symlinks=False)
                 if now - info.st_mtime < min_age_s or pid_alive(int(match.group(1))):
                     continue
-                os.unlink(entry.name, dir_fd=fd)
+                remove(entry.name, dir_fd=fd)
                 removed += 1
             except OSError:  # gone already, or not ours to remove
                 continue
