@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import run
+from memo.run import steps
 from memo.store.records import Store, load_results
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,7 +216,7 @@ def test_a_results_folder_that_cannot_be_written_is_one_line_before_any_point_ru
         raise PermissionError(13, "Permission denied")
 
     write_spec("exp", grid_spec(2))
-    monkeypatch.setattr(run.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(steps.tempfile, "TemporaryFile", refused)
     assert run.main(["--name", "exp"]) == 2
     out, err = capsys.readouterr()
     assert (
