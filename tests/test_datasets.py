@@ -105,6 +105,12 @@ def test_load_is_cached_in_process_and_on_disk(store, monkeypatch, in_memory):
     np.testing.assert_array_equal(again.X, first.X)
 
 
+def _link_to_a_copy(folder):
+    """X.npy a link to an identical copy of it, outside the folder."""
+    (folder / "X.npy").rename(folder.parent / "X-copy.npy")
+    (folder / "X.npy").symlink_to(folder.parent / "X-copy.npy")
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -118,6 +124,8 @@ def test_load_is_cached_in_process_and_on_disk(store, monkeypatch, in_memory):
         # Zeroed at its size (a failed copy): the header too, or only the numbers.
         (lambda d: (d / "X.npy").write_bytes(bytes(288)), "X.npy is damaged (the magic"),
         (lambda d: np.save(d / "X.npy", np.zeros((20, 2), np.float32)), "X.npy holds other"),
+        (_link_to_a_copy, "X.npy is a link"),  # was: followed
+        (lambda d: ((d / "X.npy").unlink(), os.mkfifo(d / "X.npy")), "X.npy is not a regular"),
     ],
 )
 def test_a_damaged_cache_is_one_error_naming_the_file_and_the_fix(store, damage, message):
