@@ -117,7 +117,7 @@ def _difference(where: Path, actual: dict, expected: dict) -> str:
     if name not in actual:
         return f"{where / name} is missing"
     if name not in expected:
-        return f"{where / name} is there"
+        return f"{where / name} is extra"
     if actual[name]["size"] != expected[name]["size"]:
         return f"{where / name} has {actual[name]['size']} bytes"
     return f"{where / name} has another SHA-256"
@@ -130,7 +130,7 @@ def _compare(read: dict, arrays: tuple, where: Path) -> None:
         if have is None and built is None:
             continue
         if built is None or have is None:
-            problem = "is there" if built is None else "is missing"
+            problem = "is extra" if built is None else "is missing"
         else:
             built = cache.stored(key, built)
             if (have.dtype, have.shape) != (built.dtype, built.shape):
