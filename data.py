@@ -28,6 +28,9 @@ def list_datasets() -> None:
             f"{row['name']:{width}}  {_shape(row['train']):16}  {_shape(row['test']):16}  "
             f"{row['source']:30}  {'yes' if row['present'] else 'no'}"
         )
+    for row in rows:
+        if row["note"]:
+            print(f"note: {row['note']}", file=sys.stderr)
 
 
 def build(names: list[str]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 import data
 from memo import datasets
-from memo.datasets import DatasetError, cache, formats, registry
+from memo.datasets import DatasetError, cache, digests, formats, registry
 from memo.datasets.formats import RawFile
 from memo.datasets.transforms import corrupt, preprocess
 
@@ -105,20 +105,27 @@ def test_load_is_cached_in_process_and_on_disk(store, monkeypatch, in_memory):
     np.testing.assert_array_equal(again.X, first.X)
 
 
+def _link_to_a_copy(folder):
+    """X.npy a link to an identical copy of it, outside the folder."""
+    (folder / "X.npy").rename(folder.parent / "X-copy.npy")
+    (folder / "X.npy").symlink_to(folder.parent / "X-copy.npy")
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
         (
             lambda d: (d / "X.npy").write_bytes((d / "X.npy").read_bytes()[:-100]),
-            "X.npy has 188 bytes, not the 288 written",
+            "X.npy is damaged (its header says float32 (20, 2), but it has 188 bytes)",
         ),
-        (lambda d: (d / "y.npy").write_bytes(b"not an array"), "y.npy has 12 bytes"),
-        (lambda d: (d / "X.npy").unlink(), "X.npy is missing"),
-        (lambda d: np.save(d / "y.npy", np.zeros(3, np.int64)), "y.npy has 152 bytes"),
+        (lambda d: (d / "y.npy").write_bytes(b"not an array"), "y.npy is damaged (the magic"),
+        (lambda d: (d / "X.npy").unlink(), "X.npy is missing, unlike what memo builds"),
+        (lambda d: np.save(d / "y.npy", np.zeros(3, np.int64)), "y.npy holds int64 (3,), not"),
         # Zeroed at its size (a failed copy): the header too, or only the numbers.
-        (lambda d: (d / "X.npy").write_bytes(bytes(288)), "X.npy is damaged (its checksum"),
-        (lambda d: np.save(d / "X.npy", np.zeros((20, 2), np.float32)), "X.npy is damaged"),
-        (lambda d: (d / "checksums.json").write_text("[1]"), "checksums.json is damaged"),
+        (lambda d: (d / "X.npy").write_bytes(bytes(288)), "X.npy is damaged (the magic"),
+        (lambda d: np.save(d / "X.npy", np.zeros((20, 2), np.float32)), "X.npy holds other"),
+        (_link_to_a_copy, "X.npy is a link"),  # was: followed
+        (lambda d: ((d / "X.npy").unlink(), os.mkfifo(d / "X.npy")), "X.npy is not a regular"),
     ],
 )
 def test_a_damaged_cache_is_one_error_naming_the_file_and_the_fix(store, damage, message):
@@ -138,8 +145,8 @@ def test_a_damaged_cache_is_one_error_naming_the_file_and_the_fix(store, damage,
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda path: os.truncate(path, 100), "X.npy has 100 bytes, not the 288 written"),
-        (lambda path: path.write_bytes(bytes(288)), "X.npy is damaged (its checksum differs"),
+        (lambda path: os.truncate(path, 100), "X.npy has 100 bytes, not the 288 checked"),
+        (lambda path: path.write_bytes(bytes(288)), "X.npy is damaged (it changed since"),
     ],
 )
 def test_a_memory_mapped_file_damaged_after_loading_stops_the_next_use(
@@ -154,12 +161,139 @@ def test_a_memory_mapped_file_damaged_after_loading_stops_the_next_use(
         datasets.load_dataset("lines")  # what a trial calls before each point
 
 
-def test_a_cache_written_before_checksums_gets_them_on_first_read(store):
+def test_a_folder_whose_checksums_json_is_gone_is_checked_against_a_fresh_build(store):
     datasets.prepare("lines")
-    sums = (store / "lines" / "checksums.json").read_text()
     (store / "lines" / "checksums.json").unlink()
-    datasets.load_dataset("lines")
-    assert (store / "lines" / "checksums.json").read_text() == sums
+    np.testing.assert_array_equal(datasets.load_dataset("lines").y, np.repeat([0, 1], 10))
+    assert not (store / "lines" / "checksums.json").exists()  # nothing certified from itself
+    datasets.load_dataset.cache_clear()
+    _zero_after_header(store / "lines" / "X.npy")  # was: trusted, and certified as it is
+    with pytest.raises(datasets.DatasetDamaged, match="X.npy holds other values, unlike what"):
+        datasets.load_dataset("lines")
+
+
+def test_a_folder_built_where_floats_round_otherwise_is_accepted(store, monkeypatch):
+    """A machine whose numpy rounds differently writes other bytes than those pinned: the
+    folder is compared with a build in memory, values within RTOL pass."""
+    datasets.prepare("lines")
+    X = np.load(store / "lines" / "X.npy")
+    np.save(store / "lines" / "X.npy", np.nextafter(X, np.float32(2)))  # one ulp up
+    np.testing.assert_allclose(datasets.load_dataset("lines").X, X, rtol=1e-6)
+    datasets.load_dataset.cache_clear()
+    np.save(store / "lines" / "X.npy", X * np.float32(1.001))
+    with pytest.raises(datasets.DatasetDamaged, match="X.npy holds other values"):
+        datasets.load_dataset("lines")
+
+
+def test_pinned_digests_are_those_of_a_fresh_build(offline):
+    fresh = {}
+    for name in datasets.dataset_names():
+        if not datasets.needs_download(name) and not datasets.entry(name).prefix:
+            fresh[name] = cache.read_folder(name).digests
+    table = "".join(
+        f'    "{name}": {{\n'
+        + "".join(f'        "{f}": ({d["size"]}, "{d["sha256"]}"),\n' for f, d in files.items())
+        + "    },\n"
+        for name, files in fresh.items()
+    )
+    pinned = {name: digests.expected(name) for name in fresh}
+    assert pinned == fresh, f"a fresh build differs from digests.py; if meant:\n{table}"
+    assert set(digests.PINNED) == set(fresh)
+
+
+def _zero_after_header(path, start=128):
+    """Zero a file after its first ``start`` bytes (a .npy header): it loads, as zeros."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(bytes(size - start))
+
+
+def _rewrite_checksums(folder):
+    """checksums.json made to match the folder's files as they are now."""
+    sums = {
+        p.name: {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in folder.glob("*.npy")
+    }
+    (folder / "checksums.json").write_text(json.dumps(sums))
+
+
+def _replace_with(folder, other, link):
+    shutil.rmtree(folder)
+    if link:
+        folder.symlink_to(other, target_is_directory=True)
+    else:
+        shutil.copytree(other, folder)
+
+
+def _zeroed_unlisted(d):  # the reproducer of issue 18: 277 of 300 points wrong, all "ok"
+    _zero_after_header(d / "X.npy")
+    (d / "checksums.json").unlink()
+
+
+def _zeroed_relisted(d):
+    _zero_after_header(d / "X.npy")
+    _rewrite_checksums(d)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_zeroed_unlisted, "moons/X.npy holds other values, unlike what memo builds for moons"),
+        (_zeroed_relisted, "moons/X.npy holds other values, unlike what memo builds for moons"),
+        (lambda d: _replace_with(d, d.parent / "lines", link=False), "moons/X.npy holds float32"),
+        (lambda d: _replace_with(d, d.parent / "lines", link=True), "moons is a link, not a"),
+        (lambda d: _replace_with(d, d.parent / "gone", link=True), "moons is a link, not a"),
+    ],
+    ids=["zeroed-unlisted", "zeroed-relisted", "copy-of-lines", "link-to-lines", "dangling-link"],
+)
+def test_a_dataset_not_what_it_must_be_stops_run_py_before_any_point(
+    store, tmp_path, monkeypatch, capsys, damage, message
+):
+    import run
+
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    monkeypatch.setenv("MEMO_ROOT", str(root))
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["moons"], "restart": [0, 1, 2]}}'
+    (root / "experiments" / "exp.json").write_text(spec)
+    datasets.prepare("moons")
+    datasets.prepare("lines")
+    damage(store / "moons")
+    assert run.main(["--name", "exp"]) == 2  # was: exit 0 (or 1), a record per point
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert f"delete {store / 'moons'} and run: python data.py --name moons" in err
+    assert not list((root / "results").glob("exp/*.json"))  # every point left pending
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
+def test_a_checksums_json_that_is_no_regular_file_is_not_read(store, tmp_path, kind):
+    """Was: followed and read whole (a link to /dev/zero grew run.py to 21 GB; a FIFO hung it)."""
+    datasets.prepare("moons")
+    path = store / "moons" / "checksums.json"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(b" " * 50_000_000)
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["moons"], "restart": [0]}}'
+    (root / "experiments" / "exp.json").write_text(spec)
+    env = {**os.environ, "MEMO_ROOT": str(root), "MEMO_DATASETS": str(store)}
+    for args in (["--dry-run"], []):
+        result = subprocess.run(
+            [sys.executable, "run.py", "--name", "exp", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr  # moons is checked against its pinned digests
 
 
 def test_moons_sizes_are_prefixes_of_one_draw_scaled_over_the_whole_draw(offline):
@@ -360,6 +494,99 @@ def fake_cifar10(monkeypatch, tmp_path):
     serve(monkeypatch, tmp_path, "cifar10", {"cifar-10-python.tar.gz": blob})
     datasets.prepare("cifar10", download=True, log=lambda msg: None)
     return train, test
+
+
+def _fake_mnist(store, tmp_path, monkeypatch, *names):
+    """Fake official MNIST files served and made into the named datasets; mnist's arrays."""
+    blobs, arrays = mnist_blobs()
+    serve(monkeypatch, tmp_path, "mnist", blobs)
+    for name in ("mnist", *names):
+        datasets.prepare(name, download=True, log=lambda msg: None)
+    datasets.load_dataset.cache_clear()
+    return arrays
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("mnist", "mnist/X.npy has another SHA-256, unlike the file memo made (recorded in"),
+        ("mnist_1v9_size_100", "mnist_1v9_size_100/X.npy holds other values, unlike what memo"),
+    ],
+)
+def test_a_set_made_from_downloads_is_checked_against_the_record_made_with_it(
+    store, tmp_path, monkeypatch, name, message
+):
+    _fake_mnist(store, tmp_path, monkeypatch, name)
+    assert sorted(p.name for p in (store / "_digests").iterdir()) == sorted(
+        {"mnist.json", f"{name}.json"}
+    )
+    shutil.rmtree(store / "_downloads")  # the record stands without the official files
+    assert datasets.check_available(name) == []
+    _zeroed_relisted(store / name)  # was: passed, its checksums.json being the only check
+    with pytest.raises(datasets.DatasetDamaged, match=re.escape(message)):
+        datasets.check_available(name)
+
+
+def test_without_its_record_a_set_made_from_downloads_is_rebuilt_to_compare(
+    store, tmp_path, monkeypatch
+):
+    arrays = _fake_mnist(store, tmp_path, monkeypatch)
+    shutil.rmtree(store / "_digests")  # made by an older memo, or copied from elsewhere
+    assert_dataset(datasets.load_dataset("mnist"), *arrays)
+    assert (store / "_digests" / "mnist.json").is_file()  # rebuilt, compared, recorded
+    shutil.rmtree(store / "_digests")
+    _zeroed_unlisted(store / "mnist")  # was: trusted, and certified as it is
+    datasets.load_dataset.cache_clear()
+    with pytest.raises(datasets.DatasetDamaged, match="mnist/X.npy holds other values"):
+        datasets.load_dataset("mnist")
+    assert not (store / "_digests" / "mnist.json").exists()
+
+
+def test_a_set_that_cannot_be_verified_says_so_once(store, tmp_path, monkeypatch, capfd):
+    import run
+
+    _fake_mnist(store, tmp_path, monkeypatch)
+    shutil.rmtree(store / "_digests")  # copied here without its record,
+    shutil.rmtree(store / "_downloads")  # and without the official files
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    monkeypatch.setenv("MEMO_ROOT", str(root))
+    spec = '{"trial": "memorize", "param_grid": {"dataset": ["mnist"], "restart": [0, 1]}}'
+    (root / "experiments" / "exp.json").write_text(spec)
+    assert run.main(["--name", "exp"]) == 0
+    notes = [line for line in capfd.readouterr().err.splitlines() if "cannot be verified" in line]
+    assert notes == [
+        f"note: dataset 'mnist' cannot be verified: memo has no record of making {store / 'mnist'}"
+        f", and it cannot be rebuilt here to compare (its official files are not in "
+        f"{store / '_downloads'}); checked only against its own checksums.json"
+    ]
+    datasets.load_dataset.cache_clear()
+    _zeroed_unlisted(store / "mnist")  # nothing left to check it against
+    assert datasets.check_available("mnist")[0].endswith(
+        "not checked at all (it has no checksums.json)"
+    )
+
+
+@pytest.mark.parametrize("kind", ["link-to-a-copy", "fifo", "dev-zero", "huge"])
+def test_an_unverifiable_sets_checksums_json_is_read_only_if_a_small_regular_file(
+    store, tmp_path, monkeypatch, kind
+):
+    _fake_mnist(store, tmp_path, monkeypatch)
+    shutil.rmtree(store / "_digests")
+    shutil.rmtree(store / "_downloads")
+    path = store / "mnist" / "checksums.json"
+    shutil.move(path, tmp_path / "copy.json")
+    if kind == "link-to-a-copy":
+        path.symlink_to(tmp_path / "copy.json")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(b" " * (cache.JSON_CAP + 1))
+    why = "is unreadable: " + ("larger than" if kind == "huge" else "")
+    with pytest.raises(datasets.DatasetDamaged, match=f"mnist/checksums.json {why}"):
+        datasets.check_available("mnist")
 
 
 def test_cifar10_and_cifar100_tarballs(store, tmp_path, monkeypatch):

@@ -1,8 +1,10 @@
 """Datasets by name: ``load_dataset("moons")`` -> Dataset(name, X, y, X_test, y_test).
 
-Modules: ``cache`` (Dataset, DatasetError, checksummed atomic on-disk folders), ``registry``
-(every name and how it is built), ``formats`` (official downloads: URLs, checksums,
-parsers), ``transforms`` (preprocessing and corruptions).
+Modules: ``cache`` (Dataset, DatasetError, atomic on-disk folders, read without following
+links), ``verify`` (what a folder must hold, and the check), ``digests`` (the files of
+each offline dataset's fresh build), ``registry`` (every name and how it is built),
+``formats`` (official downloads: URLs, checksums, parsers), ``transforms`` (preprocessing
+and corruptions).
 """
 
 from memo.datasets import cache, registry
@@ -43,8 +45,9 @@ __all__ = [
 
 
 def load_dataset(name: str) -> Dataset:
-    """The named dataset (built on first use, then kept per process; arrays are read-only
-    memory maps), its files checked to be unchanged since verified: DatasetDamaged if not.
+    """The named dataset (built on first use, verified, then kept per process; arrays are
+    read-only, memory maps if large), its files checked to be unchanged since verified:
+    DatasetDamaged if not.
 
     What trials call before each point, so a file damaged during a run stops the run
     instead of giving results computed on zeros.
@@ -54,4 +57,4 @@ def load_dataset(name: str) -> Dataset:
     return dataset
 
 
-load_dataset.cache_clear = registry.load_dataset.cache_clear  # as tests and data.py use it
+load_dataset.cache_clear = registry.forget  # as tests use it

@@ -25,8 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from memo.datasets import cache, formats, memo_compat
-from memo.datasets.cache import Dataset, DatasetError
+from memo.datasets import cache, digests, formats, memo_compat, verify
+from memo.datasets.cache import Dataset, DatasetDamaged, DatasetError
 
 # Class counts of the official MNIST splits, for the declared shapes of its subsets.
 MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
@@ -237,14 +237,28 @@ def _missing_download(name: str) -> str | None:
     return _missing_download(e.needs) if e.needs else None
 
 
-def check_available(*names: str) -> None:
+def check_available(*names: str) -> list[str]:
     """Raise DatasetError if a name is unknown, needs a download not yet done, or is on
-    disk but damaged. One line names every dataset that waits for a download, and the
-    command that gets them all.
+    disk but damaged (see verify); else the notes for those on disk that cannot be verified
+    here. One line names every dataset that waits for a download, and the command that
+    gets them all.
 
     Example:
         >>> check_available("moons", "lines")  # embedded: built on first use
+        []
     """
+    _check_sources(*names)
+    notes = []
+    for name in names:
+        if is_present(name):
+            e = entry(name)
+            _, note = _read(e.needs if e.prefix else name)  # memory maps: headers only
+            notes.append(note)
+    return [note for note in dict.fromkeys(notes) if note]
+
+
+def _check_sources(*names: str) -> None:
+    """DatasetError if a name is unknown or needs a download not yet done."""
     for name in names:
         entry(name)
     waiting = {}  # download -> the names that need it
@@ -267,10 +281,6 @@ def check_available(*names: str) -> None:
                     f"{what} {'needs' if len(needed) == 1 else 'need'} {missing!r}, which is not downloaded yet"
                 )
         raise DatasetError(f"{'; '.join(parts)}; run: python data.py --name {' '.join(waiting)}")
-    for name in names:
-        if is_present(name):
-            e = entry(name)
-            cache.read(e.needs if e.prefix else name)  # reads the headers only (memory maps)
 
 
 def is_present(name: str) -> bool:
@@ -280,7 +290,9 @@ def is_present(name: str) -> bool:
 
 
 def prepare(name: str, download: bool = False, log=print) -> None:
-    """Build name (and what it needs) into the cache unless it is there; download if asked."""
+    """Build name (and what it needs) into the cache unless it is there; download if asked.
+    A set made from downloads gets the record of its digests (see verify) if what it was
+    made from was verified."""
     e = entry(name)
     if cache.is_cached(name):
         return
@@ -288,35 +300,89 @@ def prepare(name: str, download: bool = False, log=print) -> None:
         prepare(e.needs, download, log)
     if e.prefix:
         return
-    if e.source == "download":
-        files = [formats.fetch(raw, download, log) for raw in formats.FILES[name]]
-        log(f"parsing {name}")
-        arrays = formats.PARSERS[name](*files)
-    else:
-        arrays = e.build()
-    cache.write(name, *arrays)
+    arrays = _parse(name, download, log) if e.source == "download" else e.build()
+    sums = cache.write(name, *arrays)
+    if sums is not None and digests.expected(name) is None and e.needs not in _unverified:
+        verify.write_record(name, sums)
+
+
+# name -> why it could not be verified, for the datasets this process loaded: a set made
+# from one of them is not recorded as verified either.
+_unverified: dict[str, str] = {}
+
+
+def forget() -> None:
+    """Forget the datasets loaded (tests; a new process does so anyway)."""
+    load_dataset.cache_clear()
+    _unverified.clear()
 
 
 @functools.lru_cache(maxsize=None)
 def load_dataset(name: str) -> Dataset:
-    """The named dataset, built on first use; arrays are read-only memory maps."""
-    check_available(name)
+    """The named dataset, built on first use and verified (verify); arrays are read-only,
+    memory maps if large."""
+    _check_sources(name)
     prepare(name)
     e = entry(name)
     if e.prefix:
         base = load_dataset(e.needs)
+        if e.needs in _unverified:
+            _unverified[name] = _unverified[e.needs]
         n = e.prefix(len(base.y)) if callable(e.prefix) else e.prefix
         return Dataset(name, base.X[:n], base.y[:n])
-    return cache.read(name)
+    dataset, note = _read(name)
+    if note:
+        _unverified[name] = note
+    return dataset
+
+
+def _read(name: str) -> tuple[Dataset, str | None]:
+    """The folder of name checked against what it must be, and a note if that is unknown."""
+    return verify.read(name, digests.expected(name), functools.partial(_rebuild, name))
+
+
+def _rebuild(name: str) -> tuple:
+    """The arrays of name built afresh in memory, to compare its folder with; CannotRebuild
+    if its download is not here, or it is made from a dataset that cannot be verified."""
+    e = entry(name)
+    if e.source == "download":
+        if not formats.have_files(name):
+            raise verify.CannotRebuild(f"its official files are not in {formats.downloads_dir()}")
+        return _parse(name, False, log=lambda message: None)
+    try:
+        arrays = e.build()
+    except DatasetDamaged:
+        raise
+    except DatasetError as error:  # what it is made from is not downloaded
+        raise verify.CannotRebuild(str(error)) from None
+    if e.needs in _unverified:
+        raise verify.CannotRebuild(f"it is made from {e.needs!r}, which cannot be verified")
+    return arrays
+
+
+def _parse(name: str, download: bool, log) -> tuple:
+    """The arrays of a downloaded dataset, from its official files (checked, fetched if asked)."""
+    files = [formats.fetch(raw, download, log) for raw in formats.FILES[name]]
+    log(f"parsing {name}")
+    return formats.PARSERS[name](*files)
 
 
 def describe(name: str) -> dict:
-    """What data.py --list shows: shapes (actual if on disk, else declared), source, presence."""
+    """What data.py --list shows: shapes (actual if on disk, else declared), source, presence,
+    and a note if it is on disk but cannot be verified here."""
     e = entry(name)
     present = is_present(name)
     train, test = e.shape
+    note = None
     if present and not e.prefix:
-        ds = cache.read(name)
+        ds, note = _read(name)
         train, test = ds.X.shape, None if ds.X_test is None else ds.X_test.shape
     source = f"{e.source} from {e.needs}" if e.needs else e.source
-    return {"name": name, "train": train, "test": test, "source": source, "present": present}
+    return {
+        "name": name,
+        "train": train,
+        "test": test,
+        "source": source,
+        "present": present,
+        "note": note,
+    }

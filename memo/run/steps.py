@@ -31,15 +31,18 @@ def unwritable(folder) -> str | None:
 
 
 def missing_data(points: list) -> str | None:
-    """Why the datasets the points name (param ``dataset``) cannot be loaded, if they can't."""
+    """Why the datasets the points name (param ``dataset``) cannot be loaded, if they can't;
+    a note on stderr for each one that cannot be verified."""
     from memo.datasets import DatasetError, check_available
 
     try:
-        check_available(
+        notes = check_available(
             *dict.fromkeys(p.params["dataset"] for p in points if "dataset" in p.params)
         )
     except DatasetError as e:
         return str(e)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return None
 
 
