@@ -27,7 +27,7 @@ from memo.backends import BACKENDS, BackendError, make_backend
 from memo.backends.base import Backend
 from memo.backends.cluster import unfinished_runs
 from memo.datasets import DatasetDamaged
-from memo.progress import Progress
+from memo.progress import Costs, Progress
 from memo.spec import SpecError, load_spec
 from memo.files import clean_temps
 from memo.store import RecordWriteError, Store
@@ -157,7 +157,7 @@ def run(args) -> int:
     done = rows.status()
     busy, _ = claims.running(store.dir)  # points other processes run now
     if args.status:
-        print(report.status(spec.name, points, rows))
+        print(report.status(spec.name, points, rows, busy, store.dir))
         if any(p.id not in done for p in points):
             print(running_line(points, done, busy))
         for line in unfinished_runs(store.dir, done):
@@ -208,14 +208,15 @@ def run(args) -> int:
             print(elsewhere_line(elsewhere, busy))
         if args.no_wait and todo:
             return submit_only(spec.name, backend, job, todo)
-        return run_points(spec.name, backend, job, todo, store, points, rows.files)
+        return run_points(spec.name, backend, job, todo, store, points, rows)
 
 
 def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     """--dry-run: counts, the first points to run and an estimate of their time, streaming
     the grid (any size fits); ``busy``: the claims of points other processes run now
     (claims.running)."""
-    preview = report.DryRun(done, rerun, busy)
+    walls = rows.by_id("wall_time")
+    preview = report.DryRun(done, rerun, busy, walls)
     start = time.monotonic()
     try:
         for point in spec.iter_points():
@@ -226,8 +227,7 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    walls = [w for i, w in rows.by_id("wall_time").items() if done.get(i) == "ok"]
-    print(preview.text(spec.name, walls, tasks))
+    print(preview.text(spec.name, tasks))
     if preview.elsewhere:
         print(elsewhere_line(preview.elsewhere, busy))
     problem = missing_data(list(preview.by_dataset.values()))
@@ -236,10 +236,12 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     return 0
 
 
-def run_points(name, backend: Backend, job: Job, todo: list, store: Store, points, before) -> int:
-    """Run the points with the backend, showing progress; the table at the end. ``before``:
-    the record files' stamps before the run (Rows.files)."""
-    progress = Progress(len(todo))
+def run_points(name, backend: Backend, job: Job, todo: list, store: Store, points, rows) -> int:
+    """Run the points with the backend, showing progress; the table at the end. ``rows``:
+    the records before the run (Store.rows)."""
+    before = rows.files
+    costs = Costs.of(points, rows.status(), rows.by_id("wall_time"))
+    progress = Progress(todo, costs, store.dir)
     start = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:

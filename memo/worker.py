@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from memo import claims, paths
+from memo import claims, paths, progress
 from memo.datasets import DatasetDamaged
 from memo.spec import Point
 from memo.store import RESERVED, BadRecord, RecordWriteError, Store, error_line
@@ -100,7 +100,7 @@ def run_claimed(job: Job, point: Point, store: Store) -> Outcome:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     status, metrics, error = "ok", {}, None
     try:
-        with time_limit(job.timeout):
+        with time_limit(job.timeout), progress.reporting(store.dir, point.id):
             metrics = trial(dict(point.params))
         error = check_metrics(metrics, point.params)
         status = "error" if error else "ok"

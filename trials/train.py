@@ -217,7 +217,7 @@ FIELDS = list(DEFAULTS)
 def trial(params: dict) -> dict:
     import torch
 
-    from memo import checkpoints, probes, tensordata, training
+    from memo import checkpoints, probes, progress, tensordata, training
 
     p = Params(**{k: params[k] for k in FIELDS if k in params})
     seed = params.get("seed", 0)
@@ -331,6 +331,7 @@ def trial(params: dict) -> dict:
                 epoch = state["epochs_done"] + 1
                 check_finite(stats["loss"], epoch)
                 state.update(epoch=state["epoch"] + 1, epochs_done=epoch, step=trainer.step)
+                progress.report(epoch, total, resumed_from)  # for run.py's time estimates
                 state["train_seconds"] += stats["seconds"]
                 evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
                 if per_epoch and "train" not in evals:
