@@ -7,6 +7,7 @@ drawn with means and bands computed here by hand from small synthetic results.
 import importlib.util
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -637,10 +638,49 @@ def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot read {root / 'results' / 'e.csv'}")
     assert "rewrite it with: python run.py --name e --collect. Not drawn: acc" in err[0]
-    (root / "results" / "e.csv").unlink()
-    assert plot.main(["--name", "e"]) == 2  # no table (say, an interrupted run): --collect
-    err = capsys.readouterr().err
-    assert "no results for e" in err and "`python run.py --name e --collect`" in err
+
+
+def test_cli_draws_the_records_where_the_table_is_missing_or_older_than_them(root, capsys):
+    from memo.spec import load_spec
+    from memo.store import Store
+
+    spec = {"trial": "synthetic", "param_grid": {"x": [1.0, 2.0, 3.0]}}
+    spec["plots"] = [{"type": "line", "name": "v", "x": "x", "y": "value", "band": "none"}]
+    (root / "experiments" / "e.json").write_text(json.dumps(spec))
+    points, store = load_spec("e").points(), Store("e")
+
+    def record(point, value):
+        metrics = {"value": value}
+        store.write(
+            dict(
+                id=point.id,
+                _index=point.index,
+                seed=1,
+                status="ok",
+                params=point.params,
+                metrics=metrics,
+            )
+        )
+
+    record(points[1], 2.0)
+    record(points[0], 1.0)
+    gone = {"x": 9.0}  # a point no longer in the grid: kept, not drawn
+    store.write(dict(id="gone", _index=7, seed=1, status="ok", params=gone, metrics={"value": 9.0}))
+    # Ctrl-C: records, no table. The figure shows the grid's points, in grid order.
+    assert plot.main(["--name", "e", "--format", "png"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {root / 'results' / 'e.csv'} is missing; the figures show the records" in out
+    assert plots.load_table("e")["x"].tolist() == [1.0, 2.0]
+    store.write_table(points)  # what --collect writes: read as it is, no note
+    assert "note" not in plots.load_table("e").attrs
+    assert plots.load_table("e")["x"].tolist() == [1.0, 2.0]
+    table = root / "results" / "e.csv"
+    stamp = table.stat().st_mtime_ns - 10**9
+    os.utime(table, ns=(stamp, stamp))  # then a record arrives: the table is older
+    record(points[2], 3.0)
+    drawn = plots.load_table("e")
+    assert "is older than the records" in drawn.attrs["note"]
+    assert drawn["x"].tolist() == [1.0, 2.0, 3.0]
 
 
 # --- table, legend labels ------------------------------------------------------------
