@@ -84,7 +84,9 @@ def count(n) -> str:
 DERIVED = {
     "interpolated": Measure(("score",), interpolated, "score == 1"),
     "n_samples": Measure(("dataset",), n_samples, "size of the row's dataset"),
-    "architecture": Measure(("model", "n_params"), architecture, "name and size: MLP 3×512 (0.56M)"),
+    "architecture": Measure(
+        ("model", "n_params"), architecture, "name and size: MLP 3×512 (0.56M)"
+    ),
 }
 
 
