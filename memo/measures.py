@@ -47,8 +47,8 @@ MODEL_NAMES = {"mlp": "MLP", "convnet": "ConvNet", "alexnet": "AlexNet", "incept
 def architecture(df: pd.DataFrame) -> pd.Series:
     """Each row's network by name and size, as a figure's rows read: "MLP 3×512 (0.56M)".
 
-    >>> df = pd.DataFrame({"model": ["mlp", "inception", "wrn"], "hidden": ["512x512x512", "", ""],
-    ...                    "depth": [28, 28, 16], "width": [1, 1, 4], "n_params": [563722, 1647674, 2748890]})
+    >>> df = pd.DataFrame({"model": ["mlp", "inception", "wrn"], "hidden": ["512x512x512", "", ""]})
+    >>> df = df.assign(depth=[28, 28, 16], width=[1, 1, 4], n_params=[563722, 1647674, 2748890])
     >>> architecture(df).tolist()
     ['MLP 3×512 (0.56M)', 'Inception (1.6M)', 'WRN-16-4 (2.7M)']
     """
