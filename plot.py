@@ -8,10 +8,12 @@ name and renamed, so a crash never leaves half a figure. The plot types and thei
 are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
 
 Results: heatmap, slices, line, scatter and table read results/NAME.csv (ok rows only); curves
-read the per-epoch records of the points in that CSV through memo.store.records, so every plot
-shows the grid as run.py last collected it (`run.py --collect` rewrites the CSV). A note
-says when that is only part of the grid. Plots that read datasets instead (dataset_2d,
-dataset_images, boundary_2d) are drawn even when there are no results yet.
+read the per-epoch records of the points in that CSV through memo.store, so every plot
+shows the grid as run.py last collected it (`run.py --collect` rewrites the CSV). Where the
+CSV is missing or older than the records (a run stopped by Ctrl-C, or still going), the
+records are read instead, with a note. A note says when that is only part of the grid.
+Plots that read datasets instead (dataset_2d, dataset_images, boundary_2d) are drawn even
+when there are no results yet.
 
 Exit status: 0 when every selected plot was drawn; 1 when some plot failed (one line
 each on stderr naming the plot and the key; the others are still drawn); 2 when the
@@ -121,6 +123,8 @@ def main(argv=None) -> int:
                     tables[needs] = loaders[needs](args.name)
                 except (plots.MissingResults, plots.BadResults) as e:
                     tables[needs] = e
+                if not isinstance(tables[needs], Exception) and tables[needs].attrs.get("note"):
+                    print(tables[needs].attrs["note"])  # drawn from the records, not the table
                 if needs == "results" and not isinstance(tables[needs], Exception):
                     note_pending(args.name, tables[needs])
             if isinstance(tables.get(needs), Exception):

@@ -152,7 +152,7 @@ def run(args) -> int:
     done = rows.status()
     busy, _ = claims.running(store.dir)  # points other processes run now
     if args.status:
-        print(report.status(spec.name, points, rows))
+        print(report.status(spec.name, points, rows, busy, store.dir))
         if any(p.id not in done for p in points):
             print(steps.running_line(points, done, busy))
         for line in unfinished_runs(store.dir, done):
@@ -203,7 +203,7 @@ def run(args) -> int:
             print(steps.elsewhere_line(elsewhere, busy))
         if args.no_wait and todo:
             return steps.submit_only(spec.name, backend, job, todo)
-        return steps.run_points(spec.name, backend, job, todo, store, points, rows.files)
+        return steps.run_points(spec.name, backend, job, todo, store, points, rows)
 
 
 if __name__ == "__main__":

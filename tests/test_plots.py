@@ -7,6 +7,7 @@ drawn with means and bands computed here by hand from small synthetic results.
 import importlib.util
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -350,8 +351,9 @@ def test_curves_leave_out_inf_epochs_and_keep_null_hue_values():
 def test_a_log_axis_within_a_decade_gets_plain_ticks_not_overlapping_ones():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    def labels(xs, minor=False):
-        df = pd.DataFrame({"d": xs, "w": [1.0, 2.0, 3.0], "status": "ok"})
+    def labels(ends, minor=False):  # more x values than a grid's few, which label themselves
+        xs = np.geomspace(*ends, 9)
+        df = pd.DataFrame({"d": xs, "w": np.arange(9.0), "status": "ok"})
         drawn = draw("line", df, x="d", y="w", logx=True, band="none")
         FigureCanvasAgg(drawn.fig).draw()
         ax = drawn.fig.axes[0]
@@ -360,12 +362,12 @@ def test_a_log_axis_within_a_decade_gets_plain_ticks_not_overlapping_ones():
         texts = ax.get_xticklabels(minor=minor)
         return [t.get_text() for x, t in zip(ticks, texts) if low <= x <= high and t.get_text()]
 
-    assert labels([0.115, 0.13, 0.145]) == ["0.12", "0.13", "0.14"]
-    assert labels([0.115, 0.13, 0.145], minor=True) == []
+    assert labels([0.115, 0.145]) == ["0.12", "0.13", "0.14"]
+    assert labels([0.115, 0.145], minor=True) == []
     # One to two decades (the kernel's gamma): 1, 2, 5 of each, no minor labels to overlap.
-    assert labels([0.005, 0.02, 0.05]) == ["0.005", "0.01", "0.02", "0.05"]
-    assert labels([0.005, 0.02, 0.05], minor=True) == []
-    assert "$\\mathdefault{10^{-2}}$" in labels([0.001, 0.1, 10])  # decades keep matplotlib's
+    assert labels([0.005, 0.05]) == ["0.005", "0.01", "0.02", "0.05"]
+    assert labels([0.005, 0.05], minor=True) == []
+    assert "$\\mathdefault{10^{-2}}$" in labels([0.001, 10])  # decades keep matplotlib's
 
 
 def test_curves_reject_a_scalar_metric():
@@ -573,7 +575,7 @@ def test_cli_subprocess_exit_codes_and_files(root, cli):
     assert done.stderr.strip().splitlines() == [
         "error: plot 'typo' (heatmap): key 'vmaxx': unknown key for heatmap; valid keys: type,"
         " name, figsize, xlabel, ylabel, title, pivot, vmin, vmax, contours, interpolation, where,"
-        " clabel, xticks, yticks"
+        " clabel, row_names, annotate, xticks, yticks"
     ]
     files = sorted(p.name for p in (root / "plots" / "e").iterdir())
     assert files == ["cut.pdf", "cut.png", "map.pdf", "map.png"]  # no temp files left
@@ -637,10 +639,49 @@ def test_cli_curves_read_the_records_of_the_points_in_the_table(root, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot read {root / 'results' / 'e.csv'}")
     assert "rewrite it with: python run.py --name e --collect. Not drawn: acc" in err[0]
-    (root / "results" / "e.csv").unlink()
-    assert plot.main(["--name", "e"]) == 2  # no table (say, an interrupted run): --collect
-    err = capsys.readouterr().err
-    assert "no results for e" in err and "`python run.py --name e --collect`" in err
+
+
+def test_cli_draws_the_records_where_the_table_is_missing_or_older_than_them(root, capsys):
+    from memo.run.spec import load_spec
+    from memo.store.records import Store
+
+    spec = {"trial": "synthetic", "param_grid": {"x": [1.0, 2.0, 3.0]}}
+    spec["plots"] = [{"type": "line", "name": "v", "x": "x", "y": "value", "band": "none"}]
+    (root / "experiments" / "e.json").write_text(json.dumps(spec))
+    points, store = load_spec("e").points(), Store("e")
+
+    def record(point, value):
+        metrics = {"value": value}
+        store.write(
+            dict(
+                id=point.id,
+                _index=point.index,
+                seed=1,
+                status="ok",
+                params=point.params,
+                metrics=metrics,
+            )
+        )
+
+    record(points[1], 2.0)
+    record(points[0], 1.0)
+    gone = {"x": 9.0}  # a point no longer in the grid: kept, not drawn
+    store.write(dict(id="gone", _index=7, seed=1, status="ok", params=gone, metrics={"value": 9.0}))
+    # Ctrl-C: records, no table. The figure shows the grid's points, in grid order.
+    assert plot.main(["--name", "e", "--format", "png"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {root / 'results' / 'e.csv'} is missing; the figures show the records" in out
+    assert plots.load_table("e")["x"].tolist() == [1.0, 2.0]
+    store.write_table(points)  # what --collect writes: read as it is, no note
+    assert "note" not in plots.load_table("e").attrs
+    assert plots.load_table("e")["x"].tolist() == [1.0, 2.0]
+    table = root / "results" / "e.csv"
+    stamp = table.stat().st_mtime_ns - 10**9
+    os.utime(table, ns=(stamp, stamp))  # then a record arrives: the table is older
+    record(points[2], 3.0)
+    drawn = plots.load_table("e")
+    assert "is older than the records" in drawn.attrs["note"]
+    assert drawn["x"].tolist() == [1.0, 2.0, 3.0]
 
 
 # --- table, legend labels ------------------------------------------------------------
@@ -701,13 +742,13 @@ def test_legend_labels_name_groups_by_their_values_and_order_the_legend():
     ).assign(status="ok")
     plain = draw("line", df, x="seed", y="acc", hue=["p", "c"], band="none")
     texts = [t.get_text() for t in plain.fig.axes[0].get_legend().get_texts()]
-    assert texts == ["p = 0.0", "p = 0.0, random pixels", "p = 1.0"]  # readable by default
+    assert texts[:3] == ["p = 0.0", "p = 0.0, random pixels", "p = 1.0"]  # readable by default
     names = {"1.0, none": "random labels", "0.0, none": "true labels"}
     named = draw(
         "line", df, x="seed", y="acc", hue=["p", "c"], band="none", legend={"labels": names}
     )
     texts = [t.get_text() for t in named.fig.axes[0].get_legend().get_texts()]
-    assert texts == ["random labels", "true labels", "p = 0.0, random pixels"]
+    assert texts[:3] == ["random labels", "true labels", "p = 0.0, random pixels"]
     with pytest.raises(PlotError, match="no group '0.5, none'; the groups are '0.0, none'") as e:
         draw("line", df, x="seed", y="acc", hue=["p", "c"], legend={"labels": {"0.5, none": "x"}})
     assert e.value.key == "legend.labels"
@@ -738,7 +779,7 @@ def test_one_run_per_point_draws_no_band_and_says_none():
     drawn = draw("line", df, x="n_iter", y="score", hue="max_bias")
     ax = drawn.fig.axes[0]
     assert not ax.collections and drawn.data["low"].isna().all()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.0", "0.15", "0.3"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == ["0.0", "0.15", "0.3"]
 
 
 def test_heatmap_names_the_dashed_line_only_where_one_is_drawn():
@@ -765,3 +806,138 @@ def test_large_numbers_on_axes_read_short_not_with_an_offset():
     assert "200,000" in labels and "1,000,000" in labels  # round values, separated thousands
     with pytest.raises(PlotError, match="a column named 'n' cannot be grouped by"):
         draw("line", df.rename(columns={"size": "n"}), x="n", y="w")
+
+
+# --- what a reader sees: lines that meet, a grid's ticks, named rows, cell values, headers
+
+
+def test_lines_that_coincide_stay_visible_and_the_legend_says_so():
+    rows = [
+        dict(kernel=k, label_noise=p, seed=s, train_error=0.0, test_error=p / (2 + i))
+        for i, k in enumerate(["gaussian", "laplacian"])
+        for p in (0.0, 0.5, 1.0)
+        for s in (0, 1)
+    ]
+    df = pd.DataFrame(rows).assign(status="ok")
+    legend = {"title": "kernel", "labels": ["Gaussian", "Laplacian"]}
+    keys = dict(x="label_noise", hue="kernel", band="none", legend=legend)
+    ax = draw("line", df, y="train_error", **keys).fig.axes[0]
+    under, over = ax.lines
+    assert under.get_marker() != over.get_marker()  # shapes apart, hollow: both seen
+    assert under.get_markerfacecolor() == over.get_markerfacecolor() == "none"
+    assert under.get_linestyle() == "-" and over.get_linestyle() == "--"
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["Gaussian", "Laplacian", "Gaussian and Laplacian coincide"]
+    apart = draw("line", df, y="test_error", **keys).fig.axes[0]
+    assert [t.get_text() for t in apart.get_legend().get_texts()] == ["Gaussian", "Laplacian"]
+    assert apart.lines[1].get_linestyle() == "-"
+
+
+def test_a_few_grid_values_label_the_axis_themselves_both_ends_included():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    df = pd.DataFrame({"n_train": [250, 500, 1000, 2000, 4000], "norm": [13.0, 17, 23, 31, 40]})
+    drawn = draw("line", df.assign(status="ok"), x="n_train", y="norm", logx=True, band="none")
+    FigureCanvasAgg(drawn.fig).draw()
+    ax = drawn.fig.axes[0]
+    major = [t.get_text() for t in ax.get_xticklabels()]
+    assert major == ["250", "500", "1000", "2000", "4000"]
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+
+
+def zhang_table1():
+    models = [("mlp", "512", 38410), ("alexnet", "512", 278666)]
+    models += [("mlp", "512x512x512", 563722), ("inception", "512", 1647674)]
+    rows = [
+        dict(model=m, hidden=h, n_params=n, label_noise=p, weight_decay=wd)
+        | dict(train_acc=1.0 - p * i / 10, test_acc=0.97 - p * (0.88 + i / 100))
+        for i, (m, h, n) in enumerate(models)
+        for p in (0.0, 1.0)
+        for wd in (0.0, 0.0005)
+    ]
+    return pd.DataFrame(rows).assign(status="ok")
+
+
+def test_heatmap_rows_read_as_models_and_each_cell_shows_its_value():
+    df = zhang_table1()
+    pivot = {"idx": "n_params", "col": "label_noise", "val": "train_acc"}
+    drawn = draw("heatmap", df, pivot=pivot, row_names="architecture", where={"weight_decay": 0.0})
+    ax = drawn.fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows == ["MLP 1×512 (38k)", "AlexNet (0.28M)", "MLP 3×512 (0.56M)", "Inception (1.6M)"]
+    cells = {(t.get_position(), t.get_text()) for t in ax.texts}
+    assert cells == {
+        ((col, row), f"{1.0 - p * i / 10:.2f}")
+        for row, i in enumerate(range(4))
+        for col, p in enumerate((0.0, 1.0))
+    }
+    wrong = df.assign(architecture=["a", "b"] * 8)  # a row of two names
+    with pytest.raises(PlotError, match="n_params = 38410 has rows named a, b") as e:
+        draw("heatmap", wrong, pivot=pivot, row_names="architecture")
+    assert e.value.key == "row_names"
+    cells = pd.DataFrame([dict(a=a, b=b, v=a * b) for a in range(9) for b in range(9)])
+    big = draw("heatmap", cells.assign(status="ok"), pivot={"idx": "a", "col": "b", "val": "v"})
+    assert not big.fig.axes[0].texts  # 81 cells: no values written unless asked
+    assert not draw("heatmap", df, pivot=pivot, annotate=False).fig.axes[0].texts
+
+
+def latex_grid(tex: str) -> list:
+    """The header rows of a tabular as cells, one per column: a \\multicolumn{n} fills n cells
+    (its text in each); checks that every row has as many cells as the tabular has columns."""
+    import re
+
+    spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
+    head = tex.split("\\toprule")[1].split("\\midrule")[0]
+    rows = []
+    for line in head.split("\\\\"):
+        line = re.sub(r"\\cmidrule\(lr\)\{\d+-\d+\}", "", line).strip()
+        if not line:
+            continue
+        cells = []
+        for cell in re.split(r"(?<!\\)&", line):
+            span = re.fullmatch(r"\s*\\multicolumn\{(\d+)\}\{c\}\{(.*)\}\s*", cell)
+            cells += [span.group(2)] * int(span.group(1)) if span else [cell.strip()]
+        assert len(cells) == len(spec), (line, spec)
+        rows.append(cells)
+    return rows
+
+
+def test_table_latex_puts_every_header_over_its_own_column():
+    drawn = draw(
+        "table",
+        zhang_table1(),
+        index=["architecture", "weight_decay"],
+        columns="label_noise",
+        values=["train_acc", "test_acc"],
+    )
+    tex = drawn.texts["tex"]
+    assert "\\begin{tabular}{llrrrr}" in tex
+    metrics, names = latex_grid(tex)
+    assert metrics == ["", ""] + ["train accuracy"] * 2 + ["test accuracy"] * 2
+    assert names == ["model (parameters)", "weight decay"] + ["$p$ = 0.0", "$p$ = 1.0"] * 2
+    assert "\\cmidrule(lr){3-4} \\cmidrule(lr){5-6}" in tex
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
+    assert body[0].split(" & ")[:2] == ["AlexNet (0.28M)", "0.0"]
+    assert body[1].split(" & ")[:2] == ["", "0.0005"]  # the same model: not repeated
+    assert body[4].startswith("MLP 1$\\times$512 (38k) & 0.0 & 1.000 & 1.000 & 0.970 & 0.090")
+
+
+def test_wall_clock_seconds_say_they_depend_on_the_machine_and_its_load():
+    df = pd.DataFrame({"p": [0.0, 0.5, 1.0], "interp_time": [3.0, 9.0, 30.0]})
+    df = df.assign(interp_epoch=[7, 30, 99], status="ok")
+    timed = draw("line", df, x="p", y="interp_time", band="none").fig.axes[0]
+    notes = [t.get_text() for t in timed.texts]
+    assert notes == [
+        "wall-clock time: set by the machine and\nits load, which the results do not record"
+    ]
+    assert not draw("line", df, x="p", y="interp_epoch", band="none").fig.axes[0].texts
+
+
+def test_no_experiment_draws_wall_clock_seconds_by_default():
+    from pathlib import Path
+
+    for path in sorted(Path(plot.__file__).parent.glob("experiments/*.json")):
+        for cfg in json.loads(path.read_text()).get("plots", []):
+            for key in ("x", "y"):
+                column = cfg.get(key)
+                assert not (column and measures.is_wall_clock(column)), (path.name, cfg["name"])

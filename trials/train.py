@@ -219,6 +219,7 @@ def trial(params: dict) -> dict:
 
     from memo.training import checkpoints
     from memo.training import probes
+    from memo.run import progress
     from memo.datasets import tensordata
     from memo.training import loop as training
 
@@ -334,6 +335,7 @@ def trial(params: dict) -> dict:
                 epoch = state["epochs_done"] + 1
                 check_finite(stats["loss"], epoch)
                 state.update(epoch=state["epoch"] + 1, epochs_done=epoch, step=trainer.step)
+                progress.report(epoch, total, resumed_from)  # for run.py's time estimates
                 state["train_seconds"] += stats["seconds"]
                 evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
                 if per_epoch and "train" not in evals:

@@ -14,12 +14,14 @@ curves.py, tabular.py (table) and data.py (the dataset plots) hold them; check.p
 entries against a trial's columns before a run; frame.py and axes.py are shared helpers.
 """
 
+import io
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from memo.store import paths
-from memo.store.records import atomic_file
+from memo.store.records import Store, atomic_file, order_columns
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
 from memo.plots import (
     curves,
@@ -89,22 +91,63 @@ def save(drawn, stem: Path, formats=("png", "pdf")) -> list:
 
 def load_table(name: str, **read_csv) -> pd.DataFrame:
     """results/NAME.csv (the grid's points as run.py last collected them), status == "ok"
-    rows only; MissingResults if there is none, BadResults if it cannot be read."""
+    rows only; MissingResults if there is none, BadResults if it cannot be read.
+
+    Where the table is missing or older than the newest record (a run stopped by Ctrl-C
+    writes none; a run still going), the records are read instead, as ``--collect`` would
+    (the points of the grid, in grid order) without writing the table; ``df.attrs["note"]``
+    then says so.
+    """
     path = paths.results_dir() / f"{name}.csv"
-    if not path.is_file():
-        raise MissingResults(path)
+    rows = Store(name).rows()
+    newest = max((stamp[0] for stamp in rows.files.values()), default=None)  # ctime, ns
     try:
-        df = pd.read_csv(path, **read_csv)
+        written = os.stat(path).st_mtime_ns if path.is_file() else None
+    except OSError:
+        written = None
+    if newest is not None and (written is None or written < newest) and len(rows):
+        text = io.StringIO(_grid_frame(name, rows).to_csv(index=False))
+        df = _read_csv(name, text, read_csv, f"the records in {paths.results_dir() / name}")
+        why = "is missing" if written is None else "is older than the records"
+        df.attrs["note"] = (
+            f"note: {path} {why}; the figures show the records as they are now"
+            f" (python run.py --name {name} --collect writes the table)"
+        )
+        return df
+    if written is None:
+        raise MissingResults(path)
+    return _read_csv(name, path, read_csv, path)
+
+
+def _read_csv(name: str, source, read_csv: dict, what) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(source, **read_csv)
     except pd.errors.EmptyDataError:
         df = pd.DataFrame()
     except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
         reason = str(e).strip().splitlines()[-1]
         raise BadResults(
-            f"cannot read {path} ({reason}); rewrite it with: python run.py --name {name} --collect"
+            f"cannot read {what} ({reason}); rewrite it with:"
+            f" python run.py --name {name} --collect"
         ) from None
     if "status" in df:
         df = df[df["status"] == "ok"]
     return df.reset_index(drop=True)
+
+
+def _grid_frame(name: str, rows) -> pd.DataFrame:
+    """The records' rows as run.py's table holds them: of the points of the experiment's
+    grid, in grid order (all of them, in file order, where the spec cannot be read)."""
+    from memo.run.spec import SpecError, load_spec
+
+    frame = rows.frame()
+    try:
+        points = load_spec(name).points()
+    except SpecError:
+        return frame
+    frame["_index"] = frame["id"].map({p.id: p.index for p in points})
+    frame = frame.dropna(subset=["_index"]).astype({"_index": int})
+    return order_columns(frame.sort_values("_index").reset_index(drop=True), points)
 
 
 def load_curves(name: str) -> pd.DataFrame:
@@ -115,8 +158,10 @@ def load_curves(name: str) -> pd.DataFrame:
     """
     from memo.store.records import load_results
 
-    ids = load_table(name, usecols=["id", "status"], dtype={"id": str})["id"]
+    table = load_table(name, usecols=["id", "status"], dtype={"id": str})
     df = load_results(name, curves=True)
     if len(df):
-        df = df[df["id"].isin(set(ids))]
-    return df.reset_index(drop=True)
+        df = df[df["id"].isin(set(table["id"]))]
+    df = df.reset_index(drop=True)
+    df.attrs.update(table.attrs)
+    return df

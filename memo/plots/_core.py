@@ -170,12 +170,12 @@ _names = _check(
     "a column name or a list of them",
 )
 CHECKS = {
-    **dict.fromkeys("xticks yticks logx logy outline samples_on_top".split(), _bool),
+    **dict.fromkeys("xticks yticks logx logy outline samples_on_top annotate".split(), _bool),
     **dict.fromkeys("vmin vmax marker_threshold markersize max_bias smoothing level".split(), _num),
     **dict.fromkeys(
         "mark_every rows cols img_width img_height img_channels resolution".split(), _count
     ),
-    **dict.fromkeys("dataset x y metric idx col val activation".split(), _str),
+    **dict.fromkeys("dataset x y metric idx col val activation row_names".split(), _str),
     **dict.fromkeys("xlabel ylabel title clabel".split(), _text),
     **dict.fromkeys(["xlim", "ylim"], _pair),
     **dict.fromkeys(["slices", "classes"], _list),

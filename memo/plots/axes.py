@@ -225,6 +225,30 @@ def short_number(x: float) -> str:
     return f"{x:g}"
 
 
+def grid_ticks(axis, values, show: bool = True, most: int = 8) -> None:
+    """Ticks at the values themselves, labelled, when they are at most ``most`` numbers
+    (a grid's 250, 500, ..., 4000: a log axis would label neither end)."""
+    import pandas as pd
+    from matplotlib import ticker
+
+    values = pd.to_numeric(pd.Series(values), errors="coerce").dropna().unique()
+    values = np.sort(values[np.isfinite(values)])
+    if not 1 < len(values) <= most or (axis.get_scale() == "log" and values[0] <= 0):
+        return
+    axis.set_major_locator(ticker.FixedLocator(values))
+    axis.set_major_formatter(ticker.FixedFormatter([short_tick(v) if show else "" for v in values]))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def short_tick(value: float) -> str:
+    """A grid value as a tick label.
+
+    >>> short_tick(4000.0), short_tick(0.005), short_tick(200000)
+    ('4000', '0.005', '200k')
+    """
+    return short_number(value) if abs(value) >= 1e4 else f"{value:g}"
+
+
 def _limits(ax, axis: str, low: float, high: float) -> None:
     """Set data limits plus matplotlib's usual margin (as memo did), exact on log axes."""
     if getattr(ax, f"get_{axis}scale")() == "log":

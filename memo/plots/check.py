@@ -54,6 +54,8 @@ def referenced(cfg: dict) -> list:
     if pivot:
         out += [("pivot.idx", pivot["idx"], "any"), ("pivot.col", pivot["col"], "any")]
         out.append(("pivot.val", pivot["val"], "number"))
+    if cfg.get("row_names"):
+        out.append(("row_names", cfg["row_names"], "any"))
     if cfg.get("interpolation") or cfg.get("marker_threshold") is not None:
         key = "interpolation" if cfg.get("interpolation") else "marker_threshold"
         out.append((key, "interpolated", "number"))

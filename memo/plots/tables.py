@@ -18,6 +18,7 @@ from memo.plots.axes import (
     contour,
     finish,
     fmt,
+    grid_ticks,
     hue_title,
     legend_labels,
     new_axes,
@@ -78,6 +79,8 @@ def pivot_table(
     interpolation=INTERPOLATION,
     where=None,
     clabel=None,
+    row_names=None,
+    annotate=None,
     xticks=True,
     yticks=True,
 )
@@ -90,9 +93,11 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
     list}; interpolation: the dashed line where the mean of ``interpolated`` reaches
     ``level``, true/false or {level (0.99), smoothing (1.0)}, drawn by default when the
     results have ``score`` (a legend above the map names it); where: {column: value or
-    [values]} selects rows; clabel: the colour bar's label (from pivot.val); xticks,
-    yticks: show tick labels (at round values of evenly spaced numbers); plus name,
-    figsize, xlabel, ylabel, title.
+    [values]} selects rows; clabel: the colour bar's label (from pivot.val); row_names: a
+    column naming each row (one name per pivot.idx value, e.g. "architecture": MLP 3×512
+    (0.56M)), the rows kept in pivot.idx's order; annotate: write each cell's value in it
+    (default: when the map has at most 64 cells); xticks, yticks: show tick labels (at
+    round values of evenly spaced numbers); plus name, figsize, xlabel, ylabel, title.
     data: {"pivot": the table drawn, "contours": its smoothed grid or None,
     "interpolation": the smoothed interpolation grid or None}.
     """
@@ -115,12 +120,18 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
     default = measures.label(val) if agg == "mean" else f"{measures.label(val)} ({agg})"
     fig.colorbar(image, ax=ax).set_label(cfg["clabel"] if cfg["clabel"] is not None else default)
     ax.grid(False)
+    names = row_names(df, table, cfg["pivot"], cfg["row_names"])
     for axis, values, show in (
         ("x", table.columns, cfg["xticks"]),
         ("y", table.index, cfg["yticks"]),
     ):
         where, text = cell_ticks(values)
+        if axis == "y" and names is not None:
+            where, text = np.arange(len(names)), names
         getattr(ax, f"set_{axis}ticks")(where, text if show else [])
+    annotate = cfg["annotate"] if cfg["annotate"] is not None else table.size <= 64
+    if annotate:
+        write_cells(ax, image, table, val)
     ax.tick_params(axis="x", rotation=90)
     drawn = {"pivot": table, "contours": None, "interpolation": None}
     grid_ok = min(table.shape) >= 2  # contour lines need a 2x2 grid
@@ -164,6 +175,45 @@ def heatmap(cfg: dict, df: pd.DataFrame) -> Drawn:
     if ax.get_legend() and cfg["title"] is not None:
         ax.set_title(cfg["title"], pad=12)  # above the legend of the dashed line
     return Drawn(fig, drawn)
+
+
+def row_names(df: pd.DataFrame, table: pd.DataFrame, pivot: dict, column: str | None):
+    """The name of each row of ``table`` from ``column`` (None without it); a PlotError if
+    some pivot.idx value has rows of two names."""
+    if column is None:
+        return None
+    idx = pivot["idx"]
+    frame = pd.DataFrame(
+        {"i": snap(df[idx], pivot["round"]), "name": need(df, column, "row_names")}
+    )
+    names = frame.groupby("i")["name"].unique()
+    mixed = names[names.map(len) > 1]
+    if len(mixed):
+        shown = ", ".join(map(str, mixed.iloc[0]))
+        raise PlotError(
+            "row_names", f"{idx} = {mixed.index[0]} has rows named {shown}: one name a row"
+        )
+    return [str(names[i][0]) for i in table.index]
+
+
+def write_cells(ax, image, table: pd.DataFrame, val: str) -> None:
+    """Each cell's value written in it, dark on light colours and light on dark."""
+    decimals = 2 if measures.value_range(val) == (0.0, 1.0) else None
+    for (row, col), value in np.ndenumerate(table.to_numpy(dtype=float)):
+        if not np.isfinite(value):
+            continue
+        r, g, b, _ = image.cmap(image.norm(value))
+        light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+        text = f"{value:.{decimals}f}" if decimals is not None else f"{value:.3g}"
+        ax.text(
+            col,
+            row,
+            text,
+            ha="center",
+            va="center",
+            fontsize=5,
+            color="black" if light else "white",
+        )
 
 
 def cell_ticks(values, most: int = 8):
@@ -308,15 +358,51 @@ def line(cfg: dict, df: pd.DataFrame) -> Drawn:
     groups = list(stats.groupby(hue, sort=True, dropna=False)) if hue else [((), stats)]
     labels = legend_labels(cfg, hue, [k for k, _ in groups]) if hue else [None]
     palette = colors(len(groups), ordered(stats, hue))
-    for color, label, (_, part) in zip(palette, labels, groups):
-        ax.plot(part[cfg["x"]], part["mean"], color=color, label=label, marker="o", markersize=2)
+    extra, drawn = [], []  # drawn: (x, mean, name) of each line so far
+    for i, (color, label, (_, part)) in enumerate(zip(palette, labels, groups)):
+        xs, mean = part[cfg["x"]].to_numpy(), part["mean"].to_numpy(dtype=float)
+        name = _shown_label(cfg, labels, i)
+        under = next((other for x0, y0, other in drawn if _same_line(xs, mean, x0, y0)), None)
+        ax.plot(
+            xs,
+            mean,
+            color=color,
+            label=label,
+            marker=MARKERS[i % len(MARKERS)],  # shapes apart, hollow: lines that meet stay seen
+            markersize=3.5,
+            markerfacecolor="none",
+            linestyle="--" if under is not None else "-",  # the line under it shows between
+        )
+        if under is not None:
+            extra.append((Line2D([], [], linestyle="none"), f"{under} and {name} coincide"))
+        drawn.append((xs, mean, name))
         if band_note:  # empty when no band is drawn (band none, one run per point)
             ax.fill_between(
                 part[cfg["x"]], part["low"], part["high"], color=color, alpha=0.25, linewidth=0
             )
-    extra = [band_handle(band_note)] if band_note else []
-    _finish_xy(ax, cfg, hue, extra)
+    extra = ([band_handle(band_note)] if band_note else []) + extra
+    _finish_xy(ax, cfg, hue, extra, stats[cfg["x"]])
     return Drawn(fig, stats)
+
+
+MARKERS = "osD^vPX*"
+
+
+def _shown_label(cfg: dict, labels: list, i: int) -> str:
+    """The legend's name for group ``i``: legend.labels' (a list) or the group's label."""
+    given = (cfg.get("legend") or {}).get("labels")
+    if isinstance(given, list) and len(given) == len(labels):
+        return given[i]
+    return labels[i] if labels[i] is not None else "the line"
+
+
+def _same_line(xs, ys, x0, y0) -> bool:
+    """Whether two lines are drawn over each other: the same x and the same means."""
+    return (
+        len(xs) == len(x0)
+        and np.array_equal(xs, x0)
+        and np.allclose(ys, y0, rtol=1e-9, atol=1e-12, equal_nan=True)
+    )
 
 
 @plot_type("scatter", needs="results", **XY_KEYS, markersize=4.0, vmin=None, vmax=None, **AXES)
@@ -343,13 +429,21 @@ def scatter(cfg: dict, df: pd.DataFrame) -> Drawn:
             label=label,
             linewidths=0,
         )
-    _finish_xy(ax, cfg, hue)
+    _finish_xy(ax, cfg, hue, (), points[cfg["x"]])
     return Drawn(fig, points.reset_index(drop=True))
 
 
-def _finish_xy(ax, cfg: dict, hue: list, extra=()) -> None:
+def _finish_xy(ax, cfg: dict, hue: list, extra, xs) -> None:
+    """Labels, legend and limits; a few numeric x values (a grid's) label the x axis
+    themselves, both ends included; a wall-clock axis says what it measured."""
     x, y = (measures.label(cfg[k]) for k in ("x", "y"))
+    if any(measures.is_wall_clock(cfg[k]) for k in ("x", "y")):
+        extra = [*extra, (Line2D([], [], linestyle="none"), WALL_CLOCK)]
     finish(ax, cfg, xlabel=x, ylabel=y, legend_title=hue_title(cfg, hue), extra=extra)
+    grid_ticks(ax.xaxis, xs, cfg["xticks"])
+
+
+WALL_CLOCK = "wall-clock time: set by the machine and\nits load, which the results do not record"
 
 
 def _xy_frame(cfg: dict, df: pd.DataFrame):

@@ -63,7 +63,7 @@ def table(cfg: dict, df: pd.DataFrame) -> Drawn:
     caption = _caption(cfg, stats)
     wide = _wide(stats, index, columns, values)
     short = [measures.SYMBOLS.get(c, measures.label(c)) for c in columns]
-    texts = {"md": _markdown(wide, short, caption), "tex": _latex(wide, caption)}
+    texts = {"md": _markdown(wide, short, caption), "tex": _latex(wide, short, caption)}
     return Drawn(None, stats, texts)
 
 
@@ -132,15 +132,63 @@ def _markdown(wide: pd.DataFrame, names: list, caption: str) -> str:
     return f"{body}\n\n{caption}\n"
 
 
-def _latex(wide: pd.DataFrame, caption: str) -> str:
-    tex = wide.replace(regex={"±": r"$\\pm$"})
-    styler = tex.style.format_index(escape="latex-math", axis=0).format_index(
-        escape="latex-math", axis=1
-    )
-    return styler.to_latex(
-        hrules=True,
-        caption=caption,
-        multicol_align="c",
-        multirow_align="naive",  # no \\multirow: plain booktabs, no extra package
-        position_float="centering",
-    )
+def _latex(wide: pd.DataFrame, names: list, caption: str) -> str:
+    """A booktabs table whose every header sits over its own column: the metrics over their
+    columns (a rule under each), then one header row with the index names over the index
+    columns and "$p$ = 0.0" (``names``: short names of ``columns``) over each value column.
+    Repeated index values are left blank below their first row."""
+    n_index, columns = wide.index.nlevels, list(wide.columns)
+    spread = isinstance(columns[0], tuple) and len(columns[0]) > 1
+    lines = [r"\begin{table}", r"\centering", rf"\caption{{{_tex(caption)}}}"]
+    lines += [rf"\begin{{tabular}}{{{'l' * n_index}{'r' * len(columns)}}}", r"\toprule"]
+    heads = [_tex(", ".join(f"{n} = {v}" for n, v in zip(names, c[1:]))) for c in columns]
+    if spread:
+        groups, rules, start = [""] * n_index, [], n_index + 1  # columns count from 1
+        for metric, span in _runs([c[0] for c in columns]):
+            groups.append(rf"\multicolumn{{{span}}}{{c}}{{{_tex(metric)}}}")
+            rules.append(rf"\cmidrule(lr){{{start}-{start + span - 1}}}")
+            start += span
+        lines += [" & ".join(groups) + r" \\", " ".join(rules)]
+    else:
+        heads = [_tex(c[0] if isinstance(c, tuple) else c) for c in columns]
+    index_names = [_tex(n or "") for n in wide.index.names]
+    lines += [" & ".join(index_names + heads) + r" \\", r"\midrule"]
+    previous = None
+    for key, row in zip(wide.index, wide.itertuples(index=False)):
+        key = key if isinstance(key, tuple) else (key,)
+        shown = [
+            "" if previous and key[: i + 1] == previous[: i + 1] and i < n_index - 1 else _tex(k)
+            for i, k in enumerate(key)
+        ]
+        cells = ["" if pd.isna(v) else _tex(v) for v in row]
+        lines.append(" & ".join(shown + cells) + r" \\")
+        previous = key
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def _runs(values: list) -> list:
+    """(value, count) of each run of equal neighbours: ["a", "a", "b"] -> [("a", 2), ("b", 1)]."""
+    out = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1] = (v, out[-1][1] + 1)
+        else:
+            out.append((v, 1))
+    return out
+
+
+TEX_SPECIALS = {c: "\\" + c for c in "&%#_{}"} | {"\\": r"\textbackslash{}", "~": r"\~{}"}
+TEX_SPECIALS |= {"^": r"\^{}", "±": r"$\pm$", "×": r"$\times$", "−": "-"}
+
+
+def _tex(text) -> str:
+    r"""Text for LaTeX: its specials escaped, its $math$ kept as it is.
+
+    >>> print(_tex("MLP 3×512 (0.56M)"), _tex("label noise $p$ = 0.5"), _tex("50% & more"))
+    MLP 3$\times$512 (0.56M) label noise $p$ = 0.5 50\% \& more
+    """
+    parts = str(text).split("$")
+    for i in range(0, len(parts), 2):  # outside math
+        parts[i] = "".join(TEX_SPECIALS.get(c, c) for c in parts[i])
+    return "$".join(parts)

@@ -41,9 +41,52 @@ def _dataset_size(name: str) -> int:
     return len(load_dataset(name).y)
 
 
+MODEL_NAMES = {"mlp": "MLP", "convnet": "ConvNet", "alexnet": "AlexNet", "inception": "Inception"}
+
+
+def architecture(df: pd.DataFrame) -> pd.Series:
+    """Each row's network by name and size, as a figure's rows read: "MLP 3×512 (0.56M)".
+
+    >>> df = pd.DataFrame({"model": ["mlp", "inception", "wrn"], "hidden": ["512x512x512", "", ""]})
+    >>> df = df.assign(depth=[28, 28, 16], width=[1, 1, 4], n_params=[563722, 1647674, 2748890])
+    >>> architecture(df).tolist()
+    ['MLP 3×512 (0.56M)', 'Inception (1.6M)', 'WRN-16-4 (2.7M)']
+    """
+    rows = df.to_dict("records")
+    return pd.Series([f"{_model_name(r)} ({count(r['n_params'])})" for r in rows], index=df.index)
+
+
+def _model_name(row: dict) -> str:
+    model = str(row["model"])
+    if model == "mlp" and isinstance(row.get("hidden"), str):
+        widths = [w for w in row["hidden"].lower().replace(" ", "").split("x") if w]
+        if not widths or widths == ["0"]:
+            return "linear"
+        shape = f"{len(widths)}×{widths[0]}" if len(set(widths)) == 1 else "×".join(widths)
+        return f"MLP {shape}"
+    if model == "wrn" and {"depth", "width"} <= set(row):
+        return f"WRN-{row['depth']}-{row['width']}"
+    return MODEL_NAMES.get(model, model)
+
+
+def count(n) -> str:
+    """A parameter count in two digits: 38k, 0.56M, 1.6M.
+
+    >>> count(38410), count(563722), count(1647674), count(912)
+    ('38k', '0.56M', '1.6M', '912')
+    """
+    n = float(n)
+    if n >= 1e5:
+        return f"{n / 1e6:.2g}M"
+    return f"{n / 1e3:.2g}k" if n >= 1e3 else f"{n:g}"
+
+
 DERIVED = {
     "interpolated": Measure(("score",), interpolated, "score == 1"),
     "n_samples": Measure(("dataset",), n_samples, "size of the row's dataset"),
+    "architecture": Measure(
+        ("model", "n_params"), architecture, "name and size: MLP 3×512 (0.56M)"
+    ),
 }
 
 
@@ -99,6 +142,7 @@ LABELS = {
     "interp_test_error": "test error at interpolation",
     "test_true_acc": "test accuracy (true labels)",
     "n_params": "parameters",
+    "architecture": "model (parameters)",
     "epochs_run": "epochs run",
     "lr": "learning rate",
 }
@@ -121,6 +165,18 @@ def label(column: str) -> str:
     if name in LABELS:
         return LABELS[name]
     return " ".join(WORDS.get(w, w) for w in name.split("_"))
+
+
+CPU_SECONDS = ("cpu_time", "fit_time", "score_time")  # process time, as memo measured it
+
+
+def is_wall_clock(column: str) -> bool:
+    """Whether a column holds wall-clock seconds, which the machine and its load set.
+
+    >>> is_wall_clock("interp_time"), is_wall_clock("align_seconds"), is_wall_clock("fit_time")
+    (True, True, False)
+    """
+    return bool(re.search(r"(_time|seconds)$", column)) and column not in CPU_SECONDS
 
 
 def value_range(column: str) -> tuple:

@@ -2,9 +2,10 @@
 
 import heapq
 import json
-import math
-import statistics
+import os
+from collections import Counter
 
+from memo.run.progress import Costs, Estimate, duration, kind_levels, running_now
 from memo.store.records import RESERVED, STATUSES
 
 
@@ -46,36 +47,19 @@ def summary_line(name: str, points: list, status: dict) -> str:
     return f"{name}: {len(points)} points: {parts}"
 
 
-def estimate(left: int, walls, tasks: int | None = None) -> str | None:
-    """A line estimating the time ``left`` points take from the wall times of the ok
-    records (None when there are none): compute time, and elapsed time with ``tasks``.
+def estimate(est: Estimate | None, what: str, tasks: str | None = None) -> str | None:
+    """A line for the Estimate ``est`` (None: nothing to go by) of ``what``: the compute time
+    and, where ``tasks`` (a phrase) runs several points at once, the time that takes.
 
-    >>> estimate(10, [2.0, 4.0], tasks=2)
-    'estimate: 10 points x 3 s (median of 2 ok records) = 30 s of compute, ~15 s with 2 tasks'
+    >>> estimate(Estimate(10, 30.0, 15.0, 2, 4), "estimate: 10 points", "with 2 tasks")
+    'estimate: 10 points: 30 s of compute, ~15 s with 2 tasks, from 4 finished points'
     """
-    walls = [w for w in walls if isinstance(w, (int, float)) and math.isfinite(w)]
-    if not walls or not left:
+    if est is None or not est.points:
         return None
-    each = statistics.median(walls)
-    line = (
-        f"estimate: {left} points x {duration(each)} (median of {len(walls)} ok records)"
-        f" = {duration(left * each)} of compute"
-    )
-    if tasks and tasks > 1:
-        line += f", ~{duration(left * each / tasks)} with {tasks} tasks"
-    return line
-
-
-def duration(seconds: float) -> str:
-    """A short human duration.
-
-    >>> duration(0.25), duration(42), duration(3600 * 5.5), duration(86400 * 3)
-    ('0.25 s', '42 s', '5.5 h', '3 d')
-    """
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= 2 * size or (unit != "min" and seconds >= size):
-            return f"{seconds / size:.2g} {unit}"
-    return f"{seconds:.2g} s"
+    line = f"{what}: {duration(est.compute)} of compute"
+    if tasks and est.at_once > 1:
+        line += f", ~{duration(est.wall)} {tasks}"
+    return f"{line}, from {est.measured} finished points{est.note()}"
 
 
 class DryRun:
@@ -83,11 +67,13 @@ class DryRun:
     params that vary and the first few points to run; a big grid is never held in memory.
 
     ``status`` is {id: status} of the records, ``rerun`` the statuses that run again,
-    ``busy`` the ids of points another process runs now (left to it, listed in ``elsewhere``).
+    ``busy`` the ids of points another process runs now (left to it, listed in ``elsewhere``),
+    ``walls`` {id: wall_time} of the records, for the estimate of the time the rest takes.
     """
 
-    def __init__(self, status: dict, rerun=frozenset(), busy=frozenset(), show: int = 5):
+    def __init__(self, status: dict, rerun=frozenset(), busy=frozenset(), walls=None, show=5):
         self.status, self.rerun, self.busy, self.show = status, set(rerun), busy, show
+        self.walls, self.costs, self.kinds = walls or {}, Costs(), Counter()
         self.elsewhere = []
         self.tally = dict.fromkeys((*STATUSES, "running", "pending"), 0)
         self.todo, self.first, self.varied = 0, None, set()
@@ -102,19 +88,22 @@ class DryRun:
             state = "running" if state == "pending" else state
         self.tally[state] += 1
         params = point.params
+        if state == "ok":
+            self.costs.add(params, self.walls.get(point.id))
         if self.first is None:
             self.first = params
         elif len(self.varied) < len(params):
             self.varied.update(k for k, v in params.items() if self.first.get(k) != v)
         if runs and point.id not in self.busy:
             self.todo += 1
+            self.kinds[kind_levels(params)] += 1
             if len(self.sample) < self.show:
                 self.sample.append(point)
             if isinstance(params.get("dataset"), str):
                 self.by_dataset.setdefault(params["dataset"], point)
 
-    def text(self, name: str, walls=(), tasks: int | None = None) -> str:
-        """The lines; ``walls``: wall times of the ok records, for the estimate."""
+    def text(self, name: str, tasks: int = 1) -> str:
+        """The lines; ``tasks``: the points that would run at once, for the estimate."""
         total = sum(self.tally.values())
         tally = {s: n for s, n in self.tally.items() if n or s != "running"}
         parts = ", ".join(f"{n} {status}" for status, n in tally.items())
@@ -123,15 +112,18 @@ class DryRun:
         lines += [f"  {p.id} #{p.index}: {describe(p.params, keys)}" for p in self.sample]
         if self.todo > len(self.sample):
             lines.append(f"  ... and {self.todo - len(self.sample)} more")
-        line = estimate(self.todo, walls, tasks)
+        at_once = tasks if tasks > 0 else os.cpu_count() or 1  # -1: one per core
+        est = self.costs.estimate(self.kinds, at_once=at_once)
+        line = estimate(est, f"estimate: {self.todo} points", f"with {at_once} tasks")
         if line:
             lines.append(line)
         return "\n".join(lines)
 
 
-def status(name: str, points: list, rows, show: int = 5) -> str:
+def status(name: str, points: list, rows, busy=None, records=None, show: int = 5) -> str:
     """Counts, strays, unreadable records, the last failures, the slowest points and an
-    estimate of the time the points without a record need."""
+    estimate of the time the points without a record need; ``busy``: the fresh claims
+    ({id: claims.Holder}) of the points running now, in the results folder ``records``."""
     keys = varying(points)
     in_grid = {p.id: p for p in points}
     status = rows.status()
@@ -158,10 +150,15 @@ def status(name: str, points: list, rows, show: int = 5) -> str:
         lines.append("slowest points:")
         for i in heapq.nlargest(show, ok, key=lambda i: walls[i] or 0.0):
             lines.append(f"  {i} {walls[i] or 0.0:.2f} s {describe(in_grid[i].params, keys)}")
-    left = sum(1 for p in points if p.id not in status)
-    line = estimate(left, [walls[i] for i in ok])
+    left = {p.id: p.params for p in points if p.id not in status}
+    running = running_now(records, left, busy or {})
+    kinds = Counter(kind_levels(params) for params in left.values())
+    kinds.subtract(run.levels for run in running)
+    est = Costs.of(points, status, walls).estimate(kinds, running, max(len(running), 1))
+    what = f"still to run: {len(left)} points" + (f" ({len(running)} running)" if running else "")
+    line = estimate(est, what, f"with {len(running)} running at once")
     if line:
-        lines.append(line.replace("estimate:", "still to run:", 1))
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import time
 
 from memo.datasets import DatasetDamaged
 from memo.run import report
-from memo.run.progress import Progress
+from memo.run.progress import Costs, Progress
 from memo.run.spec import SpecError
 from memo.run.worker import Job, RunError
 from memo.store import claims
@@ -50,7 +50,8 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     """--dry-run: counts, the first points to run and an estimate of their time, streaming
     the grid (any size fits); ``busy``: the claims of points other processes run now
     (claims.running)."""
-    preview = report.DryRun(done, rerun, busy)
+    walls = rows.by_id("wall_time")
+    preview = report.DryRun(done, rerun, busy, walls)
     start = time.monotonic()
     try:
         for point in spec.iter_points():
@@ -61,8 +62,7 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    walls = [w for i, w in rows.by_id("wall_time").items() if done.get(i) == "ok"]
-    print(preview.text(spec.name, walls, tasks))
+    print(preview.text(spec.name, tasks))
     if preview.elsewhere:
         print(elsewhere_line(preview.elsewhere, busy))
     problem = missing_data(list(preview.by_dataset.values()))
@@ -71,10 +71,12 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
     return 0
 
 
-def run_points(name, backend, job: Job, todo: list, store: Store, points, before) -> int:
-    """Run the points with the backend, showing progress; the table at the end. ``before``:
-    the record files' stamps before the run (Rows.files)."""
-    progress = Progress(len(todo))
+def run_points(name, backend, job: Job, todo: list, store: Store, points, rows) -> int:
+    """Run the points with the backend, showing progress; the table at the end. ``rows``:
+    the records before the run (Store.rows)."""
+    before = rows.files
+    costs = Costs.of(points, rows.status(), rows.by_id("wall_time"))
+    progress = Progress(todo, costs, store.dir)
     start = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:
