@@ -57,6 +57,13 @@ def parse_args(argv):
         " (default: $DASK_SCHEDULER_ADDRESS, else a cluster of --tasks workers here)",
     )
     parser.add_argument(
+        "--group",
+        type=int,
+        metavar="N",
+        help="run at most N points that share work as one (default: the trial's own cap);"
+        " 1 runs every point alone",
+    )
+    parser.add_argument(
         "--timeout", type=float, help="seconds per point; a slower point is recorded as timeout"
     )
     parser.add_argument(
@@ -86,6 +93,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not args.name and not args.describe:
         parser.error("the following arguments are required: --name (or --describe TRIAL)")
+    if args.group is not None and args.group < 1:
+        parser.error(f"--group {args.group}: give a positive number of points (1: no groups)")
     if args.timeout is not None and not (0 < args.timeout < math.inf):
         parser.error(
             f"--timeout {args.timeout:g}: give a positive number of seconds (none: no limit)"
@@ -161,7 +170,7 @@ def run(args) -> int:
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
     if args.dry_run:
-        return steps.dry_run(spec, rows, done, rerun, busy, args.tasks)
+        return steps.dry_run(spec, rows, done, rerun, busy, args.tasks, args.group)
     todo = [p for p in points if p.id not in done or done[p.id] in rerun]
     elsewhere = [p for p in todo if p.id in busy]
     todo = [p for p in todo if p.id not in busy]
@@ -185,6 +194,7 @@ def run(args) -> int:
         provenance=provenance(backend.name),
         since=since,
         run=uuid.uuid4().hex,
+        group=args.group,
     )
     with contextlib.ExitStack() as held:
         other, note = claims.lock(store, held) if todo else (None, None)

@@ -764,3 +764,19 @@ def test_real_scheduler_records_a_point_that_killed_its_task_twice(
     result = cli(*command)
     assert result.returncode == 1 and "2 ok, 1 error, 0 timeout, 0 pending" in result.stdout
     assert "killed its array task 2 times" in records(root)[dying.id]["error"]
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=REAL[k]) for k in KINDS])
+def test_real_scheduler_runs_each_task_share_as_a_group(write_spec, root, cli, monkeypatch, kind):
+    """Each array task groups the points of its share (memo/run/groups.py): one record per
+    point, each once, with the size of its group."""
+    monkeypatch.setenv("MEMO_POLL_RECORDS_S", "0.2")
+    monkeypatch.setenv("MEMO_POLL_QUEUE_S", "1")
+    monkeypatch.setenv("MEMO_GRACE_S", "5")
+    grid = {"x": list(range(6)), "duration": [0.5], "group": [True]}
+    write_spec("exp", {"trial": "synthetic", "param_grid": grid})
+    result = cli("--name", "exp", "--backend", kind, "--tasks", "2", "--", *REAL_ARGS[kind])
+    assert result.returncode == 0, result.stdout + result.stderr
+    recs = records(root)
+    assert sorted(r["group"] for r in recs.values()) == [3] * 6
+    assert sorted(task_lines(root)) == sorted(recs)  # every point ran exactly once

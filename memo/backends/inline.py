@@ -6,7 +6,8 @@ import joblib
 
 from memo.backends.base import BackendError
 from memo.backends.local import JoblibBackend
-from memo.run.worker import Job, Outcome, run_point
+from memo.run.groups import plan, run_unit
+from memo.run.worker import Job, Outcome
 
 
 class InlineBackend(JoblibBackend):
@@ -27,5 +28,5 @@ class InlineBackend(JoblibBackend):
         return joblib.cpu_count()
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
-        for point in points:
-            yield run_point(job, point)
+        for unit in plan(job.trial, points, job.group):
+            yield from run_unit(job, unit)

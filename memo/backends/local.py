@@ -16,7 +16,8 @@ from memo.store import claims
 from memo.backends.base import Backend, BackendError
 from memo.store.records import Store
 from memo.backends.task import THREAD_VARIABLES
-from memo.run.worker import Job, Outcome, record_lost, recorded_since, run_point
+from memo.run.groups import plan, run_unit
+from memo.run.worker import Job, Outcome, record_lost, recorded_since
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a reused worker must see as run.py does
 BARREN = 3  # pool deaths in a row with no point started or finished, then give up
@@ -71,7 +72,7 @@ class JoblibBackend(Backend):
         return max(1, joblib.cpu_count() // self.workers())
 
     def run(self, job: Job, points: list) -> Iterator[Outcome]:
-        queue, barren = collections.deque(points), 0
+        queue, barren = collections.deque(plan(job.trial, points, job.group, self.workers())), 0
         while queue:
             progress, suspects = False, []
             try:
@@ -89,10 +90,10 @@ class JoblibBackend(Backend):
                         progress = True
                         yield recorded(store, point)
                     else:  # not started yet (or run by another process now)
-                        queue.appendleft(point)
+                        queue.appendleft([point])
             for point in suspects:  # each alone now: the one that dies again is the cause
                 try:
-                    (outcome,) = in_pool(job, collections.deque([point]), 1)
+                    (outcome,) = in_pool(job, collections.deque([[point]]), 1)
                 except PoolDied as again:
                     outcome = record_lost(job, point, again.why)
                 yield outcome
@@ -102,15 +103,16 @@ class JoblibBackend(Backend):
 
 
 def in_pool(job: Job, queue: collections.deque, workers: int) -> Iterator[Outcome]:
-    """Run the points of ``queue`` (taking them from it) in ``workers`` processes, yielding
-    each Outcome as it comes; PoolDied with the points in flight if a worker dies.
+    """Run the units of ``queue`` (lists of points, memo.run.groups.plan; taken from it) in
+    ``workers`` processes, yielding each Outcome as it comes; PoolDied with the points in
+    flight if a worker dies.
 
-    Quick points go in chunks (up to :data:`CHUNK`, about :data:`CHUNK_S` of work each),
+    Quick units go in chunks (up to :data:`CHUNK`, about :data:`CHUNK_S` of work each),
     so that sending them costs less than running them."""
     pool = executor(workers, job.threads)
     env = {k: os.environ[k] for k in ENV if k in os.environ}
     flying: dict = {}  # future -> its chunk of points
-    took = CHUNK_S  # seconds per point, as the last chunk took
+    took = CHUNK_S  # seconds per unit, as the last chunk took
     try:
         while queue or flying:
             while queue and len(flying) < 2 * workers:  # one more each, so none waits
@@ -126,12 +128,13 @@ def in_pool(job: Job, queue: collections.deque, workers: int) -> Iterator[Outcom
                 except BrokenProcessPool as e:  # TerminatedWorkerError is one
                     died = e
                     continue
-                del flying[future]
-                took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
+                flown = flying.pop(future)
+                took = sum(o.wall_time for o in outcomes) / len(flown) + PER_POINT_S
                 yield from outcomes
             if died is not None:
                 drop(workers, job.threads)
-                raise PoolDied([p for chunk in flying.values() for p in chunk], exit_codes(died))
+                flown = [p for chunk in flying.values() for unit in chunk for p in unit]
+                raise PoolDied(flown, exit_codes(died))
     except BaseException:  # Ctrl-C, a full disk: stop the workers, leave their points
         # Only workers still running a point are killed: a needless kill leaks the pool's
         # semaphores, and loky's resource tracker then warns about them on stderr at exit.
@@ -168,11 +171,11 @@ def drop(workers: int, threads: int) -> None:
         pool.shutdown(wait=True, kill_workers=True)
 
 
-def work(job: Job, points: list, env: dict) -> list:
-    """run_point on each point in a worker, with run.py's locations (a reused worker may be
+def work(job: Job, units: list, env: dict) -> list:
+    """run_unit on each unit in a worker, with run.py's locations (a reused worker may be
     older than this run)."""
     os.environ.update(env)
-    return [run_point(job, point) for point in points]
+    return [outcome for unit in units for outcome in run_unit(job, unit)]
 
 
 def watch_parent(parent: int) -> None:

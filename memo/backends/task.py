@@ -1,8 +1,8 @@
 """One array task of a cluster run: ``python -m memo.backends.task MANIFEST TASK_INDEX``.
 
 Task i of N (1-based, as SGE_TASK_ID and SLURM_ARRAY_TASK_ID count) runs the points
-``points[i-1::N]`` of the manifest one after the other with
-:func:`memo.run.worker.run_point`, skipping points whose record is already ok (a task the
+``points[i-1::N]`` of the manifest one after the other, in groups where the trial shares
+work between points (:func:`memo.run.groups.run_unit`), skipping points whose record is already ok (a task the
 scheduler reran after a node failure). A failing point is a record and the task goes on.
 Threads come from the scheduler's allocation (NSLOTS on Grid Engine, SLURM_CPUS_PER_TASK
 on Slurm, else 1): they are set before numpy loads and recorded with every point.
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from memo.backends.run_files import read_manifest, share
     from memo.datasets import DatasetDamaged
     from memo.store.records import Store
-    from memo.run.worker import run_point
+    from memo.run.groups import plan, run_unit
 
     path, index = argv
     try:
@@ -82,15 +82,18 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     done = 0
     try:
-        for point in todo:
+        for unit in plan(job.trial, todo, job.group):
             with using_threads(threads):
-                # A point that kills this task leaves only its "running" line (task_deaths).
-                print(f"memo: running {point.id} #{point.index}", flush=True)
-                outcome = run_point(job, point)
-            done += 1
-            took = f"{outcome.status} in {outcome.wall_time:.1f} s"
-            tail = f": {outcome.message}" if outcome.message else ""
-            print(f"memo: done {point.id} #{point.index}: {took}{tail}", flush=True)
+                # A unit that kills this task leaves only its "running" lines (task_deaths).
+                for point in unit:
+                    print(f"memo: running {point.id} #{point.index}", flush=True)
+                outcomes = run_unit(job, unit)
+            done += len(unit)
+            index = {point.id: point.index for point in unit}
+            for outcome in outcomes:
+                took = f"{outcome.status} in {outcome.wall_time:.1f} s"
+                tail = f": {outcome.message}" if outcome.message else ""
+                print(f"memo: done {outcome.id} #{index[outcome.id]}: {took}{tail}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted: {len(todo) - done} points left pending", file=sys.stderr, flush=True)
         return 130

@@ -10,8 +10,11 @@ import sys
 import tempfile
 import time
 
+import joblib
+
 from memo.datasets import DatasetDamaged
 from memo.run import report
+from memo.run.groups import Tally
 from memo.run.progress import Costs, Progress
 from memo.run.spec import SpecError
 from memo.run.worker import Job, RunError
@@ -46,16 +49,19 @@ def missing_data(points: list) -> str | None:
     return None
 
 
-def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
-    """--dry-run: counts, the first points to run and an estimate of their time, streaming
-    the grid (any size fits); ``busy``: the claims of points other processes run now
-    (claims.running)."""
-    walls = rows.by_id("wall_time")
-    preview = report.DryRun(done, rerun, busy, walls)
+def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int, group=None) -> int:
+    """--dry-run: counts, the first points to run, the groups they form and an estimate of
+    their time, streaming the grid (any size fits); ``busy``: the claims of points other
+    processes run now (claims.running); ``group``: --group."""
+    preview = report.DryRun(done, rerun, busy, rows.by_id("wall_time"))
+    groups = Tally(spec.trial, group, joblib.effective_n_jobs(tasks) if tasks else 1)
     start = time.monotonic()
     try:
         for point in spec.iter_points():
             preview.add(point)
+            state = done.get(point.id, "pending")
+            if (state == "pending" or state in rerun) and point.id not in busy:
+                groups.add(point.params)
             if point.index == 9_999 and spec.size > 100_000:  # say how long the rest takes
                 left = (time.monotonic() - start) * (spec.size / 10_000 - 1)
                 print(f"checking {spec.size:,} points, about {left:.0f} s more", file=sys.stderr)
@@ -63,6 +69,8 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(preview.text(spec.name, tasks))
+    if groups.line():
+        print(groups.line())
     if preview.elsewhere:
         print(elsewhere_line(preview.elsewhere, busy))
     problem = missing_data(list(preview.by_dataset.values()))

@@ -50,6 +50,7 @@ class Job:
     since: float | None = None  # time.time() when the run was planned: a record newer than
     # that (another run's) makes a failed point's rerun needless; None: only ok records do
     run: str | None = None  # a token of this run.py's: its claims of points (memo/store/claims.py)
+    group: int | None = None  # the most points run as one group (memo/run/groups.py); 1: none
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,17 @@ def run_claimed(job: Job, point: Point, store: Store) -> Outcome:
         status, error = "error", traceback.format_exc()
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
-    record = make_record(job, point, status, metrics, error, wall, cpu, started)
+    return store_record(store, make_record(job, point, status, metrics, error, wall, cpu, started))
+
+
+def store_record(store: Store, record: dict) -> Outcome:
+    """Write the record (as an error record if its metrics are not JSON-ready)."""
     try:
         store.write(record)
     except (TypeError, ValueError) as e:  # the trial returned something JSON cannot hold
         record.update(status="error", metrics={}, error=f"metrics are not JSON-ready: {e}")
         store.write(record)
-    return Outcome(point.id, record["status"], wall, error_line(error))
+    return Outcome(record["id"], record["status"], record["wall_time"], error_line(record["error"]))
 
 
 def record_lost(job: Job, point: Point, why: str) -> Outcome:
