@@ -9,8 +9,9 @@ An experiment's "plots" list holds entries like
 
 ``PLOTS[type].needs`` says which table a type reads: None (dataset_2d, dataset_images,
 boundary_2d read datasets), "results" (``load_table``) or "curves" (``load_curves``).
-Each function's docstring lists its keys: tables.py (heatmap, slices, line, scatter),
-curves.py, tabular.py (table) and data.py (the dataset plots) hold them; check.py checks
+Each function's docstring lists its keys; one module per kind of plot holds them:
+heatmap.py (heatmap, slices), lines.py (line, scatter), curves.py (per-epoch curves),
+table.py (table), data.py (dataset_2d, dataset_images, boundary_2d); check.py checks
 entries against a trial's columns before a run; frame.py and axes.py are shared helpers.
 """
 
@@ -23,12 +24,7 @@ import pandas as pd
 from memo.store import paths
 from memo.store.records import Store, atomic_file, order_columns
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
-from memo.plots import (
-    curves,
-    data,
-    tables,
-    tabular,
-)  # noqa: F401 (importing them registers their types)
+from memo.plots import curves, data, heatmap, lines, table  # noqa: F401 (registers the types)
 
 __all__ = [
     "BANDS",
