@@ -1,7 +1,7 @@
 """memo's own algorithm.py against the fast form of algorithm.fit, side by side in one run.
 
-    python bench/algorithm.py [--memo PATH] [--quick] [--only NAME ...]
-    python bench/algorithm.py --cifar [--threads 2]
+    python bench/memorize.py [--memo PATH] [--quick] [--only NAME ...]
+    python bench/memorize.py --cifar [--threads 2]
 
 Baseline: memo's ``algorithm.py`` (patrickfinke/memo, the code the paper's results were
 made with) from ``--memo PATH``, any memo checkout; by default ../shared/anchors/memo beside
