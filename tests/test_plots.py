@@ -440,6 +440,25 @@ def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
     assert markers == ["o", "^", "o", "^", "*", "*", "o", "^"]  # memo's: points over the stars
 
 
+def test_boundary_2d_too_big_is_one_line_naming_the_key_before_any_fit(
+    root, tiny, monkeypatch, capsys
+):
+    monkeypatch.setattr(plot_data, "fit_model", lambda *a: pytest.fail("fitted anyway"))
+    model = {"n_iter": 10**9, "max_bias": 1.0}
+    wide = {"type": "boundary_2d", "name": "wide", "dataset": "tiny", "model": model}
+    fine = {**wide, "name": "fine", "model": {**model, "n_iter": 5}, "resolution": 10**4}
+    experiment(root, [wide, fine], with_results=False)
+    assert plot.main(["--name", "e"]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "error: plot 'wide' (boundary_2d): key 'model.n_iter': 1,000,000,000 units on 4 points"
+        " and 22,500 grid points are 2.3e+13 unit evaluations, over the 5e+08 this plot allows:"
+        " at most n_iter 22,218 here (or a lower resolution)",
+        "error: plot 'fine' (boundary_2d): key 'resolution': 10000² = 100,000,000 grid points;"
+        " at most 1,000,000 (resolution 1000)",
+    ]
+
+
 def test_dataset_images_first_image_of_each_class(monkeypatch):
     X = np.arange(5 * 12, dtype=np.float32).reshape(5, 2, 2, 3) / 60  # (N, H, W, C)
     y = np.array([3, 1, 3, 1, 2])
