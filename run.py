@@ -35,7 +35,32 @@ from memo.worker import Job, provenance
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """run.py's arguments: the experiment as NAME or --name NAME; words after ``--`` are the
+    scheduler's (backend_args). A spec given by its path gets a line saying where its
+    results go."""
+    import textwrap
+    from pathlib import Path
+
+    from memo import paths
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, backend_args = argv[:cut], argv[cut + 1 :]
+    known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
+    listed = textwrap.fill(
+        ", ".join(known) or "none", 78, initial_indent="  ", subsequent_indent="  "
+    )
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"experiments ({paths.experiments_dir()}):\n{listed}\n"
+        "(run.py --describe TRIAL: a trial's params, metrics and experiments)\n\n"
+        "after --: arguments for the scheduler (cluster backends), e.g.\n"
+        "  python run.py --name mnist --backend sge --tasks 20 -- -q all.q",
+    )
+    parser.add_argument(
+        "experiment", nargs="?", metavar="NAME", help="the experiment, as --name NAME"
+    )
     parser.add_argument(
         "--name", help="experiment: experiments/NAME.json, or a path to a .json file"
     )
@@ -85,15 +110,22 @@ def parse_args(argv):
         action="store_true",
         help="run points here even if an unfinished cluster job of this experiment has them",
     )
-    parser.add_argument(
-        "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
-    )
     args = parser.parse_args(argv)
+    args.backend_args = backend_args
+    if args.experiment and args.name and args.experiment != args.name:
+        parser.error(f"the experiment given twice: {args.experiment} and --name {args.name}")
+    args.name = args.name or args.experiment
     if not args.name and not args.describe:
-        parser.error("the following arguments are required: --name (or --describe TRIAL)")
+        parser.error("the following arguments are required: NAME or --name NAME (or --describe)")
     if args.timeout is not None and not (0 < args.timeout < math.inf):
         parser.error(
             f"--timeout {args.timeout:g}: give a positive number of seconds (none: no limit)"
+        )
+    if args.name and args.name.endswith(".json") and Path(args.name).is_file():
+        stem, results = Path(args.name).stem, paths.results_dir()
+        print(
+            f"note: {args.name} is experiment {stem!r}: its records go to {results / stem}/,"
+            f" its table to {results / stem}.csv (python plot.py {args.name} draws it)"
         )
     return args
 

@@ -556,9 +556,31 @@ def test_cli_missing_experiment_or_plots_is_one_line_exit_2(root, capsys):
     experiment(root, [GOOD[0], GOOD[0]])
     assert plot.main(["--name", "e"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "no experiment 'nope'" in err[0] and 'no "plots" list' in err[1]
+    assert len(err) == 3 and "nope.json: no such experiment file" in err[0]
+    assert 'no "plots" list' in err[1]
     assert "must be unique" in err[2] and err[2].endswith("repeated: map")
     assert not (root / "plots").exists()
+
+
+def test_cli_takes_the_spec_as_run_py_does_by_path_or_positional(root, tmp_path, capsys):
+    spec = tmp_path / "elsewhere" / "tiny.json"
+    spec.parent.mkdir()
+    spec.write_text(json.dumps({"plots": GOOD}))
+    (root / "results").mkdir()
+    results().to_csv(root / "results" / "tiny.csv", index=False)  # as run.py wrote it
+    assert plot.main(["--name", str(spec), "--format", "png"]) == 0
+    assert sorted(p.name for p in (root / "plots" / "tiny").iterdir()) == ["cut.png", "map.png"]
+    assert f"of tiny into {root / 'plots' / 'tiny'}" in capsys.readouterr().out
+    (root / "results" / "tiny.csv").unlink()
+    assert plot.main([str(spec), "--only", "map"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no results for tiny (") and f"run.py --name {spec}`" in err
+    (root / "experiments" / "tiny.json").write_text(json.dumps({"plots": GOOD[:1]}))
+    assert plot.main([str(spec)]) == 2  # would draw another experiment's results
+    assert capsys.readouterr().err == (
+        f"error: {spec}: would share results/tiny with {root / 'experiments' / 'tiny.json'};"
+        " rename one of the files\n"
+    )
 
 
 def test_cli_without_results_still_draws_dataset_plots(root, capsys, tiny):
