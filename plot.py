@@ -1,8 +1,9 @@
 """Draw an experiment's figures.
 
-    python plot.py --name NAME [--only PLOT ...] [--format png,pdf]
+    python plot.py [--name] NAME [--only PLOT ...] [--format png,pdf]
 
-Reads the "plots" list of experiments/NAME.json and writes each entry to
+Reads the "plots" list of experiments/NAME.json (or of a .json file given by its path, as
+run.py takes it; NAME is then the file's name without .json) and writes each entry to
 plots/NAME/<plot name>.<format> (png and pdf by default), each file written to a temp
 name and renamed, so a crash never leaves half a figure. The plot types and their keys
 are in memo/plots (``python -c "import memo.plots as p; help(p.PLOTS['heatmap'])"``).
@@ -23,7 +24,6 @@ still drawn).
 """
 
 import argparse
-import difflib
 import json
 import sys
 
@@ -32,7 +32,12 @@ FORMATS = ("png", "pdf", "svg")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Draw the plots of experiments/NAME.json.")
-    parser.add_argument("--name", required=True, help="experiment name (experiments/NAME.json)")
+    parser.add_argument(
+        "experiment", nargs="?", metavar="NAME", help="the experiment, as --name NAME"
+    )
+    parser.add_argument(
+        "--name", help="experiment: experiments/NAME.json, or a path to a .json file (as run.py)"
+    )
     parser.add_argument("--only", nargs="+", metavar="PLOT", help="draw only these plots (by name)")
     parser.add_argument(
         "--format", default="png,pdf", help="comma-separated formats (default png,pdf)"
@@ -41,6 +46,11 @@ def parse_args(argv=None):
         "--debug", action="store_true", help="show the traceback of an unexpected error"
     )
     args = parser.parse_args(argv)
+    if args.experiment and args.name and args.experiment != args.name:
+        parser.error(f"the experiment given twice: {args.experiment} and --name {args.name}")
+    args.name = args.name or args.experiment
+    if not args.name:
+        parser.error("the following arguments are required: NAME or --name NAME")
     args.formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in args.formats if f not in FORMATS]
     if bad or not args.formats:
@@ -55,21 +65,11 @@ def fail(message: str) -> int:
     return 2
 
 
-def load_entries(name: str, only):
-    """The experiment's plot entries (those named by --only); a one-line message if unusable."""
-    from memo.store import paths
-
-    path = paths.experiments_dir() / f"{name}.json"
+def load_entries(path, only):
+    """The plot entries of the spec file ``path`` (those named by --only); a one-line message
+    if unusable."""
     try:
         spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return (
-            None,
-            f"no experiment {name!r} (no {path}{hint}; known: {', '.join(known) or 'none'})",
-        )
     except (ValueError, OSError) as e:
         return None, f"cannot read {path}: {e}"
     entries = spec.get("plots") if isinstance(spec, dict) else None
@@ -100,16 +100,22 @@ def main(argv=None) -> int:
 
     matplotlib.use("Agg")
     from memo import plots
+    from memo.run.spec import SpecError, spec_path
     from memo.store import paths
 
-    entries, problem = load_entries(args.name, args.only)
+    try:  # run.py's reading of --name: experiments/NAME.json or a path to a .json file
+        path = spec_path(args.name)
+    except SpecError as e:
+        return fail(str(e))
+    entries, problem = load_entries(path, args.only)
     if problem:
         return fail(problem)
+    experiment = path.stem  # what names its results and figures
     loaders = {"results": plots.load_table, "curves": plots.load_curves}
     tables, failed, waiting = {}, 0, []
     unfit = column_errors(args.name)
-    out_dir = paths.plots_dir() / args.name
-    print(f"Drawing {len(entries)} plot(s) of {args.name} into {out_dir}")
+    out_dir = paths.plots_dir() / experiment
+    print(f"Drawing {len(entries)} plot(s) of {experiment} into {out_dir}")
     for number, entry in enumerate(entries):
         name = entry.get("name", f"#{number}") if isinstance(entry, dict) else f"#{number}"
         kind = entry.get("type", "?") if isinstance(entry, dict) else "?"
@@ -120,7 +126,7 @@ def main(argv=None) -> int:
             needs = plots.PLOTS[cfg["type"]].needs
             if needs and needs not in tables:
                 try:
-                    tables[needs] = loaders[needs](args.name)
+                    tables[needs] = loaders[needs](experiment)
                 except (plots.MissingResults, plots.BadResults) as e:
                     tables[needs] = e
                 if not isinstance(tables[needs], Exception) and tables[needs].attrs.get("note"):
@@ -149,12 +155,12 @@ def main(argv=None) -> int:
         problem = next(e for e in tables.values() if isinstance(e, Exception))
         if isinstance(problem, plots.BadResults):
             return fail(f"{problem}. Not drawn: {', '.join(waiting)}")
-        if any((paths.results_dir() / args.name).glob("*.json")):  # records, but no table
+        if any((paths.results_dir() / experiment).glob("*.json")):  # records, but no table
             todo = f"write it from the records with `python run.py --name {args.name} --collect`"
         else:
             todo = f"run `python run.py --name {args.name}` first"
         return fail(
-            f"no results for {args.name} ({problem}); {todo}. Not drawn: {', '.join(waiting)}"
+            f"no results for {experiment} ({problem}); {todo}. Not drawn: {', '.join(waiting)}"
         )
     return 1 if failed else 0
 

@@ -18,6 +18,7 @@ import contextlib
 import math
 import signal
 import sys
+import textwrap
 import time
 import uuid
 
@@ -26,11 +27,30 @@ from memo.backends.cluster import unfinished_runs
 from memo.run import report, steps
 from memo.run.spec import SpecError, load_spec
 from memo.run.worker import Job, provenance
-from memo.store import Store, claims
+from memo.store import Store, claims, paths
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """run.py's arguments: the experiment as NAME or --name NAME; words after ``--`` are the
+    scheduler's (backend_args)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, backend_args = argv[:cut], argv[cut + 1 :]
+    known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
+    listed = textwrap.fill(
+        ", ".join(known) or "none", 78, initial_indent="  ", subsequent_indent="  "
+    )
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"experiments ({paths.experiments_dir()}):\n{listed}\n"
+        "(run.py --describe TRIAL: a trial's params, metrics and experiments)\n\n"
+        "after --: arguments for the scheduler (cluster backends), e.g.\n"
+        "  python run.py --name mnist --backend sge --tasks 20 -- -q all.q",
+    )
+    parser.add_argument(
+        "experiment", nargs="?", metavar="NAME", help="the experiment, as --name NAME"
+    )
     parser.add_argument(
         "--name", help="experiment: experiments/NAME.json, or a path to a .json file"
     )
@@ -87,12 +107,13 @@ def parse_args(argv):
         action="store_true",
         help="run points here even if an unfinished cluster job of this experiment has them",
     )
-    parser.add_argument(
-        "backend_args", nargs="*", help="after --: arguments for the scheduler (cluster backends)"
-    )
     args = parser.parse_args(argv)
+    args.backend_args = backend_args
+    if args.experiment and args.name and args.experiment != args.name:
+        parser.error(f"the experiment given twice: {args.experiment} and --name {args.name}")
+    args.name = args.name or args.experiment
     if not args.name and not args.describe:
-        parser.error("the following arguments are required: --name (or --describe TRIAL)")
+        parser.error("the following arguments are required: NAME or --name NAME (or --describe)")
     if args.group is not None and args.group < 1:
         parser.error(f"--group {args.group}: give a positive number of points (1: no groups)")
     if args.timeout is not None and not (0 < args.timeout < math.inf):
@@ -139,6 +160,12 @@ def run(args) -> int:
     """run.py's work for parsed ``args``; returns the exit code."""
     try:
         spec = load_spec(args.name)
+        if spec.path != paths.experiments_dir() / f"{spec.name}.json":  # given by its path
+            results = paths.results_dir() / spec.name
+            print(
+                f"note: {args.name} is experiment {spec.name!r}: its records go to {results}/,"
+                f" its table to {results}.csv (python plot.py {args.name} draws it)"
+            )
         points = [] if args.dry_run else spec.points()  # a dry-run streams them
         if spec.plots and not (args.status or args.collect):
             check_plots(spec)

@@ -442,6 +442,25 @@ def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
     assert markers == ["o", "^", "o", "^", "*", "*", "o", "^"]  # memo's: points over the stars
 
 
+def test_boundary_2d_too_big_is_one_line_naming_the_key_before_any_fit(
+    root, tiny, monkeypatch, capsys
+):
+    monkeypatch.setattr(plot_data, "fit_model", lambda *a: pytest.fail("fitted anyway"))
+    model = {"n_iter": 10**9, "max_bias": 1.0}
+    wide = {"type": "boundary_2d", "name": "wide", "dataset": "tiny", "model": model}
+    fine = {**wide, "name": "fine", "model": {**model, "n_iter": 5}, "resolution": 10**4}
+    experiment(root, [wide, fine], with_results=False)
+    assert plot.main(["--name", "e"]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "error: plot 'wide' (boundary_2d): key 'model.n_iter': 1,000,000,000 units on 4 points"
+        " and 22,500 grid points are 2.3e+13 unit evaluations, over the 5e+08 this plot allows:"
+        " at most n_iter 22,218 here (or a lower resolution)",
+        "error: plot 'fine' (boundary_2d): key 'resolution': 10000² = 100,000,000 grid points;"
+        " at most 1,000,000 (resolution 1000)",
+    ]
+
+
 def test_dataset_images_first_image_of_each_class(monkeypatch):
     X = np.arange(5 * 12, dtype=np.float32).reshape(5, 2, 2, 3) / 60  # (N, H, W, C)
     y = np.array([3, 1, 3, 1, 2])
@@ -539,9 +558,31 @@ def test_cli_missing_experiment_or_plots_is_one_line_exit_2(root, capsys):
     experiment(root, [GOOD[0], GOOD[0]])
     assert plot.main(["--name", "e"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "no experiment 'nope'" in err[0] and 'no "plots" list' in err[1]
+    assert len(err) == 3 and "nope.json: no such experiment file" in err[0]
+    assert 'no "plots" list' in err[1]
     assert "must be unique" in err[2] and err[2].endswith("repeated: map")
     assert not (root / "plots").exists()
+
+
+def test_cli_takes_the_spec_as_run_py_does_by_path_or_positional(root, tmp_path, capsys):
+    spec = tmp_path / "elsewhere" / "tiny.json"
+    spec.parent.mkdir()
+    spec.write_text(json.dumps({"plots": GOOD}))
+    (root / "results").mkdir()
+    results().to_csv(root / "results" / "tiny.csv", index=False)  # as run.py wrote it
+    assert plot.main(["--name", str(spec), "--format", "png"]) == 0
+    assert sorted(p.name for p in (root / "plots" / "tiny").iterdir()) == ["cut.png", "map.png"]
+    assert f"of tiny into {root / 'plots' / 'tiny'}" in capsys.readouterr().out
+    (root / "results" / "tiny.csv").unlink()
+    assert plot.main([str(spec), "--only", "map"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no results for tiny (") and f"run.py --name {spec}`" in err
+    (root / "experiments" / "tiny.json").write_text(json.dumps({"plots": GOOD[:1]}))
+    assert plot.main([str(spec)]) == 2  # would draw another experiment's results
+    assert capsys.readouterr().err == (
+        f"error: {spec}: would share results/tiny with {root / 'experiments' / 'tiny.json'};"
+        " rename one of the files\n"
+    )
 
 
 def test_cli_without_results_still_draws_dataset_plots(root, capsys, tiny):

@@ -144,6 +144,47 @@ def test_dry_run_status_and_collect(write_spec, root, capsys):
     assert len(pd.read_csv(root / "results" / "exp.csv")) == 6
 
 
+def test_a_spec_given_by_path_says_where_its_results_go_and_status_collect_take_it(
+    root, tmp_path, capsys
+):
+    spec = tmp_path / "elsewhere" / "tiny.json"
+    spec.parent.mkdir()
+    spec.write_text(json.dumps(grid_spec(3)))
+    assert run.main(["--name", str(spec)]) == 0
+    out = capsys.readouterr().out
+    folder = root / "results" / "tiny"
+    assert out.startswith(
+        f"note: {spec} is experiment 'tiny': its records go to {folder}/, its table to"
+        f" {folder}.csv (python plot.py {spec} draws it)\n"
+    )
+    assert len(records(root, "tiny")) == 3
+    assert run.main(["--name", str(spec), "--status"]) == 0
+    assert "tiny: 3 points: 3 ok, 0 error, 0 timeout, 0 pending" in capsys.readouterr().out
+    (root / "results" / "tiny.csv").unlink()
+    assert run.main([str(spec), "--collect"]) == 0  # the path as the positional name too
+    assert len(pd.read_csv(root / "results" / "tiny.csv")) == 3
+
+
+def test_the_experiment_may_be_positional_and_help_lists_the_experiments(write_spec, cli):
+    write_spec("exp", grid_spec(2))
+    write_spec("other", grid_spec(1))
+    assert run.main(["exp", "--dry-run"]) == 0
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "experiments (" in result.stdout and "\n  exp, other\n" in result.stdout
+    result = cli("exp", "--name", "other")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "run.py: error: the experiment given twice: exp and --name other"
+    )
+    result = cli()
+    assert result.returncode == 2 and "NAME or --name NAME" in result.stderr.splitlines()[-1]
+    result = cli("exp", "--", "-q", "all.q")  # words after -- stay the scheduler's
+    assert (
+        result.stderr == "error: the joblib backend takes no scheduler arguments, got: -q all.q\n"
+    )
+
+
 def test_records_outside_the_grid_are_kept_and_reported(write_spec, root, capsys):
     write_spec("exp", grid_spec(4))
     run.main(["--name", "exp"])

@@ -124,6 +124,10 @@ def zipped(**lists) -> dict:
 BAD_SPECS = [
     ('{"trial": "synthetic", "param_grid": {"x": [1,]}', "invalid JSON at line 1, column"),
     ({"trial": "nope", "param_grid": {"x": [1]}}, 'trial "nope" is unknown; known trials:'),
+    (
+        {"trial": "kernels", "param_grid": {"x": [1]}},
+        'trial "kernels" is unknown (did you mean "kernel"?); known trials:',
+    ),
     ({"param_grid": {"x": [1]}}, "missing key 'trial'"),
     ({"trial": SYN}, "missing key 'param_grid'"),
     ({"trial": SYN, "param_grid": {"x": [1]}, "plot": []}, "unknown key 'plot'; valid keys"),
@@ -251,6 +255,17 @@ def test_missing_experiment_lists_known_ones(write_spec):
     write_spec("one", {"trial": SYN, "param_grid": {"x": [1]}})
     with pytest.raises(SpecError, match="no such experiment file; known experiments: one"):
         load_spec("two")
+
+
+def test_a_name_with_results_but_no_spec_points_to_the_spec_path(write_spec, root):
+    write_spec("tinkernel", {"trial": SYN, "param_grid": {"x": [1]}})
+    (root / "results" / "tiny").mkdir(parents=True)  # run from elsewhere/tiny.json
+    with pytest.raises(SpecError) as info:
+        load_spec("tiny")
+    assert str(info.value) == (
+        f"{root / 'experiments' / 'tiny.json'}: no such experiment file ({root / 'results' / 'tiny'}"
+        " exists: if a spec elsewhere made it, give that file's path); known experiments: tinkernel"
+    )
 
 
 def test_a_file_that_is_not_utf8_is_one_line(root):

@@ -75,7 +75,8 @@ def kernel_block(A, B, a_sq, b_sq, kind: str, gamma: float):
         xp.sqrt(G, out=G)
     elif kind != "gaussian":
         raise ValueError(f"unknown kernel {kind!r}; choose from {', '.join(KERNELS)}")
-    G *= -gamma
+    with np.errstate(over="ignore"):  # a huge γ: −inf, and exp(−inf) = 0 is K's float value
+        G *= -gamma
     xp.exp(G, out=G)
     return G
 

@@ -14,10 +14,22 @@ from memo.kernels import blocked
 from memo.kernels.build import build_full, build_lower, is_torch, kernel_block, matvec, sq_norms
 
 MAX_REFINEMENTS = 30
+# CG gives up when a column's residual grows this much past its best: in exact arithmetic it
+# rises at most √κ-fold (κ the condition number), and √κ < 1e8 for any κ float64 can solve
+DIVERGED = 1e8
+# ... or when a column above tol has not reached a new best in this many iterations (slow
+# solves that converged went up to 72 between bests: 1,143 in all, a rank-5 Nyström)
+STALLED = 200
+# the arccos kernel's diagonal γ‖x‖² must lie here: 8 orders inside float32's range
+ARCCOS_SCALE = (1e-30, 1e30)
 
 
 class NotPositiveDefinite(ValueError):
     """K + ridge·I has no Cholesky factor in the precision used; the message names the cause."""
+
+
+class NotConverged(ArithmeticError):
+    """The iterative solve did not reach tol; the message names the residual, tol and cause."""
 
 
 @dataclass
@@ -25,7 +37,6 @@ class Solution:
     alpha: object  # (n, classes) float64 coefficients
     fitted: object  # K α (no ridge term): the training predictions, float64
     iterations: int  # refinement steps (mixed) or CG iterations (iterative); 0 otherwise
-    converged: bool  # the iteration reached its target (always true for a direct solve)
     build_time: float  # s: building K (cholesky) or the preconditioner (iterative)
     solve_time: float  # s: factor, triangular solves, refinement or CG
     fitted_time: float  # s: the float64 K α pass after a direct float64/float32 solve
@@ -34,7 +45,10 @@ class Solution:
 def fit(X, Y, kind, gamma, ridge, solver, precision, tol=1e-6, max_iter=1000, rank=1000, seed=0):
     """Solve on X's kind of array; X, Y float64. ``solver`` cholesky or iterative,
     ``precision`` float64, float32 or mixed (cholesky only). With ridge 0 a repeated
-    training point makes K singular: NotPositiveDefinite, before any work."""
+    training point makes K singular: NotPositiveDefinite, before any work; so is an arccos
+    γ that would overflow K (ValueError)."""
+    if kind == "arccos":
+        _check_arccos_scale(X, gamma)
     repeats = duplicates(X) if ridge == 0 else 0
     if repeats:
         raise NotPositiveDefinite(
@@ -44,6 +58,20 @@ def fit(X, Y, kind, gamma, ridge, solver, precision, tol=1e-6, max_iter=1000, ra
     if solver == "iterative":
         return conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed)
     return cholesky(X, Y, kind, gamma, ridge, precision)
+
+
+def _check_arccos_scale(X, gamma) -> None:
+    """The arccos kernel's K(x, x) = γ‖x‖² within ARCCOS_SCALE: beyond it float32's K, and
+    float64's sums, overflow to inf (or underflow to 0) and the solve returns NaN."""
+    sq = _host(sq_norms(X))
+    low, high = ARCCOS_SCALE
+    top, bottom = gamma * float(sq.max()), gamma * float(sq[sq > 0].min(initial=np.inf))
+    if not (low <= bottom and top <= high):
+        raise ValueError(
+            f"arccos kernel: gamma {gamma:g} puts K(x, x) = γ‖x‖² at {bottom:.2g} to {top:.2g}, "
+            f"outside [{low:g}, {high:g}] where a solve stays finite; γ only scales this "
+            "kernel (predictions ignore it): use gamma 1"
+        )
 
 
 def cholesky(X, Y, kind, gamma, ridge, precision) -> Solution:
@@ -68,7 +96,7 @@ def cholesky(X, Y, kind, gamma, ridge, precision) -> Solution:
         alpha, fitted, iterations = _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq)
         solve_time += time.perf_counter() - start
         fitted_time = 0.0
-    return Solution(alpha, fitted, iterations, True, build_time, solve_time, fitted_time)
+    return Solution(alpha, fitted, iterations, build_time, solve_time, fitted_time)
 
 
 def _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq):
@@ -133,7 +161,14 @@ def _not_pd_message(X, pivot, precision, ridge) -> str:
         else "no point repeats, so gamma is too small (or ridge too small) for this precision"
     )
     stored = "float32" if precision == "mixed" else precision
-    fix = "set ridge > 0 (e.g. 1e-6)" if repeats else "use precision 'float64' or ridge > 0"
+    if repeats:
+        fix = "set ridge > 0 (e.g. 1e-6)"
+    else:
+        fix = (
+            "raise gamma or set ridge > 0"
+            if stored == "float64"
+            else "use precision 'float64' or ridge > 0"
+        )
     return (
         f"kernel matrix (ridge {ridge:g}) is not positive definite in {stored}: the Cholesky "
         f"factor fails at row {pivot} of {len(X)}; {cause}; {fix}"
@@ -158,25 +193,34 @@ def _cho_solve(L, B):
 
 def conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed) -> Solution:
     """Preconditioned CG on each class's column at once (each with its own step sizes), K
-    applied on the fly by :func:`memo.kernels.build.matvec`; stops when every column's
-    residual ‖(K + ridge·I)α − y‖ ≤ tol‖y‖, or after max_iter iterations."""
+    applied on the fly by :func:`memo.kernels.build.matvec`, until every column's residual
+    ‖(K + ridge·I)α − y‖ ≤ tol‖y‖. NotConverged when it cannot get there: a column's
+    residual grew DIVERGED-fold past its best (a singular K: within a few iterations), had
+    no new best for STALLED iterations, or max_iter iterations ran."""
     start = time.perf_counter()
     precondition = nystrom_preconditioner(X, kind, gamma, ridge, rank, seed)
     build_time = time.perf_counter() - start
     start = time.perf_counter()
     sq = sq_norms(X)
     alpha, R = Y * 0, Y * 1
-    target = tol * _column_norms(Y)
+    y_norms = _host(_nonzero(_column_norms(Y)))  # a class without training points: R stays 0
     Z = precondition(R)
     P, rz = Z, (R * Z).sum(0)
-    iterations, converged = 0, bool((_column_norms(R) <= target).all())
-    while not converged and iterations < max_iter:
+    relative = _host(_column_norms(R)) / y_norms
+    best, best_at = relative, np.zeros(len(relative), dtype=int)
+    iterations = 0
+    while not (relative <= tol).all():
+        why = _stop_reason(relative, best, best_at, iterations, tol, max_iter)
+        if why:
+            raise NotConverged(_not_converged(why, relative, best, iterations, tol, ridge))
         Q = matvec(X, P, kind, gamma, sq) + ridge * P
         step = rz / _nonzero((P * Q).sum(0))
         alpha = alpha + P * step
         R = R - Q * step
         iterations += 1
-        converged = bool((_column_norms(R) <= target).all())
+        relative = _host(_column_norms(R)) / y_norms
+        improved = relative < best
+        best, best_at = np.where(improved, relative, best), np.where(improved, iterations, best_at)
         Z = precondition(R)
         rz_new = (R * Z).sum(0)
         P = Z + P * (rz_new / _nonzero(rz))
@@ -185,7 +229,34 @@ def conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed) -> S
     start = time.perf_counter()
     fitted = matvec(X, alpha, kind, gamma, sq)
     fitted_time = time.perf_counter() - start
-    return Solution(alpha, fitted, iterations, converged, build_time, solve_time, fitted_time)
+    return Solution(alpha, fitted, iterations, build_time, solve_time, fitted_time)
+
+
+def _stop_reason(relative, best, best_at, iterations, tol, max_iter) -> str | None:
+    """Why CG should give up now (the columns above tol decide), or None to go on."""
+    open_ = ~(relative <= tol)  # NaN included: it counts as diverged
+    if not (relative[open_] <= DIVERGED * best[open_]).all():
+        return "diverged"
+    if (iterations - best_at[open_] >= STALLED).any():
+        return "stalled"
+    return "ran out of max_iter" if iterations == max_iter else None
+
+
+def _not_converged(why, relative, best, iterations, tol, ridge) -> str:
+    worst = int(np.nan_to_num(relative, nan=np.inf).argmax())
+    state = (
+        f"residual ‖(K + ridge·I)α − y‖/‖y‖ {relative[worst]:.2g} after {iterations} "
+        f"iterations (best {best[worst]:.2g}, tol {tol:g})"
+    )
+    fix = {
+        "diverged": f"K + ridge·I (ridge {ridge:g}) is numerically singular: set ridge > 0 "
+        "(e.g. 1e-6) or raise gamma",
+        "stalled": f"K + ridge·I (ridge {ridge:g}) is too ill-conditioned: set ridge > 0 "
+        "(e.g. 1e-6), raise gamma or rank (a better preconditioner)",
+        "ran out of max_iter": "raise max_iter or rank (a better preconditioner), or use "
+        "solver 'cholesky'",
+    }[why]
+    return f"conjugate gradients {why}: {state}; {fix}"
 
 
 def nystrom_preconditioner(X, kind, gamma, ridge, rank, seed):
@@ -233,6 +304,11 @@ def _stored(a, low: bool):
     if is_torch(a):
         return a.float() if low else a.double()
     return a.astype(np.float32 if low else np.float64, copy=False)
+
+
+def _host(a):
+    """a small array (one value per class) as numpy on the CPU."""
+    return a.cpu().numpy() if is_torch(a) else a
 
 
 def _as64(a):

@@ -14,6 +14,11 @@ from memo.plots._core import AXES, LEGEND, LEGEND_ON, REQUIRED, Drawn, PlotError
 from memo.plots.axes import contour, finish, fmt, new_axes
 
 MODEL = Sub({"n_iter": REQUIRED, "max_bias": REQUIRED, "activation": "thres", "seed": 0})
+# boundary_2d's sizes, checked before any work: grid points (resolution²), and first-layer
+# units times the points they are evaluated on, fit and grid (moons, n_iter 2000 at resolution
+# 150: 4.7e7, ~5 s on 2 busy cores; the budget takes ~1 min)
+MAX_GRID = 1000**2
+MAX_UNIT_EVALUATIONS = 5e8
 # Marker and colour per class, in label order: memo's red circles and blue triangles first.
 CLASS_STYLES = [
     ("o", "r"),
@@ -181,12 +186,14 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
     algorithm.fit; markersize (2; centres are 6x); samples_on_top: draw the points over
     the centres' stars too, as memo does (false: the stars cover the points they sit
     on; the points are always drawn over the regions and the boundary); outline: a
-    dashed grey frame to highlight the panel (false);
-    resolution: grid points per axis (150); legend: true/false (true) or {title, labels};
-    xlim, ylim; xticks, yticks; plus name, figsize, xlabel, ylabel, title.
+    dashed grey frame to highlight the panel (false); resolution: grid points per axis
+    (150, at most 1000; n_iter × (points + resolution²) at most MAX_UNIT_EVALUATIONS: a
+    bigger plot is a PlotError before the fit); legend: true/false (true) or {title,
+    labels}; xlim, ylim; xticks, yticks; plus name, figsize, xlabel, ylabel, title.
     data: ``boundary_data``'s dict plus "X" and "y".
     """
     X, y = _points(cfg["dataset"])
+    _check_sizes(cfg, len(X))
     net = fit_model(X, y, cfg["model"])
     fig, ax = new_axes(cfg)
     _draw_classes(ax, X, y, cfg["markersize"])
@@ -224,6 +231,27 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
         for spine in ax.spines.values():
             spine.set(visible=True, edgecolor="0.45", linestyle="--", linewidth=1.2)
     return Drawn(fig, {**data, "X": X, "y": y})
+
+
+def _check_sizes(cfg: dict, points: int) -> None:
+    """PlotError naming resolution or model.n_iter when the fit and the grid would take more
+    than MAX_GRID grid points or MAX_UNIT_EVALUATIONS first-layer unit evaluations."""
+    grid = cfg["resolution"] ** 2
+    if grid > MAX_GRID:
+        raise PlotError(
+            "resolution",
+            f"{cfg['resolution']}² = {grid:,} grid points; at most {MAX_GRID:,} "
+            f"(resolution {int(MAX_GRID**0.5)})",
+        )
+    n_iter = cfg["model"]["n_iter"]
+    work = n_iter * (points + grid)
+    if work > MAX_UNIT_EVALUATIONS:
+        raise PlotError(
+            "model.n_iter",
+            f"{n_iter:,} units on {points:,} points and {grid:,} grid points are {work:.2g} "
+            f"unit evaluations, over the {MAX_UNIT_EVALUATIONS:.0e} this plot allows: at most "
+            f"n_iter {int(MAX_UNIT_EVALUATIONS // (points + grid)):,} here (or a lower resolution)",
+        )
 
 
 def _boundary_marks(markersize: float) -> list:

@@ -157,24 +157,37 @@ def make_point(trial: str, fields: dict, params: dict, index: int) -> Point:
     return Point(id=digest[:16], index=index, params={**full, "seed": seed}, seed=seed)
 
 
-def load_spec(name: str) -> Spec:
-    """Load and validate experiments/NAME.json (or a path to a .json file)."""
+def spec_path(name: str) -> Path:
+    """The spec file ``name`` means, as run.py and plot.py read it: experiments/NAME.json, or
+    NAME itself when it ends in .json (a path); its stem names the experiment (results/STEM).
+    SpecError when there is no such file, the stem cannot name an experiment, or a different
+    experiments/STEM.json already has that name."""
     path = Path(name) if name.endswith(".json") else paths.experiments_dir() / f"{name}.json"
-    where = str(path)
     if not path.is_file():
         known = sorted(p.stem for p in paths.experiments_dir().glob("*.json"))
-        raise SpecError(
-            f"{where}: no such experiment file{_did_you_mean(path.stem, known)}; "
-            f"known experiments: {', '.join(known) or 'none'}"
+        results = paths.results_dir() / path.stem
+        hint = (
+            f" ({results} exists: if a spec elsewhere made it, give that file's path)"
+            if results.is_dir()
+            else _did_you_mean(path.stem, known)
         )
+        known = ", ".join(known) or "none"
+        raise SpecError(f"{path}: no such experiment file{hint}; known experiments: {known}")
     problem = paths.experiment_name_problem(path.stem)
     if problem:
-        raise SpecError(f"{where}: experiment name {problem}; rename the file")
+        raise SpecError(f"{path}: experiment name {problem}; rename the file")
     namesake = paths.experiments_dir() / f"{path.stem}.json"
     if namesake.is_file() and namesake.read_bytes() != path.read_bytes():
         raise SpecError(
-            f"{where}: would share results/{path.stem} with {namesake}; rename one of the files"
+            f"{path}: would share results/{path.stem} with {namesake}; rename one of the files"
         )
+    return path
+
+
+def load_spec(name: str) -> Spec:
+    """Load and validate experiments/NAME.json (or a path to a .json file: :func:`spec_path`)."""
+    path = spec_path(name)
+    where = str(path)
     raw = _read_json(where, path)
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: the top level must be an object with keys {', '.join(TOP_KEYS)}")

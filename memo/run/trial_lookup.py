@@ -1,6 +1,7 @@
 """Trial lookup: the modules in trials/, their Params classes, fields and type hints."""
 
 import dataclasses
+import difflib
 import functools
 import importlib
 import pkgutil
@@ -52,7 +53,10 @@ def _is_trial(name: str) -> bool:
 def _resolve_trial(where: str, trial) -> str:
     name = TRIAL_ALIASES.get(trial, trial) if isinstance(trial, str) else None
     if name not in _trial_modules() or not _is_trial(name):
+        known = known_trials()
+        close = difflib.get_close_matches(trial, known, n=1) if isinstance(trial, str) else []
+        hint = f" (did you mean {_show(close[0])}?)" if close else ""
         raise SpecError(
-            f"{where}: trial {_show(trial)} is unknown; known trials: {', '.join(known_trials())}"
+            f"{where}: trial {_show(trial)} is unknown{hint}; known trials: {', '.join(known)}"
         )
     return name
