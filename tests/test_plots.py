@@ -17,7 +17,7 @@ from scipy import stats
 import plot
 from memo.run import measures
 from memo import plots
-from memo.plots import PlotError, data as plot_data
+from memo.plots import PlotError, boundary as plot_boundary, dataset as plot_dataset
 from memo.plots.axes import smooth
 
 NOISY = 0.15000000000000002  # what np.arange(0, 0.3, 0.05)[3] gives; must match 0.15
@@ -391,7 +391,7 @@ def tiny(monkeypatch):
             raise PlotError("dataset", f"cannot load {name!r}")
         return POINTS, LABELS
 
-    monkeypatch.setattr(plot_data, "load_dataset", load)
+    monkeypatch.setattr(plot_dataset, "load_dataset", load)
 
 
 def test_dataset_2d_draws_each_class(tiny):
@@ -419,7 +419,7 @@ class HalfPlanes:
 
 def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
     calls = []
-    monkeypatch.setattr(plot_data, "fit_model", lambda X, y, m: calls.append(m) or HalfPlanes())
+    monkeypatch.setattr(plot_boundary, "fit_model", lambda X, y, m: calls.append(m) or HalfPlanes())
     drawn = draw("boundary_2d", dataset="tiny", model={"n_iter": 7, "max_bias": 0.5}, resolution=41)
     assert calls == [{"n_iter": 7, "max_bias": 0.5, "activation": "thres", "seed": 0}]
     d = drawn.data
@@ -445,7 +445,7 @@ def test_boundary_2d_regions_boundary_and_centres(tiny, monkeypatch):
 def test_boundary_2d_too_big_is_one_line_naming_the_key_before_any_fit(
     root, tiny, monkeypatch, capsys
 ):
-    monkeypatch.setattr(plot_data, "fit_model", lambda *a: pytest.fail("fitted anyway"))
+    monkeypatch.setattr(plot_boundary, "fit_model", lambda *a: pytest.fail("fitted anyway"))
     model = {"n_iter": 10**9, "max_bias": 1.0}
     wide = {"type": "boundary_2d", "name": "wide", "dataset": "tiny", "model": model}
     fine = {**wide, "name": "fine", "model": {**model, "n_iter": 5}, "resolution": 10**4}
@@ -464,7 +464,7 @@ def test_boundary_2d_too_big_is_one_line_naming_the_key_before_any_fit(
 def test_dataset_images_first_image_of_each_class(monkeypatch):
     X = np.arange(5 * 12, dtype=np.float32).reshape(5, 2, 2, 3) / 60  # (N, H, W, C)
     y = np.array([3, 1, 3, 1, 2])
-    monkeypatch.setattr(plot_data, "load_dataset", lambda name: (X, y))
+    monkeypatch.setattr(plot_dataset, "load_dataset", lambda name: (X, y))
     keys = dict(dataset="d", rows=1, cols=3, img_width=2, img_height=2, img_channels=3)
     drawn = draw("dataset_images", classes=[1, 2, 3], **keys)
     assert drawn.data["index"] == [1, 4, 0]
@@ -597,7 +597,7 @@ def test_cli_unexpected_error_is_one_line(root, capsys, monkeypatch):
     def broken(name):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(plot_data, "load_dataset", broken)
+    monkeypatch.setattr(plot_dataset, "load_dataset", broken)
     experiment(root, [{"type": "dataset_2d", "name": "pts", "dataset": "x"}, GOOD[0]])
     assert plot.main(["--name", "e"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

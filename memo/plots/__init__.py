@@ -11,8 +11,9 @@ An experiment's "plots" list holds entries like
 boundary_2d read datasets), "results" (``load_table``) or "curves" (``load_curves``).
 Each function's docstring lists its keys; one module per kind of plot holds them:
 heatmap.py (heatmap, slices), lines.py (line, scatter), curves.py (per-epoch curves),
-table.py (table), data.py (dataset_2d, dataset_images, boundary_2d); check.py checks
-entries against a trial's columns before a run; frame.py and axes.py are shared helpers.
+table.py (table), dataset.py (dataset_2d, dataset_images), boundary.py (boundary_2d);
+check.py checks entries against a trial's columns before a run; frame.py and axes.py are
+shared helpers.
 """
 
 import io
@@ -24,7 +25,7 @@ import pandas as pd
 from memo.store import paths
 from memo.store.records import Store, atomic_file, order_columns
 from memo.plots._core import BANDS, PLOTS, Drawn, PlotError, style, validate
-from memo.plots import curves, data, heatmap, lines, table  # noqa: F401 (registers the types)
+from memo.plots import boundary, curves, dataset, heatmap, lines, table  # noqa: F401 (types)
 
 __all__ = [
     "BANDS",
@@ -154,10 +155,10 @@ def load_curves(name: str) -> pd.DataFrame:
     """
     from memo.store.records import load_results
 
-    table = load_table(name, usecols=["id", "status"], dtype={"id": str})
+    listed = load_table(name, usecols=["id", "status"], dtype={"id": str})
     df = load_results(name, curves=True)
     if len(df):
-        df = df[df["id"].isin(set(table["id"]))]
+        df = df[df["id"].isin(set(listed["id"]))]
     df = df.reset_index(drop=True)
-    df.attrs.update(table.attrs)
+    df.attrs.update(listed.attrs)
     return df

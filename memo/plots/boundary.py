@@ -1,17 +1,17 @@
-"""Plots that read datasets instead of results: dataset_2d, dataset_images, boundary_2d.
+"""boundary_2d: what the constructive algorithm's network does on a 2-D dataset, each
+second-layer neuron's region, the decision boundary and the neurons' centres.
 
-They need no run.py results, so plot.py draws them even before an experiment has run.
-``load_dataset`` and ``fit_model`` are the only places they reach memo.datasets and
-algorithm.py; tests replace them with tiny fakes.
+It fits the network here (``fit_model``, through algorithm.py: tests replace it with a
+fake) on the points of memo.plots.dataset, after checking the work fits a budget.
 """
 
 import itertools
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from memo.plots._core import AXES, LEGEND, LEGEND_ON, REQUIRED, Drawn, PlotError, Sub, plot_type
-from memo.plots.axes import contour, finish, fmt, new_axes
+from memo.plots._core import AXES, LEGEND_ON, REQUIRED, Drawn, PlotError, Sub, plot_type
+from memo.plots.axes import contour, finish, new_axes
+from memo.plots import dataset
 
 MODEL = Sub({"n_iter": REQUIRED, "max_bias": REQUIRED, "activation": "thres", "seed": 0})
 # boundary_2d's sizes, checked before any work: grid points (resolution²), and first-layer
@@ -19,30 +19,9 @@ MODEL = Sub({"n_iter": REQUIRED, "max_bias": REQUIRED, "activation": "thres", "s
 # 150: 4.7e7, ~5 s on 2 busy cores; the budget takes ~1 min)
 MAX_GRID = 1000**2
 MAX_UNIT_EVALUATIONS = 5e8
+
+
 # Marker and colour per class, in label order: memo's red circles and blue triangles first.
-CLASS_STYLES = [
-    ("o", "r"),
-    ("^", "b"),
-    ("s", "tab:green"),
-    ("D", "tab:orange"),
-    ("v", "tab:purple"),
-    ("P", "tab:brown"),
-]
-
-
-def load_dataset(name: str):
-    """``(X, y)`` of dataset ``name`` as numpy arrays; errors name the ``dataset`` key."""
-    try:
-        from memo.datasets import DatasetError, load_dataset as load
-    except ImportError as e:
-        raise PlotError("dataset", f"memo.datasets is not available ({e})") from None
-    try:
-        ds = load(name)
-    except (DatasetError, LookupError, ValueError, OSError) as e:
-        raise PlotError("dataset", f"cannot load {name!r}: {e}") from None
-    return np.asarray(ds.X), np.asarray(ds.y)
-
-
 def fit_model(X, y, model: dict):
     """The network ``algorithm.fit`` builds on (X, y) with the ``model`` keys."""
     try:
@@ -60,111 +39,6 @@ def fit_model(X, y, model: dict):
         )
     except ValueError as e:
         raise PlotError("model", str(e)) from None
-
-
-def _points(name: str):
-    X, y = load_dataset(name)
-    X = X.reshape(len(X), -1)
-    if X.shape[1] != 2:
-        raise PlotError(
-            "dataset", f"{name!r} has {X.shape[1]} features; this plot needs 2-D points"
-        )
-    return X, y
-
-
-def _draw_classes(ax, X, y, markersize: float, labels: bool = True) -> None:
-    for label, (marker, color) in zip(np.unique(y), itertools.cycle(CLASS_STYLES)):
-        pts = X[y == label]
-        name = rf"$y = {fmt(label)}$" if labels else None
-        ax.plot(
-            pts[:, 0],
-            pts[:, 1],
-            marker,
-            color=color,
-            markersize=markersize,
-            linestyle="none",
-            label=name,
-        )
-
-
-@plot_type("dataset_2d", dataset=REQUIRED, markersize=2.0, legend=LEGEND, **AXES)
-def dataset_2d(cfg: dict, df=None) -> Drawn:
-    """The points of a 2-D dataset, one marker and colour per class, equal axis scales.
-
-    Keys: dataset: a name memo.datasets.load_dataset knows; markersize (2); legend:
-    true/false (false) or {title, labels}, default labels "$y = <label>$"; xlim, ylim;
-    xticks, yticks; plus name, figsize, xlabel, ylabel, title.
-    data: {"X": the points, "y": their labels}.
-    """
-    X, y = _points(cfg["dataset"])
-    fig, ax = new_axes(cfg)
-    _draw_classes(ax, X, y, cfg["markersize"])
-    ax.set_aspect("equal")
-    finish(ax, cfg)
-    return Drawn(fig, {"X": X, "y": y})
-
-
-@plot_type(
-    "dataset_images",
-    dataset=REQUIRED,
-    rows=REQUIRED,
-    cols=REQUIRED,
-    classes=REQUIRED,
-    img_width=REQUIRED,
-    img_height=REQUIRED,
-    img_channels=1,
-)
-def dataset_images(cfg: dict, df=None) -> Drawn:
-    """The first image of each class in ``classes``, on a rows × cols grid.
-
-    Keys: dataset; rows, cols; classes: labels, one image each, row by row; img_width,
-    img_height, img_channels (1): the shape each row of X is reshaped to (height, width,
-    channels); plus name, figsize ([2.5, 1]), xlabel, ylabel, title (for the whole
-    figure). Images with values outside [0, 1] (standardized data) are min-max scaled.
-    data: {"index": the row of X shown per class, "images": the arrays drawn}.
-    """
-    X, y = load_dataset(cfg["dataset"])
-    h, w, c = cfg["img_height"], cfg["img_width"], cfg["img_channels"]
-    per_image = int(np.prod(X.shape[1:]))
-    if per_image != h * w * c:
-        raise PlotError(
-            "img_width",
-            f"{h}x{w}x{c} = {h * w * c} values per image, but {cfg['dataset']!r} has {per_image}",
-        )
-    classes = cfg["classes"]
-    if len(classes) > cfg["rows"] * cfg["cols"]:
-        raise PlotError(
-            "classes", f"{len(classes)} classes do not fit on {cfg['rows']} x {cfg['cols']} images"
-        )
-    fig = Figure(figsize=cfg["figsize"] or [2.5, 1.0])
-    axes = fig.subplots(
-        cfg["rows"], cfg["cols"], squeeze=False, gridspec_kw={"wspace": 0.1, "hspace": 0.1}
-    )
-    index, images = [], []
-    for ax, label in zip(axes.flat, classes):
-        hits = np.flatnonzero(y == label)
-        if len(hits) == 0:
-            have = ", ".join(fmt(v) for v in np.unique(y))
-            raise PlotError(
-                "classes", f"no image of class {label!r} in {cfg['dataset']!r} (classes: {have})"
-            )
-        img = X[hits[0]].reshape((h, w) if c == 1 else (h, w, c)).astype(float)
-        low, high = img.min(), img.max()
-        if low < 0 or high > 1:
-            img = (img - low) / ((high - low) or 1.0)
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-        index.append(int(hits[0]))
-        images.append(img)
-    for ax in axes.flat:
-        ax.axis("off")
-    for text, put in (
-        (cfg["title"], fig.suptitle),
-        (cfg["xlabel"], fig.supxlabel),
-        (cfg["ylabel"], fig.supylabel),
-    ):
-        if text:
-            put(text)
-    return Drawn(fig, {"index": index, "images": images})
 
 
 @plot_type(
@@ -192,11 +66,11 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
     labels}; xlim, ylim; xticks, yticks; plus name, figsize, xlabel, ylabel, title.
     data: ``boundary_data``'s dict plus "X" and "y".
     """
-    X, y = _points(cfg["dataset"])
+    X, y = dataset._points(cfg["dataset"])
     _check_sizes(cfg, len(X))
     net = fit_model(X, y, cfg["model"])
     fig, ax = new_axes(cfg)
-    _draw_classes(ax, X, y, cfg["markersize"])
+    dataset._draw_classes(ax, X, y, cfg["markersize"])
     ax.set_aspect("equal")
     finish(ax, cfg, extra=_boundary_marks(cfg["markersize"]) if cfg["legend"] else ())
     xlim, ylim = ax.get_xlim(), ax.get_ylim()
@@ -218,13 +92,13 @@ def boundary_2d(cfg: dict, df=None) -> Drawn:
         linestyles="dashed",
         linewidths=1,
     )
-    _draw_classes(ax, X, y, cfg["markersize"], labels=False)  # over regions and boundary
+    dataset._draw_classes(ax, X, y, cfg["markersize"], labels=False)  # over regions and boundary
     for region, color in zip(data["regions"], itertools.cycle(_cycle_colors())):
         cx, cy = region["center"]
         star = {"markerfacecolor": color, "markeredgecolor": "black", "markeredgewidth": 1.0}
         ax.plot(cx, cy, "*", markersize=6 * cfg["markersize"], **star)
     if cfg["samples_on_top"]:
-        _draw_classes(ax, X, y, cfg["markersize"], labels=False)
+        dataset._draw_classes(ax, X, y, cfg["markersize"], labels=False)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     if cfg["outline"]:
