@@ -39,12 +39,13 @@ def start_runner(*args, **kwargs):
     )
 
 
-def watch_records(folder, procs, seen, until=None, after_s=1.0):
+def watch_records(folder, procs, seen, until=None, after_s=1.0, limit_s=300.0):
     """Record every inode each record file has had ({id: set}) while ``procs`` run, and
     ``after_s`` more; a point recorded twice shows two inodes. Stops early at ``until``
-    records if given."""
-    end = None
+    records if given; fails if the processes still run after ``limit_s``."""
+    end, deadline = None, time.monotonic() + limit_s
     while end is None or time.monotonic() < end:
+        assert time.monotonic() < deadline, f"still running after {limit_s:g} s: {len(seen)} seen"
         if end is None and all(p.poll() is not None for p in procs):
             end = time.monotonic() + after_s
         with os.scandir(folder) if folder.exists() else contextlib.nullcontext([]) as entries:
