@@ -384,7 +384,7 @@ def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch)
 def test_task_stops_at_a_damaged_dataset_leaving_its_points_pending(
     write_spec, root, monkeypatch, capsys
 ):
-    import memo.run.worker
+    import memo.run.groups
     from memo.datasets import DatasetDamaged
 
     for variable in task.THREAD_VARIABLES:
@@ -396,7 +396,7 @@ def test_task_stops_at_a_damaged_dataset_leaving_its_points_pending(
     def damaged(job, point):
         raise DatasetDamaged("/data/lines/X.npy is damaged")
 
-    monkeypatch.setattr(memo.run.worker, "run_point", damaged)
+    monkeypatch.setattr(memo.run.groups, "run_point", damaged)  # what the task's units call
     assert task.main([str(root / "m.json"), "1"]) == 2
     out, err = capsys.readouterr()
     assert err == "error: /data/lines/X.npy is damaged; 3 points left pending\n"
