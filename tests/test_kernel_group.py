@@ -3,6 +3,7 @@ factor for points that differ in their labels or in a prefix n_train, with the m
 point gets alone; per-point and shared errors; the memory check of a group."""
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from memo import kernels
 from memo.datasets import preprocess
 from memo.datasets.transforms import PER_EXAMPLE, PREPROCESS
 from memo.kernels import memory, solve
+from memo.spec import load_spec
 from trials.kernel import group_key, trial, trial_group
 
 BASE = dict(dataset="mnist5k", n_train=300, precision="float64", seed=0)
@@ -199,6 +201,16 @@ def test_group_key_names_what_may_share_a_factor():
     assert group_key({**stats, "n_train": 50}) != group_key(stats)
     assert group_key({**BASE, "solver": "iterative"}) is None
     assert group_key({**BASE, "gamma": -1.0}) is None
+
+
+def test_the_small_kernel_studies_make_two_groups_each(monkeypatch):
+    """kernel_noise_small (66 points) and kernel_size_small (20, nested n_train): one group,
+    so one factor, per kernel."""
+    monkeypatch.setenv("MEMO_ROOT", str(Path(__file__).resolve().parent.parent))
+    for name, size in (("kernel_noise_small", 66), ("kernel_size_small", 20)):
+        points = [point.params for point in load_spec(name).points()]
+        assert len(points) == size
+        assert len({group_key(q) for q in points}) == 2, name
 
 
 def test_per_example_steps_map_a_prefix_to_the_prefix():

@@ -13,6 +13,11 @@ stores and factors K in float32 and refines α in float64 with K's blocks recomp
 fly; ``iterative`` runs Nyström-preconditioned conjugate gradients and never stores K.
 Threads: BLAS (and torch) use what the runner gives the worker. On CUDA (torch) the same
 math runs on the GPU, where K is factored out of place (two n×n matrices).
+
+Groups (:func:`group_key`, :func:`trial_group`): cholesky points that differ only in their
+labels (label noise, targets, seed) or in a prefix ``n_train`` share one K, one factor, one
+multi-column solve and one test-side pass (memo.kernels.group), with the metrics each gets
+alone (within 1e-10 relative in float64); times and memory are then the group's.
 """
 
 import dataclasses
@@ -39,10 +44,13 @@ METRICS = {
     "device_used": "cpu or cuda",
     "iterations": "float64 refinement steps (mixed) or CG iterations (iterative); 0 otherwise",
     "converged": "the iterative solve reached tol (always true for cholesky)",
-    "build_time": "s to build K (cholesky) or the Nyström preconditioner (iterative)",
-    "solve_time": "s to factor and solve, with refinement or CG",
-    "predict_time": "s for the training predictions (K α in float64) and the test predictions",
-    "memory_needed": "bytes the solve was estimated to need beyond the data, before it ran",
+    "build_time": "s to build K (cholesky) or the Nyström preconditioner (iterative); "
+    "grouped points: their group's, shared",
+    "solve_time": "s to factor and solve, with refinement or CG (grouped: the group's)",
+    "predict_time": "s for the training predictions (K α in float64) and the test predictions "
+    "(grouped: the group's)",
+    "memory_needed": "bytes the solve (of the point's group) was estimated to need beyond the "
+    "data, before it ran",
     "peak_memory": "bytes: the process's peak RSS so far (CPU; earlier points of the worker "
     "count too) or the peak CUDA memory of this point",
     "train_size": "training points solved for (n)",
