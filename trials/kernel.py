@@ -24,7 +24,7 @@ import dataclasses
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -157,7 +157,7 @@ def trial(params: dict) -> dict:
     return _metrics(data, Y, solution, test_scores, p.ridge, device, used)
 
 
-def group_key(params: dict):
+def group_key(params: dict) -> Hashable | None:
     """Points whose keys are equal (and not None) share one K, one factor and one solve
     (:func:`trial_group`); None: the point runs alone (the iterative solver, bad params).
 
@@ -181,7 +181,7 @@ def group_key(params: dict):
     return ("kernel", *fields.items())
 
 
-def trial_group(points: list) -> Iterator[tuple]:
+def trial_group(points: list[dict]) -> Iterator[tuple[int, dict | BaseException]]:
     """Run points together where they share a :func:`group_key`: one K of the longest
     training prefix, one factor, all their label matrices solved at once
     (memo.kernels.solve_group), one test-side kernel pass; yields (index, metrics or
