@@ -175,7 +175,10 @@ def full(gamma: float, log_path: str | None) -> None:
     fitted = build.matvec(X, alpha, "gaussian", gamma)
     residual = np.abs(fitted - Y).max()
     log(f"residual pass: {time.perf_counter() - start:.0f} s, residual {residual:.1e}")
-    alpha, fitted, steps = solve._refine(L, X, Y, alpha, fitted, "gaussian", gamma, 0.0, None)
+    whole = [(n, slice(0, Y.shape[1]))]
+    alpha, fitted, (steps,) = solve._refine(
+        L, X, Y, alpha, fitted, "gaussian", gamma, 0.0, None, whole
+    )
     log(
         f"done: {time.perf_counter() - start:.0f} s, {steps} refinement steps, residual "
         f"{np.abs(fitted - Y).max():.1e}, peak RSS {peak_rss() / GB:.2f} GB"

@@ -51,7 +51,9 @@ def test_a_group_gives_each_point_its_own_record_seed_and_error(write_spec, root
 
 
 def test_dry_run_shows_the_groups(write_spec, root, capsys):
-    write_spec("exp", {**grouped_spec(6), "param_grid": {"x": list(range(6)), "group": [True, False]}})
+    write_spec(
+        "exp", {**grouped_spec(6), "param_grid": {"x": list(range(6)), "group": [True, False]}}
+    )
     assert run.main(["--name", "exp", "--dry-run", "--tasks", "2"]) == 0
     assert "groups: 6 points that share work run as 1 group of at most 6" in capsys.readouterr().out
     assert run.main(["--name", "exp", "--dry-run", "--group", "2"]) == 0

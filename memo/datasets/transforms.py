@@ -79,6 +79,11 @@ PREPROCESS = {
     "flatten": flatten,
 }
 
+# The steps that map each example on its own, with no statistics of the training split: the
+# first n training examples come out the same whatever follows them (the kernel trial shares
+# one factor between nested n_train only where every step is one of these).
+PER_EXAMPLE = frozenset({"div255", "image_std", "crop28", "flatten"})
+
 
 def preprocess(X, X_test=None, how: str = ""):
     """Apply the '+'-joined steps of PREPROCESS in order; "" or "none" keeps the data as it is.

@@ -39,18 +39,26 @@ def cholesky(K, block: int | None = None, progress=None) -> int:
     return 0
 
 
-def cho_solve(L, B, block: int | None = None):
-    """Solve L Lᵀ X = B with L the lower triangle of an array :func:`cholesky` factored."""
+def forward(L, B, block: int | None = None):
+    """Z with L Z = B, a new array in L's dtype; L the lower triangle :func:`cholesky` made."""
     from scipy.linalg import solve_triangular
 
     n, block = len(L), block or BLOCK
     Z = np.array(B, dtype=L.dtype)
-    for j0 in range(0, n, block):  # forward: L Z = B
+    for j0 in range(0, n, block):
         j1 = min(n, j0 + block)
         if j0:
             Z[j0:j1] -= L[j0:j1, :j0] @ Z[:j0]
         Z[j0:j1] = solve_triangular(L[j0:j1, j0:j1], Z[j0:j1], lower=True, check_finite=False)
-    for j1 in range(n, 0, -block):  # backward: Lᵀ X = Z
+    return Z
+
+
+def backward(L, Z, block: int | None = None):
+    """X with Lᵀ X = Z, written over Z (an array in L's dtype) and returned."""
+    from scipy.linalg import solve_triangular
+
+    n, block = len(L), block or BLOCK
+    for j1 in range(n, 0, -block):
         j0 = max(0, j1 - block)
         if j1 < n:
             Z[j0:j1] -= L[j1:, j0:j1].T @ Z[j1:]

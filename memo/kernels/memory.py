@@ -12,6 +12,10 @@ from memo.kernels.build import BLOCK_BYTES
 
 GB = 1e9
 ITEMSIZE = {"float64": 8, "float32": 4, "mixed": 4}  # bytes per entry of the stored K
+# float64 n×classes arrays a point's labels may take at once: the labels, padded, α, K α, the
+# triangular solves' outputs, the refinement's residual, correction and trial α and K α
+# (3-5 measured for each point added to a group: tests/test_kernel_group.py)
+RHS_COPIES = 10
 CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
     ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
     ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
@@ -51,18 +55,20 @@ def device_bytes(device) -> int:
     return int(torch.cuda.mem_get_info(device)[0])
 
 
-def needed_bytes(n, d, classes, n_test, solver, precision, device="cpu", rank=0) -> int:
+def needed_bytes(n, d, classes, n_test, solver, precision, device="cpu", rank=0, points=1) -> int:
     """Bytes the solve needs at peak beyond what is already allocated (the data).
 
     cholesky: K (n² entries; twice on CUDA, where torch factors out of place) + float64 and
-    stored-precision copies of X + one kernel block + a few n×classes arrays; iterative:
-    X, the n×rank Nyström factors (three at once while they are made), blocks and the
+    stored-precision copies of X + one kernel block + :data:`RHS_COPIES` n×classes arrays and
+    two n_test×classes ones for each of ``points`` points solved at once (one factor, their
+    labels side by side: memo.kernels.solve.cholesky_many); iterative (one point): X, the
+    n×rank Nyström factors (three at once while they are made), blocks and the
     conjugate-gradient vectors.
     """
     if solver == "iterative":
         vectors = 8 * n * classes * 8
         return int(n * d * 8 + 3 * n * min(rank, n) * 8 + _blocks(d, n_test) + vectors)
-    quadratic, linear, constant = _cholesky_terms(d, classes, n_test, precision, device)
+    quadratic, linear, constant = _cholesky_terms(d, classes * points, n_test, precision, device)
     return int(quadratic * n * n + linear * n + constant)
 
 
@@ -83,7 +89,8 @@ def _cholesky_terms(d, classes, n_test, precision, device) -> tuple:
     """(a, b, c): the cholesky solve's bytes are a n² + b n + c (see :func:`needed_bytes`)."""
     size = ITEMSIZE[precision]
     copies = 2 if str(device).startswith("cuda") else 1
-    return copies * size, d * (8 + size) + 8 * classes * 8, _blocks(d, n_test)
+    rhs = RHS_COPIES * classes * 8
+    return copies * size, d * (8 + size) + rhs, _blocks(d, n_test) + 2 * n_test * classes * 8
 
 
 def _blocks(d, n_test) -> int:

@@ -25,7 +25,12 @@ ARCCOS_SCALE = (1e-30, 1e30)
 
 
 class NotPositiveDefinite(ValueError):
-    """K + ridge·I has no Cholesky factor in the precision used; the message names the cause."""
+    """K + ridge·I has no Cholesky factor in the precision used; the message names the cause.
+    ``row``: the 1-based row where the factor failed (its leading blocks above are fine)."""
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
 
 
 class NotConverged(ArithmeticError):
@@ -48,19 +53,16 @@ def fit(X, Y, kind, gamma, ridge, solver, precision, tol=1e-6, max_iter=1000, ra
     training point makes K singular: NotPositiveDefinite, before any work; so is an arccos
     γ that would overflow K (ValueError)."""
     if kind == "arccos":
-        _check_arccos_scale(X, gamma)
-    repeats = duplicates(X) if ridge == 0 else 0
-    if repeats:
-        raise NotPositiveDefinite(
-            f"kernel matrix is singular: {repeats} training points repeat an earlier one; "
-            "set ridge > 0 (e.g. 1e-6) or drop the repeats"
-        )
+        check_arccos_scale(X, gamma)
+    error = singular(X, ridge)
+    if error:
+        raise error
     if solver == "iterative":
         return conjugate_gradient(X, Y, kind, gamma, ridge, tol, max_iter, rank, seed)
     return cholesky(X, Y, kind, gamma, ridge, precision)
 
 
-def _check_arccos_scale(X, gamma) -> None:
+def check_arccos_scale(X, gamma) -> None:
     """The arccos kernel's K(x, x) = γ‖x‖² within ARCCOS_SCALE: beyond it float32's K, and
     float64's sums, overflow to inf (or underflow to 0) and the solve returns NaN."""
     sq = _host(sq_norms(X))
@@ -77,46 +79,113 @@ def _check_arccos_scale(X, gamma) -> None:
 def cholesky(X, Y, kind, gamma, ridge, precision) -> Solution:
     """Build K in the stored precision, factor it in place, two triangular solves; with
     ``mixed`` (K in float32) refine in float64 with K's blocks recomputed on the fly."""
+    return cholesky_many(X, [Y], kind, gamma, ridge, precision)[0]
+
+
+def cholesky_many(X, Ys, kind, gamma, ridge, precision) -> list:
+    """:func:`cholesky` for many right-hand sides at once: one K of X's rows, one factor, one
+    Solution for each Ys[i] (float64, n_i <= len(X) rows), solved against K's leading
+    n_i × n_i block (the leading block of a Cholesky factor is the factor of the leading
+    block). The Ys are padded with zero rows and stacked, so every pass (the triangular solves,
+    the float64 K·V, the mixed refinement) runs once for all of them; the times are shared."""
     start = time.perf_counter()
     low = precision in ("float32", "mixed")
     Xs = _stored(X, low)
     K = build_full(Xs, kind, gamma, ridge) if is_torch(X) else build_lower(Xs, kind, gamma, ridge)
+    del Xs
     build_time = time.perf_counter() - start
     start = time.perf_counter()
     L = _factor(K, X, precision, ridge)
     del K  # on the CPU L is K's memory; on CUDA this frees the unfactored copy
-    alpha = _as64(_cho_solve(L, _stored(Y, low)))
+    Y, parts = side_by_side(Ys, len(X))
+    alpha = _as64(_cho_solve(L, _stored(Y, low), parts))
     solve_time = time.perf_counter() - start
     start = time.perf_counter()
     sq = sq_norms(X)
-    fitted = matvec(X, alpha, kind, gamma, sq)
+    fitted = _clear_below(matvec(X, alpha, kind, gamma, sq), parts)
     fitted_time = time.perf_counter() - start
-    iterations = 0
+    steps = [0] * len(parts)
     if precision == "mixed":  # the refinement's last pass gives fitted: it counts as solving
-        alpha, fitted, iterations = _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq)
+        alpha, fitted, steps = _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq, parts)
         solve_time += time.perf_counter() - start
         fitted_time = 0.0
-    return Solution(alpha, fitted, iterations, build_time, solve_time, fitted_time)
+    return [
+        Solution(alpha[:n, cols], fitted[:n, cols], its, build_time, solve_time, fitted_time)
+        for (n, cols), its in zip(parts, steps)
+    ]
 
 
-def _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq):
-    """Iterative refinement: α += L⁻ᵀL⁻¹(Y − (K + ridge·I)α), the residual in float64, until
-    it stops falling by half (float64's level) or is exactly zero; the best α is kept."""
-    best = _max_abs(Y - fitted - ridge * alpha)
-    steps = 0
-    while best > 0 and steps < MAX_REFINEMENTS:
-        R = Y - fitted - ridge * alpha
-        delta = _cho_solve(L, _stored(R, True))
-        trial = alpha + _as64(delta)
-        trial_fitted = matvec(X, trial, kind, gamma, sq)
-        steps += 1
-        residual = _max_abs(Y - trial_fitted - ridge * trial)
-        if residual < best:
-            alpha, fitted = trial, trial_fitted
-        if residual > 0.5 * best:
-            break
-        best = residual
+def side_by_side(Ys, n: int):
+    """(Y, parts): the Ys padded with zero rows to n and stacked by columns into one float64
+    array; parts[i] = (rows, columns) of Ys[i] in it."""
+    Y = _zeros_like(Ys[0], (n, sum(y.shape[1] for y in Ys)))
+    parts, start = [], 0
+    for y in Ys:
+        cols = slice(start, start + y.shape[1])
+        Y[: len(y), cols] = y
+        parts.append((len(y), cols))
+        start = cols.stop
+    return Y, parts
+
+
+def _refine(L, X, Y, alpha, fitted, kind, gamma, ridge, sq, parts):
+    """Iterative refinement of each part (a point's columns), all in the same passes:
+    α += L⁻ᵀL⁻¹(Y − (K + ridge·I)α), the residual in float64; a part stops when its residual
+    stops falling by half (float64's level) or is exactly zero, and keeps its best α.
+    Returns (alpha, fitted, steps of each part)."""
+    R = _residual(Y, fitted, alpha, ridge)
+    best = [_max_abs(R[:, cols]) for _, cols in parts]
+    steps = [0] * len(parts)
+    active = [i for i in range(len(parts)) if best[i] > 0]
+    R = R[:, _pick(parts, active)[0]]  # the active parts' residuals, side by side
+    while active and steps[active[0]] < MAX_REFINEMENTS:
+        index, local = _pick(parts, active)
+        trial = _as64(_cho_solve(L, _stored(R, True), local))
+        trial += alpha[:, index]
+        trial_fitted = _clear_below(matvec(X, trial, kind, gamma, sq), local)
+        R = _residual(Y[:, index], trial_fitted, trial, ridge)
+        going = []
+        for k, (i, (_, cols)) in enumerate(zip(active, local)):
+            steps[i] += 1
+            residual = _max_abs(R[:, cols])
+            if residual < best[i]:
+                alpha[:, parts[i][1]] = trial[:, cols]
+                fitted[:, parts[i][1]] = trial_fitted[:, cols]
+            if 0 < residual <= 0.5 * best[i]:
+                going.append(k)
+            best[i] = residual
+        R = R[:, _pick(local, going)[0]]
+        active = [active[k] for k in going]
     return alpha, fitted, steps
+
+
+def _pick(parts, chosen):
+    """(index, local): the columns of parts[k] for k in chosen as one index list, and each
+    chosen part as (rows, columns) within the arrays that index picks."""
+    index, local = [], []
+    for k in chosen:
+        rows, cols = parts[k]
+        local.append((rows, slice(len(index), len(index) + cols.stop - cols.start)))
+        index.extend(range(cols.start, cols.stop))
+    if index and index == list(range(index[0], index[-1] + 1)):
+        index = slice(index[0], index[-1] + 1)  # side by side already: views, no copies
+    return index, local
+
+
+def _residual(Y, fitted, alpha, ridge):
+    """Y − (K + ridge·I)α from fitted = Kα, as a new array."""
+    R = Y - fitted
+    if ridge:
+        R -= ridge * alpha
+    return R
+
+
+def _clear_below(A, parts):
+    """A with each part's rows past its own set to zero (in place)."""
+    for rows, cols in parts:
+        if rows < len(A):
+            A[rows:, cols] = 0
+    return A
 
 
 def _factor(K, X, precision, ridge, progress=None):
@@ -137,7 +206,7 @@ def _factor(K, X, precision, ridge, progress=None):
         if not np.shares_memory(L, K):  # LAPACK copied: the memory estimate was wrong
             raise RuntimeError("the Cholesky factor was not computed in place")
     if pivot > 0:
-        raise NotPositiveDefinite(_not_pd_message(X, pivot, precision, ridge))
+        raise not_positive_definite(X, pivot, precision, ridge)
     if pivot < 0:
         raise RuntimeError(f"Cholesky: argument {-pivot} was illegal")
     return L
@@ -153,7 +222,19 @@ def duplicates(X) -> int:
     return len(Xn) - len(set(map(bytes, Xn)))
 
 
-def _not_pd_message(X, pivot, precision, ridge) -> str:
+def singular(X, ridge) -> NotPositiveDefinite | None:
+    """The error of a K that repeated rows of X make singular (ridge 0), else None."""
+    repeats = duplicates(X) if ridge == 0 else 0
+    if not repeats:
+        return None
+    return NotPositiveDefinite(
+        f"kernel matrix is singular: {repeats} training points repeat an earlier one; "
+        "set ridge > 0 (e.g. 1e-6) or drop the repeats"
+    )
+
+
+def not_positive_definite(X, row, precision, ridge) -> NotPositiveDefinite:
+    """The error of a factor of X's kernel matrix that failed at ``row``, naming the cause."""
     repeats = duplicates(X)
     cause = (
         f"{repeats} training points repeat an earlier one"
@@ -163,31 +244,39 @@ def _not_pd_message(X, pivot, precision, ridge) -> str:
     stored = "float32" if precision == "mixed" else precision
     if repeats:
         fix = "set ridge > 0 (e.g. 1e-6)"
+    elif stored == "float64":
+        fix = "raise gamma or set ridge > 0"
     else:
-        fix = (
-            "raise gamma or set ridge > 0"
-            if stored == "float64"
-            else "use precision 'float64' or ridge > 0"
-        )
-    return (
+        fix = "use precision 'float64' or ridge > 0"
+    return NotPositiveDefinite(
         f"kernel matrix (ridge {ridge:g}) is not positive definite in {stored}: the Cholesky "
-        f"factor fails at row {pivot} of {len(X)}; {cause}; {fix}"
+        f"factor fails at row {row} of {len(X)}; {cause}; {fix}",
+        row,
     )
 
 
-def _cho_solve(L, B):
+def _cho_solve(L, B, parts=()):
+    """Solve L Lᵀ X = B. A part (rows, columns) of B with fewer rows than L is solved against
+    L's leading rows × rows block: the forward solve's rows past it are cleared, so the
+    backward solve leaves them zero and never mixes them into the rows above."""
+    Z = _clear_below(_triangular(L, B, transpose=False), parts)
+    return _triangular(L, Z, transpose=True)
+
+
+def _triangular(L, B, transpose: bool):
+    """L⁻¹B, or L⁻ᵀB if ``transpose``, as a new array (L lower triangular)."""
     if is_torch(L):
         import torch
 
-        return torch.cholesky_solve(B, L)
+        return torch.linalg.solve_triangular(L.mT if transpose else L, B, upper=transpose)
     if len(L) > blocked.LAPACK_MAX:
-        return blocked.cho_solve(L, B)
+        return blocked.backward(L, B.astype(L.dtype)) if transpose else blocked.forward(L, B)
     from scipy.linalg import lapack
 
-    potrs = lapack.dpotrs if L.dtype == np.float64 else lapack.spotrs
-    X, info = potrs(L, B, lower=1)
+    trtrs = lapack.dtrtrs if L.dtype == np.float64 else lapack.strtrs
+    X, info = trtrs(L, B, lower=1, trans=int(transpose))
     if info:
-        raise RuntimeError(f"Cholesky solve: argument {-info} was illegal")
+        raise RuntimeError(f"triangular solve: LAPACK info {info}")
     return X
 
 
@@ -330,6 +419,15 @@ def _nonzero(a):
 
 def _trace(W):
     return W.diagonal().sum()
+
+
+def _zeros_like(a, shape):
+    """Float64 zeros of ``shape`` on a's kind of array (and device)."""
+    if is_torch(a):
+        import torch
+
+        return torch.zeros(shape, dtype=torch.float64, device=a.device)
+    return np.zeros(shape)
 
 
 def _eye_like(W):
