@@ -225,6 +225,9 @@ def _group(points: list) -> Iterator[tuple]:
 
 
 LABELS_ONLY = ("label_noise", "label_noise_test", "targets")
+# A group's extra cost is a label matrix per point (n x classes): trial_group splits one
+# that does not fit in memory itself, so the runner may give it many points.
+GROUP_MAX = 1000
 
 
 @dataclass
