@@ -192,6 +192,13 @@ def noise_ramp(p, model, loss_fn, sets: dict, final: dict, num_classes: int) -> 
     return result
 
 
+def fresh_state() -> dict:
+    """The training state of a run that starts from its init (saved in checkpoints)."""
+    state = {"phase": 0, "epoch": 0, "epochs_done": 0, "step": 0, "elapsed": 0.0}
+    state.update(train_seconds=0.0, history={}, interp=None, previous={}, marks={})
+    return state
+
+
 def concat(a, b):
     import numpy as np
 
