@@ -1,22 +1,21 @@
 """M MLPs of one shape as one model: stacked weights, per-model optimizer updates and losses.
 
-Model m is slice [m] of every tensor: a layer's weights are (M, in, out), its biases (M, 1, out),
-a batch is (M, B, D), and a layer is one ``torch.baddbmm`` over the M models. The models never
-mix: the loss trained on is the sum of the models' own mean losses, so model m's gradient is
-its own loss's gradient, and the optimizer updates each slice with that model's lr, momentum
-and weight decay, as torch's SGD or Adam would update the model alone (the same arithmetic;
-only the order of float sums within a matmul differs). Weights are stored (in, out): on the
-CPU (MKL, one thread) ``bmm`` of (M, B, H) by (M, H, 10) ran 4x slower than the same product
-against transposed (M, 10, H) weights, and the stored layout decides the backward's products
-too; (in, out) was the fastest of the layouts tried for 64-256-10 and 784-512-10.
+Model m is slice [m] of every tensor: a layer's weights are (M, out, in) as torch.nn.Linear holds
+them, a batch is (M, B, D), and a layer is one batched product over the M models (``Linear``).
+The models never mix: the loss trained on is the sum of the models' own mean losses, so model
+m's gradient is its own loss's gradient, and the optimizer updates each slice with that model's
+lr, momentum and weight decay as torch's SGD or Adam would update the model alone: the same
+arithmetic, only the order of float sums within a product differs.
 """
 
 import copy
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from memo.nets import weight_layers
+from memo.nets.models import Sin
 from memo.training import Evaluation
 
 # ---------------------------------------------------------------------------------------------
@@ -47,17 +46,60 @@ LOSSES = {"ce": cross_entropy, "hinge": multiclass_hinge, "squared": squared_los
 # The model
 
 
-def stack(tensors: list, weight: bool) -> torch.Tensor:
-    """One stacked tensor from the models' own: weights (out, in) -> (M, in, out), biases
-    (out,) -> (M, 1, out)."""
-    if weight:
-        return torch.stack([t.detach().t() for t in tensors]).contiguous()
-    return torch.stack([t.detach() for t in tensors]).unsqueeze(1).contiguous()
+# Weights are stacked as the models hold them, (M, out, in); biases as (M, 1, out) in hidden
+# layers and (M, K, 1) in the head, whose logits are computed transposed (see Linear).
+BIAS_LAYOUTS = {
+    "row": (lambda t: t.unsqueeze(0), lambda s, m: s[m, 0]),
+    "column": (lambda t: t.unsqueeze(-1), lambda s, m: s[m, :, 0]),
+}
+LAYOUTS = {"weight": (lambda t: t, lambda s, m: s[m]), **BIAS_LAYOUTS}
 
 
-def unstack(stacked: torch.Tensor, m: int, weight: bool) -> torch.Tensor:
-    """Model m's tensor in its own layout (the inverse of :func:`stack`)."""
-    return stacked[m].t() if weight else stacked[m, 0]
+def stack(tensors: list, layout: str) -> torch.Tensor:
+    """One stacked tensor from the models' own, stored as ``layout`` says."""
+    store = LAYOUTS[layout][0]
+    return torch.stack([store(t.detach()) for t in tensors]).contiguous()
+
+
+def unstack(stacked: torch.Tensor, m: int, layout: str) -> torch.Tensor:
+    """Model m's tensor, in its own shape (a view)."""
+    return LAYOUTS[layout][1](stacked, m)
+
+
+class Linear(torch.autograd.Function):
+    """One layer of M models, x (M, B, in) -> x Wᵀ + b with W (M, out, in), b (M, 1, out) or,
+    for the head, b (M, K, 1), whose logits are computed as (W xᵀ)ᵀ. Written out because the
+    orientation of each batched product decides its speed on the CPU (MKL, one thread): with
+    K = 10 classes as the product's columns (x Wᵀ, or the gradient xᵀ g that autograd takes of
+    it) it ran 4-8x slower than with K as its rows, and a weight gradient of (in, out) layout
+    ran 1.6x slower than torch.nn.Linear's (out, in) one on 784-512; here every product has
+    the layout torch.nn.Linear's backward uses, and every gradient comes out contiguous (a
+    transposed one made the activation's backward several times slower)."""
+
+    @staticmethod
+    def forward(ctx, x, W, b, head: bool):
+        ctx.save_for_backward(x, W)
+        ctx.bias = None if b is None else "column" if head else "row"
+        if head:
+            xT = x.transpose(1, 2)
+            logits = torch.bmm(W, xT) if b is None else torch.baddbmm(b, W, xT)
+            return logits.transpose(1, 2).contiguous()  # small; the loss and argmax read rows
+        WT = W.transpose(1, 2)
+        return torch.bmm(x, WT) if b is None else torch.baddbmm(b, x, WT)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        grad_x = torch.bmm(g, W) if ctx.needs_input_grad[0] else None
+        grad_W = torch.bmm(g.transpose(1, 2), x)
+        grad_b = None
+        if ctx.bias:
+            grad_b = g.sum(1, keepdim=True)
+            grad_b = grad_b.transpose(1, 2) if ctx.bias == "column" else grad_b
+        return grad_x, grad_W, grad_b, None
+
+
+IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_, Sin: torch.sin_}
 
 
 class StackedMLP:
@@ -67,14 +109,19 @@ class StackedMLP:
     def __init__(self, models: list):
         layers = [weight_layers(model) for model in models]
         body = models[0].body
-        self.activation = body[1] if len(body) else None  # the same module between all layers
+        activation = body[1] if len(body) else None  # the same module between all layers
+        # In place (the activations are the largest tensors of a step), in training only
+        # where the backward reads the output, not the input (sin's reads the input).
+        self.eval_activation = IN_PLACE.get(type(activation), activation)
+        self.train_activation = activation if isinstance(activation, Sin) else self.eval_activation
         self.bias = layers[0][0].bias is not None
-        self.params = []
+        self.params, self.layouts = [], []
         for j in range(len(layers[0])):
-            self.params.append(stack([ls[j].weight for ls in layers], True))
-            if self.bias:
-                self.params.append(stack([ls[j].bias for ls in layers], False))
-        self.is_weight = [not self.bias or j % 2 == 0 for j in range(len(self.params))]
+            bias = "column" if j == len(layers[0]) - 1 else "row"
+            for name, layout in (("weight", "weight"), ("bias", bias)):
+                if name == "weight" or self.bias:
+                    self.params.append(stack([getattr(ls[j], name) for ls in layers], layout))
+                    self.layouts.append(layout)
         for p in self.params:
             p.requires_grad_()
 
@@ -85,11 +132,11 @@ class StackedMLP:
         """Logits (M, B, K) of inputs (M, B, D), model m on x[m]."""
         weights = self.params[0::2] if self.bias else self.params
         biases = self.params[1::2] if self.bias else [None] * len(weights)
-        for j, (w, b) in enumerate(zip(weights, biases)):
-            x = torch.bmm(x, w) if b is None else torch.baddbmm(b, x, w)
-            if j < len(weights) - 1:
-                x = self.activation(x)
-        return x
+        inference = torch.is_inference_mode_enabled()
+        activation = self.eval_activation if inference else self.train_activation
+        for w, b in zip(weights[:-1], biases[:-1]):
+            x = activation(Linear.apply(x, w, b, False))
+        return Linear.apply(x, weights[-1], biases[-1], True)
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep the models at ``index`` (a long tensor), in that order."""
@@ -105,8 +152,8 @@ class StackedMLP:
     def copy_to(self, m: int, model) -> None:
         """Write model m's weights into ``model``, a memo.nets MLP of the same shape."""
         with torch.no_grad():
-            for own, p, weight in zip(model.parameters(), self.params, self.is_weight):
-                own.copy_(unstack(p, m, weight))
+            for own, p, layout in zip(model.parameters(), self.params, self.layouts):
+                own.copy_(unstack(p, m, layout))
 
     def grad_norms(self) -> torch.Tensor:
         """(M,) each model's gradient L2 norm over all its parameters."""
@@ -174,27 +221,29 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
-        """One update of every model with the gradients in ``.grad``; ``lr`` (M, 1, 1)."""
+        """One update of every model with the gradients in ``.grad``; ``lr`` (M, 1, 1). In
+        place, without temporaries the size of the weights (they cost more than the update)."""
+        descent = -lr
         if self.kind == "adam":
             self.steps += 1
             b1, b2 = self.BETAS
-            step_size = (lr.double() / (1 - b1**self.steps)).float()
+            step_size = (descent.double() / (1 - b1**self.steps)).float()
             correction = (1 - b2**self.steps).sqrt().float()
         for j, p in enumerate(self.model.params):
-            g = p.grad
+            g = p.grad  # ours to change: the next backward sets a new one
             if self.decay:
-                g = g.add(p * self.weight_decay)
+                g.addcmul_(p, self.weight_decay)
             if self.kind == "adam":
                 m, v = self.state["exp_avg"][j], self.state["exp_avg_sq"][j]
                 m.lerp_(g, 1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.sub_(m / (v.sqrt() / correction + self.EPS) * step_size)
+                p.addcdiv_(m, v.sqrt().div_(correction).add_(self.EPS).div_(step_size))
                 continue
             if self.state:
                 buf = self.state["momentum_buffer"][j]
-                buf.mul_(self.momentum).add_(g)
-                g = g.add(buf * self.momentum) if self.nesterov else buf
-            p.sub_(lr * g)
+                torch.addcmul(g, buf, self.momentum, out=buf)  # one pass: g + momentum·buf
+                g = g.addcmul_(buf, self.momentum) if self.nesterov else buf
+            p.addcmul_(g, descent)
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep the models at ``index``, as :meth:`StackedMLP.keep` (call both)."""
@@ -206,9 +255,9 @@ class StackedOptimizer:
         """Model m's state into ``optimizer``, torch's optimizer of model m alone (same
         hyperparameters), so that its ``state_dict`` is the one training alone would save."""
         for j, p in enumerate(optimizer.param_groups[0]["params"]):
-            weight = self.model.is_weight[j]
+            layout = self.model.layouts[j]
             # Contiguous: torch's fused kernels read a buffer in the parameter's memory order.
-            own = lambda t: unstack(t, m, weight).clone(memory_format=torch.contiguous_format)
+            own = lambda t: unstack(t, m, layout).clone(memory_format=torch.contiguous_format)
             state = {k: own(ts[j]) for k, ts in self.state.items()}
             if self.kind == "adam":
                 state["step"] = torch.tensor(
@@ -223,6 +272,6 @@ class StackedOptimizer:
             with torch.no_grad():
                 for k, ts in self.state.items():
                     if k in saved:
-                        unstack(ts[j], m, self.model.is_weight[j]).copy_(saved[k])
+                        unstack(ts[j], m, self.model.layouts[j]).copy_(saved[k])
             if "step" in saved:
                 self.steps[m] = float(saved["step"])

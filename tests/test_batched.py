@@ -51,6 +51,7 @@ def assert_same(single: dict, group: dict) -> None:
     "optimizer, own",
     [
         ("sgd", [dict(momentum=0.5), dict(weight_decay=1e-3, lr=0.05), dict(momentum=0.0)]),
+        ("sgd", [dict(nesterov=True, momentum=0.5), dict(nesterov=True, weight_decay=1e-3)] * 2),
         ("adam", [dict(lr=0.003), dict(weight_decay=1e-3, lr=0.01), dict(lr=0.001)]),
     ],
 )
@@ -158,3 +159,15 @@ def test_stacked_losses_are_each_models_own():
     for name, loss in stacked.LOSSES.items():
         each = torch.stack([training.LOSSES[name](z[m], y[m]) for m in range(3)])
         assert torch.allclose(loss(z, y), each, rtol=1e-6), name
+
+
+def test_stacks_on_the_cpu_hold_what_fits_the_cache(root, monkeypatch):
+    points = [dict(TINY, seed=s, label_noise=0.2 * s) for s in range(3)]
+    weights = 4 * (64 * 32 + 32 + 32 * 10 + 10)
+    monkeypatch.setattr(batched, "CPU_STACK_BYTES", 2 * weights)  # stacks of 2 and 1
+    sizes, init = [], batched.Group.__init__
+    monkeypatch.setattr(batched.Group, "__init__", lambda g, m: sizes.append(len(m)) or init(g, m))
+    group = grouped(points)
+    assert sizes == [2, 1]
+    for i, point in enumerate(points):
+        assert_same(trial(point), group[i])
