@@ -90,8 +90,9 @@ class Member:
 
 
 def train(members: list) -> Iterator[tuple[int, dict | BaseException]]:
-    """Train the members as one stack; yield (index, metrics or exception) for each member
-    once, as it finishes. A failure of the whole stack is every remaining member's."""
+    """Train the members as stacked models (see :func:`stacks`); yield (index, metrics or
+    exception) for each member once, as it finishes. A failure of a whole stack (out of
+    memory, say) is each of its remaining members'."""
     started = []
     for member in members:
         try:
@@ -184,7 +185,7 @@ class Group:
                     for j, k in enumerate(ending)
                 ]
             else:
-                done = self.epoch()
+                done = list(self.epoch().items())
             results = [(self.members[k].index, out) for k, out in done]
             self.keep(sorted(set(range(len(self.members))) - {k for k, _ in done}))
             yield from results
@@ -200,18 +201,18 @@ class Group:
 
     def epoch(self) -> list:
         """Train every member one epoch; evaluate, record, checkpoint as trial() does. Returns
-        the (position, exception) of members whose loss turned out not finite."""
+        {position: exception} of the members whose loss turned out not finite."""
         start = time.perf_counter()
         members, M = self.members, len(self.members)
         lrs = [m.learning_rate() for m in members]
         stats = self.train_pass(lrs)
         seconds = time.perf_counter() - start
-        failed = []
+        failed = {}
         for k, m in enumerate(members):
             try:
                 check_finite(stats[k]["loss"], m.state["epochs_done"] + 1)
             except FloatingPointError as error:
-                failed.append((k, error))
+                failed[k] = error
             m.state.update(epoch=m.state["epoch"] + 1, epochs_done=m.state["epochs_done"] + 1)
             m.state.update(step=m.state["step"] + stats[k]["steps"])
             m.state["train_seconds"] += seconds / M
@@ -222,14 +223,14 @@ class Group:
         for k, m in enumerate(members):
             wanted = self.parts if m.all_sets else ["train"] if m.per_epoch else []
             m.evals = {part: evals[part][k] for part in wanted}
-            if "train" in m.evals and k not in dict(failed):
+            if "train" in m.evals and k not in failed:
                 try:
                     check_finite(m.evals["train"].loss, m.state["epochs_done"])
                 except FloatingPointError as error:
-                    failed.append((k, error))
+                    failed[k] = error
         share = (time.perf_counter() - start) / M
         for k, m in enumerate(members):
-            if k in dict(failed):
+            if k in failed:
                 continue
             if m.p.curves:
                 self.model.copy_to(k, m.model)  # for the weight norm
@@ -239,10 +240,10 @@ class Group:
             for key, value in row.items():
                 m.state["history"].setdefault(f"{key}_curve", []).append(value)
             m.state["elapsed"] += share
-        self.interpolation([k for k in range(M) if k not in dict(failed)])
+        self.interpolation([k for k in range(M) if k not in failed])
         for k, m in enumerate(members):
             every = m.p.checkpoint_every
-            if k in dict(failed):
+            if k in failed:
                 m.checkpoint.delete()  # a NaN comes back on every rerun: start afresh if retried
             elif every and m.state["epochs_done"] % every == 0 and not m.stop:
                 m.save(self, k)

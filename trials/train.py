@@ -4,7 +4,8 @@ Reads top to bottom: data (memo.datasets: corruption, label noise, preprocessing
 on the device by memo.tensordata), model (memo.nets), the epoch loop (memo.training) with its
 probes (memo.probes) and checkpoints (memo.checkpoints: a killed point resumes from its last
 one), the result (the steps it calls, and METRICS, are in memo.train_steps). A NaN or infinite training loss (of a batch, or of the training set after an
-epoch or at the end) raises FloatingPointError naming the epoch.
+epoch or at the end) raises FloatingPointError naming the epoch. Points that group_key puts
+together train as one stacked model in trial_group (memo.batched), each as trial() trains it.
 Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
 fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
 ``interp_loss``. With ``forgetting`` a second phase follows (see Params); the lr schedule
