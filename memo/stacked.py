@@ -71,10 +71,9 @@ class Linear(torch.autograd.Function):
     for the head, b (M, K, 1), whose logits are computed as (W xᵀ)ᵀ. Written out because the
     orientation of each batched product decides its speed on the CPU (MKL, one thread): with
     K = 10 classes as the product's columns (x Wᵀ, or the gradient xᵀ g that autograd takes of
-    it) it ran 4-8x slower than with K as its rows, and a weight gradient of (in, out) layout
-    ran 1.6x slower than torch.nn.Linear's (out, in) one on 784-512; here every product has
-    the layout torch.nn.Linear's backward uses, and every gradient comes out contiguous (a
-    transposed one made the activation's backward several times slower)."""
+    it) it ran 4-8x slower than with K as its rows. Every gradient comes out contiguous (a
+    transposed one, as autograd gives through a transposed view, made the activation's
+    backward several times slower)."""
 
     @staticmethod
     def forward(ctx, x, W, b, head: bool):

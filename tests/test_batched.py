@@ -88,7 +88,8 @@ def test_epochs_to_interpolation_match_over_seeds(root):
     group = grouped(points)
     single = [trial(point)["interp_epoch"] for point in points]
     assert None not in single and len(set(single)) > 1  # the seeds differ
-    assert [group[i]["interp_epoch"] for i in range(4)] == single
+    # Equal here; the float sums' order, which differs between CPUs, may move one by an epoch.
+    assert all(abs(group[i]["interp_epoch"] - e) <= 1 for i, e in enumerate(single))
 
 
 def test_a_diverging_model_is_an_error_naming_its_epoch_and_the_group_finishes(root):
