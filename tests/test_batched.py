@@ -71,6 +71,31 @@ def test_first_epochs_equal_the_single_runs(root, optimizer, own):
     assert group[0]["train_loss_curve"] != group[1]["train_loss_curve"]
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(hidden="0"),
+        dict(hidden="16x16", activation="sin", bias=False),
+        dict(hidden="16x8", activation="tanh", loss="hinge", augment="crop+flip", crop_padding=1),
+        dict(activation="sigmoid", loss="squared", optimizer="adam", lr=0.01),
+    ],
+)
+def test_every_mlp_shape_loss_and_augmentation(root, shape):
+    points = [dict(TINY, epochs=1, curves=True, seed=s, **shape) for s in range(2)]
+    group = grouped(points)
+    for i, point in enumerate(points):
+        assert_same(trial(point), group[i])
+
+
+def test_each_model_its_own_corrupted_images(root):
+    kinds = ("none", "gaussian", "shuffled_pixels")
+    points = [dict(TINY, seed=s, corruption=kind) for s, kind in enumerate(kinds)]
+    group = grouped(points)
+    for i, point in enumerate(points):
+        assert_same(trial(point), group[i])
+    assert group[1]["corruption_rate"] == 1.0
+
+
 def test_a_model_that_fits_stops_there_while_the_others_go_on(root):
     points = [dict(FAST, seed=0, epochs=40), dict(FAST, seed=1, label_noise=0.5, epochs=15)]
     order = [i for i, _ in trial_group(points)]
