@@ -4,7 +4,8 @@ Reads top to bottom: data (memo.datasets: corruption, label noise, preprocessing
 on the device by memo.datasets.tensordata), model (memo.nets), the epoch loop (memo.training.loop) with its
 probes (memo.training.probes) and checkpoints (memo.training.checkpoints: a killed point resumes from its last
 one), the result (the steps it calls, and METRICS, are in memo.training.steps). A NaN or infinite training loss (of a batch, or of the training set after an
-epoch or at the end) raises FloatingPointError naming the epoch.
+epoch or at the end) raises FloatingPointError naming the epoch. Points that group_key puts
+together train as one stacked model in trial_group (memo.training.batched), each as trial() trains it.
 Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
 fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
 ``interp_loss``. With ``forgetting`` a second phase follows (see Params); the lr schedule
@@ -29,9 +30,10 @@ noise_level_info, noise_level_{train,test}_acc, and noise_half_log_alpha_{train,
 
 import dataclasses
 import importlib.util
+import json
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal
 
 from memo.training import steps as train_steps
 from memo.datasets import preprocess_steps
@@ -41,6 +43,7 @@ from memo.training.steps import (
     check_finite,
     concat,
     epoch_row,
+    fresh_state,
     new_optimizer,
     noise_ramp,
     summary,
@@ -214,22 +217,16 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(Params)}  # read by th
 FIELDS = list(DEFAULTS)
 
 
-def trial(params: dict) -> dict:
+def load_sets(p: Params, seed: int, device, like: tuple | None = None) -> tuple:
+    """The point's data (memo.datasets.tensordata.load_data), its splits as tensors on ``device`` in the
+    model's layout, {"train": (inputs, labels), "test": ...}, and the test labels before test
+    label noise (None without it). ``like``: another point's (data, sets), whose inputs are
+    reused where this point's are equal (one copy of the images for a group of points)."""
+    import numpy as np
     import torch
 
-    from memo.training import checkpoints
-    from memo.training import probes
-    from memo.run import progress
     from memo.datasets import tensordata
-    from memo.training import loop as training
 
-    p = Params(**{k: params[k] for k in FIELDS if k in params})
-    seed = params.get("seed", 0)
-    device = tensordata.pick_device(p.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fastest conv kernels; determinism is CPU-only
-
-    # Data: arrays (memo.datasets) -> tensors on the device, in the model's layout.
     data = tensordata.load_data(
         p.dataset,
         p.preprocess,
@@ -242,18 +239,45 @@ def trial(params: dict) -> dict:
         seed,
     )
     conv = p.model != "mlp"
+
+    def inputs(X, part):
+        if like is not None and part in like[1]:
+            other = like[0].X if part == "train" else like[0].X_test
+            if np.array_equal(X, other):
+                return like[1][part][0]
+        return tensordata.Inputs(X, conv, device)
+
     labels = lambda a: torch.as_tensor(a, device=device)
-    sets = {"train": (tensordata.Inputs(data.X, conv, device), labels(data.y))}
+    sets = {"train": (inputs(data.X, "train"), labels(data.y))}
     if data.X_test is not None:
-        sets["test"] = (tensordata.Inputs(data.X_test, conv, device), labels(data.y_test))
+        sets["test"] = (inputs(data.X_test, "test"), labels(data.y_test))
     y_true = labels(data.y_test_true) if p.label_noise_test > 0 else None
-    train, y = sets["train"]
     if p.forgetting and "test" not in sets:
         raise ValueError(
             f"forgetting trains on train + test; {p.dataset!r} has no test split (set holdout)"
         )
-    if p.augment != "none" and train.image is None:
+    if p.augment != "none" and sets["train"][0].image is None:
         raise ValueError(f"augment needs images; {p.dataset!r} with {p.preprocess!r} gives vectors")
+    return data, sets, y_true
+
+
+def trial(params: dict) -> dict:
+    import torch
+
+    from memo.run import progress
+    from memo.training import checkpoints
+    from memo.training import probes
+    from memo.datasets import tensordata
+    from memo.training import loop as training
+
+    p = Params(**{k: params[k] for k in FIELDS if k in params})
+    seed = params.get("seed", 0)
+    device = tensordata.pick_device(p.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fastest conv kernels; determinism is CPU-only
+
+    data, sets, y_true = load_sets(p, seed, device)
+    train, y = sets["train"]
 
     # Model, loss, optimizer. The seed fixes the init; the generator the data order.
     torch.manual_seed(seed)
@@ -267,15 +291,14 @@ def trial(params: dict) -> dict:
     total = p.epochs + (p.forget_epochs if p.forgetting else 0)  # the lr schedule's length
     if p.forgetting:
         y_test = sets["test"][1]
-        both = tensordata.Inputs(concat(data.X, data.X_test), conv, device)
+        both = tensordata.Inputs(concat(data.X, data.X_test), train.conv, device)
         both = both, torch.cat([y, y_test])
         phases = [(*both, p.epochs, p.stop_at_interpolation), (train, y, p.forget_epochs, False)]
 
     # Resume from a checkpoint of the same params if a killed run left one.
     checkpoint = checkpoints.Checkpoint(params)
     saved = checkpoint.load() if p.checkpoint_every else None
-    state = {"phase": 0, "epoch": 0, "epochs_done": 0, "step": 0, "elapsed": 0.0}
-    state.update(train_seconds=0.0, history={}, interp=None, previous={}, marks={})
+    state = fresh_state()
     if saved:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -399,3 +422,86 @@ def trial(params: dict) -> dict:
         result.update(noise_ramp(p, model, loss_fn, sets, final, data.num_classes))
     checkpoint.delete()
     return result
+
+
+# Params that may differ between points trained together as one stacked model (memo.training.batched):
+# each model has its own seed, data, init, optimizer settings, length and probes.
+GROUP_VARYING = {"seed", "restart", "label_noise", "label_noise_test", "corruption"}
+GROUP_VARYING |= {"corruption_p", "init", "init_scale", "init_std", "lr", "momentum"}
+GROUP_VARYING |= {"weight_decay", "lr_schedule", "milestones", "lr_factor", "epochs"}
+GROUP_VARYING |= {"stop_at_interpolation", "interp_acc", "interp_loss", "checkpoint_every"}
+GROUP_VARYING |= {"curves", "oscillation", "noise_levels", "noise_log_alpha", "noise_factor"}
+GROUP_VARYING |= {"noise_epochs"}
+# On the CPU an MLP past this many weights already runs its products at the CPU's matrix
+# speed: stacked, a 784-512-10 grid ran 0.8-1.2x (bench/README.md, "batched"), under the
+# 1.5x that grouping must gain, so such MLPs train alone there (on a GPU they group).
+CPU_GROUP_WEIGHTS = 100_000
+
+
+def group_key(params: dict) -> str | None:
+    """Points with equal keys train together in trial_group: MLPs whose params differ only in
+    GROUP_VARYING. None (trained alone): other models, the alignment probe (it measures
+    during training), forgetting, tensorboard."""
+    full = {**DEFAULTS, **params}
+    if full["model"] != "mlp" or full["alignment"] or full["forgetting"] or full["tensorboard"]:
+        return None
+    if mlp_weights(full) > CPU_GROUP_WEIGHTS and not on_cuda(full["device"]):
+        return None
+    shared = {k: v for k, v in full.items() if k not in GROUP_VARYING}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def mlp_weights(params: dict) -> int:
+    """About how many weights the point's MLP has (its dataset's declared input size, 10
+    classes), to decide without loading anything whether grouping pays."""
+    from math import prod
+
+    from memo.datasets import DatasetError, entry
+
+    try:
+        inputs = prod(entry(params["dataset"]).shape[0][1:])
+    except (DatasetError, TypeError):
+        return 0
+    widths = [int(w) for w in str(params["hidden"]).lower().split("x") if w and w != "0"]
+    sizes = [inputs, *widths, 10]
+    return sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+def on_cuda(device: str) -> bool:
+    """Whether the point trains on a GPU (torch imported only for "auto")."""
+    if device in ("cpu", "cuda"):
+        return device == "cuda"
+    from memo.datasets import tensordata
+
+    return tensordata.pick_device(device).type == "cuda"
+
+
+def trial_group(points: list) -> Iterator[tuple[int, dict | BaseException]]:
+    """Train the points with one group_key as one stacked model (memo.training.batched); yield (i,
+    metrics as trial() returns them) or (i, exception) for each point i once, as it finishes.
+    Points of other keys train in their own stacks, and those of key None alone."""
+    from memo.training import batched
+    from memo.datasets import tensordata
+
+    keys = {}
+    for i, params in enumerate(points):
+        keys.setdefault(group_key(params), []).append(i)
+    for i in keys.pop(None, []):
+        try:
+            yield i, trial(points[i])
+        except Exception as error:
+            yield i, error
+    for indices in keys.values():
+        members = []
+        for i in indices:
+            params = points[i]
+            try:
+                p = Params(**{k: params[k] for k in FIELDS if k in params})
+                like = (members[0].data, members[0].sets) if members else None
+                device = tensordata.pick_device(p.device)
+                data, sets, y_true = load_sets(p, params.get("seed", 0), device, like)
+                member = batched.Member(i, params, p, params.get("seed", 0), data, sets, y_true)
+                members.append(member)
+            except Exception as error:  # this point's own (its params, its data)
+                yield i, error
+        yield from batched.train(members)

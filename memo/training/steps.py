@@ -29,13 +29,13 @@ METRICS = {
     "interpolated": "the final network fits its training set (interp_acc / interp_loss)",
     "interp_epoch": "first epoch at which phase 1's set was fit; null if never (or not evaluated)",
     "interp_step": "optimizer steps up to interp_epoch",
-    "interp_time": "seconds of training and evaluation up to interp_epoch",
+    "interp_time": "seconds of training and evaluation up to interp_epoch (grouped: its share)",
     "interp_test_acc": "test accuracy at interp_epoch, in [0, 1]",
     "interp_test_error": "1 - interp_test_acc, in [0, 1]",
     "epochs_run": "epochs trained (fewer than epochs when stopped at interpolation)",
     "steps": "optimizer steps taken",
-    "train_time": "seconds of training with the per-epoch evaluation",
-    "epoch_time": "seconds of one training pass, mean over the epochs",
+    "train_time": "seconds of training with the per-epoch evaluation (grouped: its share)",
+    "epoch_time": "seconds of one training pass, mean over the epochs (grouped: its share)",
     "n_params": "trainable parameters of the model",
     "train_size": "training examples",
     "test_size": "test examples (0 without a test split)",
@@ -191,6 +191,13 @@ def noise_ramp(p, model, loss_fn, sets: dict, final: dict, num_classes: int) -> 
         below = [i for i, a in enumerate(ramp[f"noise_{k}_acc"]) if a < halfway]
         result[f"noise_half_log_alpha_{k}"] = ramp["noise_log_alpha"][below[0]] if below else None
     return result
+
+
+def fresh_state() -> dict:
+    """The training state of a run that starts from its init (saved in checkpoints)."""
+    state = {"phase": 0, "epoch": 0, "epochs_done": 0, "step": 0, "elapsed": 0.0}
+    state.update(train_seconds=0.0, history={}, interp=None, previous={}, marks={})
+    return state
 
 
 def concat(a, b):
