@@ -3,6 +3,7 @@ started as scheduler jobs by dask-jobqueue (tests marked sge / slurm use the rea
 Engine and Slurm of ``.ci/cluster.sh``)."""
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import time
 import joblib
 import psutil
 import pytest
-from conftest import PROJECT, REAL
+from conftest import PROJECT, REAL, tail
 
 from memo import claims as memo_claims
 from memo import worker
@@ -41,31 +42,62 @@ def inodes(root, name="exp") -> dict:
     return {p.stem: p.stat().st_ino for p in folder.glob("[0-9a-f]*.json")}
 
 
-def watch_inodes(runner, root) -> tuple:
+def watch_inodes(runner, root, limit=300.0) -> tuple:
     """({point: the inodes its record file has had}, stdout, stderr) of a runner, watched
-    until it exits: a point recorded twice has two inodes."""
+    until it exits (at most ``limit`` seconds): a point recorded twice has two inodes."""
     seen = {}
+    end = time.monotonic() + limit
     while runner.poll() is None:
+        if time.monotonic() > end:
+            give_up(runner, f"still running after {limit:g} s with {len(seen)} points recorded")
         for point, inode in inodes(root).items():
             seen.setdefault(point, set()).add(inode)
         time.sleep(0.01)
-    return (seen, *runner.communicate())
+    return (seen, *ended(runner))
 
 
 def start_runner(*args):
+    """run.py in a session of its own (so that a test can signal it with its workers)."""
     return subprocess.Popen(
         [sys.executable, str(PROJECT / "run.py"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 
-def wait_for(condition, limit=60.0):
+def wait_for(condition, runner, what, limit=120.0):
+    """condition()'s first true value, looked for while the runner runs, for at most
+    ``limit`` seconds; else the test fails with what the runner said."""
     end = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < end, "timed out"
+    while not (found := condition()):
+        if runner.poll() is not None:
+            give_up(runner, f"exited with {runner.returncode} before {what}")
+        if time.monotonic() > end:
+            give_up(runner, f"no {what} after {limit:g} s")
         time.sleep(0.02)
+    return found
+
+
+def ended(runner, limit=120.0) -> tuple:
+    """(stdout, stderr) of the runner once it exits, within ``limit`` seconds or the test
+    fails with what it said."""
+    try:
+        return runner.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        give_up(runner, f"still running {limit:g} s after it was told to stop")
+
+
+def give_up(runner, why: str):
+    """Stop the runner, its workers with it, and fail the test with what it said."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(runner.pid, signal.SIGKILL)
+    try:
+        out, err = runner.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        out, err = "", "(nothing: its output stays open, held by a process it started)"
+    pytest.fail(f"run.py {why}; it said:\n{tail(out)}\n{tail(err)}")
 
 
 def test_a_local_cluster_records_every_point_as_joblib_does(write_spec, root, cli):
@@ -132,8 +164,7 @@ def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
                 return path.stem, json.loads(path.read_text())["pid"]
         return None
 
-    wait_for(running_point)
-    victim, pid = running_point()
+    victim, pid = wait_for(running_point, runner, "point running")
     os.kill(pid, signal.SIGKILL)
     seen, out, err = watch_inodes(runner, root)
     assert runner.returncode == 1, err
@@ -163,11 +194,11 @@ def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(w
 def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli):
     write_spec("exp", grid(12, duration=0.5))
     runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
-    wait_for(lambda: records(root))
+    wait_for(lambda: records(root), runner, "record")
     workers = psutil.Process(runner.pid).children(recursive=True)
     assert workers
     runner.send_signal(signal.SIGINT)
-    out, err = runner.communicate(timeout=60)
+    out, err = ended(runner)
     assert runner.returncode == 130 and "rerun the same command to resume" in err
     assert "Traceback" not in err
     _, alive = psutil.wait_procs(workers, timeout=10)
@@ -281,7 +312,8 @@ def test_worker_jobs_that_do_not_start_are_said_once_with_where_to_look(root, mo
     assert f"(their logs: {backend.logs})" in err
 
 
-def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root):
+def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root, monkeypatch):
+    monkeypatch.setenv("PATH", fake_commands(root, "sbatch"))  # no job is submitted
     args = ["cores=2", "processes=1", "memory=1GB", "walltime=01:00:00", "queue=debug"]
     backend = make_backend("dask-slurm", 3, args)
     assert backend.threads() == 2 and backend.workers(100) == 3 and backend.workers(2) == 2
@@ -349,9 +381,9 @@ def test_real_scheduler_ctrl_c_cancels_the_worker_jobs(write_spec, root, kind):
     write_spec("exp", grid(8, duration=1.0))
     command = ["--name", "exp", "--backend", f"dask-{kind}", "--tasks", "2", "--"]
     runner = start_runner(*command, *REAL_OPTIONS[kind])
-    wait_for(lambda: records(root), limit=120)
+    wait_for(lambda: records(root), runner, "record", limit=300)
     runner.send_signal(signal.SIGINT)
-    out, err = runner.communicate(timeout=60)
+    out, err = ended(runner)
     assert runner.returncode == 130 and "rerun the same command to resume" in err
     jobs = subprocess.run(["squeue", "-h", "-n", "dask-worker"], capture_output=True, text=True)
     assert jobs.stdout.strip() == ""  # memo's worker jobs are cancelled
