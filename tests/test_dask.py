@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from memo.backends import make_backend
 from memo.spec import load_spec
 from memo.worker import Job
 
+PROGRESS = re.compile(r"\d+/\d+ points, \d+ failed, ")  # run.py's progress lines off a terminal
 VOLATILE = ("wall_time", "cpu_time", "started", "finished", "pid", "backend", "host", "git")
 
 
@@ -189,6 +191,45 @@ def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(w
     assert "3 dask workers in turn died running it" in recs[dying[0]]["error"]
     twice = [point for point, found in seen.items() if len(found) > 1]
     assert not twice and len(seen) == 301, (twice, len(seen))
+
+
+def test_a_run_whose_workers_do_not_come_back_stops_with_the_rest_pending(
+    write_spec, root, cli, monkeypatch
+):
+    """The only worker dies under a point and its restart hangs (as a start stuck on a
+    loaded machine would): once no worker has been alive for MEMO_NO_WORKER_S seconds, the
+    run says so in one line and stops, each point recorded or pending."""
+    started = root / "started"
+    preload = root / "hang.py"  # a dask worker preload: the first worker starts, no other
+    preload.write_text(
+        "import pathlib, time\n\n\ndef dask_setup(worker):\n"
+        f"    if pathlib.Path({str(started)!r}).exists():\n"
+        "        time.sleep(3600)\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n"
+    )
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", json.dumps([str(preload)]))
+    monkeypatch.setenv("MEMO_NO_WORKER_S", "2")
+    write_spec("exp", grid(5, {"x": [1000], "die": [True]}))
+    dying = [p.id for p in load_spec("exp").points() if p.params["die"]]
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "1", timeout=300)
+    said = [
+        line for line in result.stderr.splitlines() if line.strip() and not PROGRESS.match(line)
+    ]
+    assert result.returncode == 1 and len(said) == 1, result.stdout + result.stderr
+    assert said[0].startswith("error: no dask worker has been alive for 2 s (they died and did")
+    assert "stopped; the points without a record stay pending" in said[0]
+    recs = records(root)
+    assert dying[0] not in recs and {r["status"] for r in recs.values()} <= {"ok"}
+    summary = f"exp: 6 points: {len(recs)} ok, 0 error, 0 timeout, {6 - len(recs)} pending"
+    assert summary in result.stdout, result.stdout
+
+
+def test_a_bad_no_worker_wait_is_one_line(write_spec, root, cli, monkeypatch):
+    monkeypatch.setenv("MEMO_NO_WORKER_S", "soon")
+    write_spec("exp", grid(2))
+    result = cli("--name", "exp", "--backend", "dask")
+    assert result.returncode == 2 and not records(root)
+    assert result.stderr == "error: MEMO_NO_WORKER_S='soon': give a number of seconds > 0\n"
 
 
 def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli):

@@ -11,7 +11,9 @@ A worker that dies under a point (killed, out of memory, past its walltime) cost
 point one try: the scheduler gives it to another worker, up to :data:`RETRIES` times more
 (dask's ``distributed.scheduler.allowed-failures``; a cluster the user runs keeps its
 own: set its ``worker-saturation`` to 1.0 there too, see :data:`SCHEDULER`), then the
-point gets an error record (WorkerDied) and the rest of the grid goes on.
+point gets an error record (WorkerDied) and the rest of the grid goes on. Once no worker
+has been alive for ``MEMO_NO_WORKER_S`` seconds (:data:`NO_WORKER_S`), the run says so and
+stops, the points not run left pending (dask_points.py).
 Ctrl-C cancels the points not started and shuts down the workers memo started, not those
 of a cluster the user brought (whose running points finish and are recorded).
 """
@@ -30,6 +32,7 @@ from memo.backends.dask_points import run_on
 from memo.worker import Job, Outcome
 
 RETRIES = 2  # more tries for a point whose worker died under it (tries = RETRIES + 1)
+NO_WORKER_S = 120.0  # MEMO_NO_WORKER_S: stop once no worker has been alive this long
 SCHEDULER = {  # the scheduler memo starts (here or for dask-jobqueue)
     "distributed.scheduler.allowed-failures": RETRIES,
     # One point per worker thread at a time, the rest queued at the scheduler: a worker
@@ -45,10 +48,12 @@ class DaskBackend(Backend):
     the cluster at ``--scheduler`` (then they, not --tasks, say how many points run)."""
 
     name = "dask"
+    no_worker_s: float | None = NO_WORKER_S  # None: wait for workers as long as it takes
 
     def check(self) -> None:
         self.check_workers_and_no_args()
         needs("distributed")
+        self.no_worker_s = no_worker_wait()
         if not self.scheduler:  # dask's own convention: DASK_SCHEDULER_ADDRESS, or its config
             import dask
 
@@ -83,7 +88,7 @@ class DaskBackend(Backend):
             with self.connect(job, len(points)) as client:
                 # A user's cluster: its workers now, as run_on looks them up.
                 workers = 0 if self.scheduler else self.workers(len(points))
-                yield from run_on(client, job, points, workers)
+                yield from run_on(client, job, points, workers, self.no_worker_s)
 
     @contextlib.contextmanager
     def connect(self, job: Job, points: int):
@@ -106,8 +111,9 @@ class DaskBackend(Backend):
                     print(f"note: its workers, not --tasks {self.tasks}, say how many points run")
                 yield client
             return
-        cluster = self.start(job, points)
-        with cluster, Client(cluster, set_as_default=False) as client:
+        with contextlib.ExitStack() as stack:
+            cluster = self.start(job, points, stack)
+            client = stack.enter_context(Client(cluster, set_as_default=False))
             print(f"dask: dashboard {client.dashboard_link}")
             yield client
             self.settle(client, cluster)
@@ -118,25 +124,69 @@ class DaskBackend(Backend):
         with contextlib.suppress(TimeoutError, OSError):
             client.wait_for_workers(len(cluster.workers), timeout=10)
 
-    def start(self, job: Job, points: int):
-        """Start the cluster of memo's own workers for ``points`` points."""
+    def start(self, job: Job, points: int, stack: contextlib.ExitStack):
+        """Start the cluster of memo's own workers for ``points`` points, shut down with
+        ``stack``."""
         import dask
         from distributed import LocalCluster
 
         workers = self.workers(points)
+        # A worker restarting after a death can take long on a busy machine: the cluster
+        # must keep its place, not close it after dask's 15 s and start none in its stead
+        # (the run then waited with no worker left, for good). run_on's deadline ends a
+        # wait for workers that do not come back.
+        keep = {"distributed.deploy.lost-worker-timeout": "3650 days"}
+        stack.enter_context(dask.config.set(keep))
         with dask.config.set(SCHEDULER):
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # a free port: two runs at once may each show one
-                # No share of the memory each: as with joblib, a point may use what the
-                # machine has, and the system's OOM killer, not dask, ends one that wants more.
-                memory_limit=0,
-            )
+            try:
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # a free port: two runs at once may each show one
+                    # No share of the memory each: as with joblib, a point may use what the
+                    # machine has, and the system's OOM killer, not dask, ends one that
+                    # wants more.
+                    memory_limit=0,
+                )
+            except (OSError, RuntimeError, TimeoutError) as e:
+                raise BackendError(f"cannot start dask workers here: {e}".splitlines()[0])
+            stack.enter_context(cluster)
+        stack.callback(stop_starting, cluster)  # first thing on leaving
         threads = f"{job.threads} BLAS thread{'s' if job.threads > 1 else ''}"
         print(f"dask: {workers} workers here, {threads} each")
         return cluster
+
+
+def stop_starting(cluster) -> None:
+    """Kill memo's worker processes still starting (say, restarting after a death), their
+    nannies told not to start them again: dask's shutdown waits for a worker to be up
+    before it stops it, for good if its start hangs."""
+    from distributed.core import Status
+
+    for nanny in list(cluster.workers.values()):
+        process = getattr(nanny, "process", None)
+        if process is not None and process.status == Status.starting:
+            nanny.close_gracefully(reason="memo-shutdown")
+            pid = process.pid  # None once it has exited
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def no_worker_wait() -> float:
+    """MEMO_NO_WORKER_S, in seconds (default :data:`NO_WORKER_S`); BackendError if it is
+    not a number > 0."""
+    raw = os.environ.get("MEMO_NO_WORKER_S")
+    if raw is None:
+        return NO_WORKER_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # also NaN
+        raise BackendError(f"MEMO_NO_WORKER_S={raw!r}: give a number of seconds > 0")
+    return value
 
 
 def quiet() -> None:
