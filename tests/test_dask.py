@@ -4,6 +4,7 @@ Engine and Slurm of ``.ci/cluster.sh``)."""
 
 import concurrent.futures
 import contextlib
+import http.server
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import joblib
@@ -273,6 +275,48 @@ def test_a_cluster_the_user_runs_is_used_and_left_running(write_spec, root, cli,
     recs = records(root)
     assert len(recs) == 4 and {r["status"] for r in recs.values()} == {"ok"}
     assert {r["threads"] for r in recs.values()} == {max(1, joblib.cpu_count() // 2)}
+
+
+@pytest.fixture
+def strangers():
+    """Ports on 127.0.0.1 where no dask scheduler listens: a web server's, and a silent
+    listener's (it accepts a connection, and says nothing)."""
+
+    class Web(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # not into the test's output
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Web)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield {"web": web.server_address[1], "silent": silent.getsockname()[1]}
+    finally:
+        web.shutdown()
+        web.server_close()
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "tcp://127.0.0.1:{web}",
+        "tcp://127.0.0.1:{silent}",
+        "tls://127.0.0.1:{silent}",
+        "ucx://127.0.0.1:{silent}",
+        "foo://127.0.0.1:8786",
+    ],
+)
+def test_a_scheduler_address_without_a_dask_scheduler_is_one_line(
+    write_spec, root, cli, strangers, address
+):
+    address = address.format(**strangers)
+    write_spec("exp", grid(2))
+    result = cli("--name", "exp", "--backend", "dask", "--scheduler", address, timeout=90)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and address in result.stderr
+    assert not records(root)
 
 
 @pytest.mark.parametrize(

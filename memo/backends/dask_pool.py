@@ -16,8 +16,11 @@ has been alive for ``MEMO_NO_WORKER_S`` seconds (:data:`NO_WORKER_S`), the run s
 stops, the points not run left pending (dask_points.py).
 Ctrl-C cancels the points not started and shuts down the workers memo started, not those
 of a cluster the user brought (whose running points finish and are recorded).
+An address at ``--scheduler`` must answer as a dask scheduler within :data:`PROBE_S`
+seconds (:func:`probe`), or the run ends there in one line.
 """
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -33,6 +36,7 @@ from memo.worker import Job, Outcome
 
 RETRIES = 2  # more tries for a point whose worker died under it (tries = RETRIES + 1)
 NO_WORKER_S = 120.0  # MEMO_NO_WORKER_S: stop once no worker has been alive this long
+PROBE_S = 5.0  # seconds an address at --scheduler has to answer as a dask scheduler
 SCHEDULER = {  # the scheduler memo starts (here or for dask-jobqueue)
     "distributed.scheduler.allowed-failures": RETRIES,
     # One point per worker thread at a time, the rest queued at the scheduler: a worker
@@ -59,10 +63,12 @@ class DaskBackend(Backend):
 
             self.scheduler = dask.config.get("scheduler-address", None)
         if self.scheduler:
-            from distributed.comm import parse_address, parse_host_port
+            from distributed.comm import parse_address, parse_host_port, registry
 
             try:
-                parse_host_port(parse_address(self.scheduler)[1])
+                scheme, where = parse_address(self.scheduler)
+                registry.get_backend(scheme)
+                parse_host_port(where)
             except ValueError as e:
                 raise BackendError(
                     f"scheduler address {self.scheduler!r}: {e}; give it as tcp://HOST:PORT"
@@ -99,6 +105,7 @@ class DaskBackend(Backend):
 
         quiet()
         if self.scheduler:
+            probe(self.scheduler)
             wait = dask.config.get("distributed.comm.timeouts.connect")
             try:
                 client = Client(self.scheduler, timeout=wait, set_as_default=False)
@@ -187,6 +194,36 @@ def no_worker_wait() -> float:
     if not 0 < value < float("inf"):  # also NaN
         raise BackendError(f"MEMO_NO_WORKER_S={raw!r}: give a number of seconds > 0")
     return value
+
+
+def probe(address: str) -> None:
+    """BackendError, in one line and within :data:`PROBE_S` seconds, unless a dask
+    scheduler answers at ``address`` (dask's own connect waits without end for the answer
+    of, say, a web server, or reads it as a frame of exabytes)."""
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def identity():
+        args = Security().get_connection_args("client")
+        comm = await connect(address, timeout=PROBE_S, **args)
+        try:
+            await comm.write({"op": "identity", "n_workers": 0, "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(identity(), PROBE_S))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise BackendError(
+            f"no dask scheduler answered at {address} within {PROBE_S:g} s"
+        ) from None
+    except Exception as e:  # whatever dask makes of a stranger's bytes
+        why = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BackendError(f"cannot reach a dask scheduler at {address}: {why}") from None
+    kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+    if kind != "Scheduler":
+        raise BackendError(f"{address} is not a dask scheduler (it answered as {kind})")
 
 
 def quiet() -> None:
