@@ -15,7 +15,8 @@ point gets an error record (WorkerDied) and the rest of the grid goes on. Once n
 has been alive for ``MEMO_NO_WORKER_S`` seconds (:data:`NO_WORKER_S`), the run says so and
 stops, the points not run left pending (dask_points.py).
 Ctrl-C cancels the points not started and shuts down the workers memo started, not those
-of a cluster the user brought (whose running points finish and are recorded).
+of a cluster the user brought (whose running points finish and are recorded); memo's
+workers here leave the Ctrl-C of the terminal to run.py (:func:`sigint_blocked`).
 An address at ``--scheduler`` must answer as a dask scheduler within :data:`PROBE_S`
 seconds (:func:`probe`), or the run ends there in one line.
 """
@@ -24,8 +25,10 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import multiprocessing.resource_tracker
 import os
 import signal
+import threading
 from typing import Iterator
 
 import joblib
@@ -144,7 +147,7 @@ class DaskBackend(Backend):
         # wait for workers that do not come back.
         keep = {"distributed.deploy.lost-worker-timeout": "3650 days"}
         stack.enter_context(dask.config.set(keep))
-        with dask.config.set(SCHEDULER):
+        with sigint_blocked(), dask.config.set(SCHEDULER):
             try:
                 cluster = LocalCluster(
                     n_workers=workers,
@@ -194,6 +197,30 @@ def no_worker_wait() -> float:
     if not 0 < value < float("inf"):  # also NaN
         raise BackendError(f"MEMO_NO_WORKER_S={raw!r}: give a number of seconds > 0")
     return value
+
+
+@contextlib.contextmanager
+def sigint_blocked():
+    """SIGINT blocked in this thread meanwhile. The threads started meanwhile (dask's event
+    loop) keep it blocked, and so do the worker processes they start, then or later (a
+    mask outlives fork and exec): Ctrl-C in the terminal reaches run.py alone, which shuts
+    them down, rather than each worker printing its KeyboardInterrupt. A Ctrl-C meanwhile
+    is held until leaving (a cluster stopped midway through its start cannot shut down)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # Started later by the event loop's thread, the tracker would unblock SIGINT there.
+    multiprocessing.resource_tracker.ensure_running()
+    heard = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        signal.signal(signal.SIGINT, handler)
+    if heard:
+        raise KeyboardInterrupt
 
 
 def probe(address: str) -> None:
