@@ -195,21 +195,43 @@ def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(w
     assert not twice and len(seen) == 301, (twice, len(seen))
 
 
+def slow_restarts(root, monkeypatch, sleep_s: float) -> None:
+    """Make the first restart of a dask worker (its second start) take ``sleep_s`` seconds
+    more, as a start on a loaded machine may: a worker preload that sleeps then."""
+    starts = root / "starts"
+    preload = root / "slow_restart.py"
+    preload.write_text(
+        "import pathlib, time\n\n\ndef dask_setup(worker):\n"
+        f"    starts = pathlib.Path({str(starts)!r})\n"
+        "    with starts.open('a') as f:\n"
+        "        f.write('.')\n"
+        "    if len(starts.read_text()) == 2:\n"
+        f"        time.sleep({sleep_s})\n"
+    )
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", json.dumps([str(preload)]))
+
+
+def test_a_worker_that_restarts_slower_than_dask_gives_it_is_waited_for(
+    write_spec, root, cli, monkeypatch
+):
+    """dask's LocalCluster closes a worker not back within 15 s of its death and starts
+    none in its place: the only worker here then never came back and the run waited for
+    good. memo's cluster keeps its place: the run goes on once it is back."""
+    slow_restarts(root, monkeypatch, 20)
+    write_spec("exp", grid(3, {"x": [1000], "die": [True]}))
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "1", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "exp: 4 points: 3 ok, 1 error, 0 timeout, 0 pending" in result.stdout, result.stdout
+    assert "3 dask workers in turn died running it" in result.stderr
+
+
 def test_a_run_whose_workers_do_not_come_back_stops_with_the_rest_pending(
     write_spec, root, cli, monkeypatch
 ):
     """The only worker dies under a point and its restart hangs (as a start stuck on a
-    loaded machine would): once no worker has been alive for MEMO_NO_WORKER_S seconds, the
-    run says so in one line and stops, each point recorded or pending."""
-    started = root / "started"
-    preload = root / "hang.py"  # a dask worker preload: the first worker starts, no other
-    preload.write_text(
-        "import pathlib, time\n\n\ndef dask_setup(worker):\n"
-        f"    if pathlib.Path({str(started)!r}).exists():\n"
-        "        time.sleep(3600)\n"
-        f"    pathlib.Path({str(started)!r}).touch()\n"
-    )
-    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", json.dumps([str(preload)]))
+    loaded machine might): once no worker has been alive for MEMO_NO_WORKER_S seconds,
+    the run says so in one line and stops, each point recorded or pending."""
+    slow_restarts(root, monkeypatch, 3600)
     monkeypatch.setenv("MEMO_NO_WORKER_S", "2")
     write_spec("exp", grid(5, {"x": [1000], "die": [True]}))
     dying = [p.id for p in load_spec("exp").points() if p.params["die"]]
