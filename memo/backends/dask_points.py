@@ -30,7 +30,7 @@ from memo.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
 CHUNK_S = 0.2  # seconds of work aimed at per task: dask's ~3 ms a task is then ~1.5 %
-POLL_S = 0.05  # seconds between looks for finished tasks (the workers' queues stay full)
+POLL_S = 0.1  # seconds at most between looks at the cluster (a task that ends wakes it)
 LOOK_S = 1.0  # seconds between asking the scheduler whether a worker is alive
 
 
@@ -88,7 +88,9 @@ def run_on(
                 elif no_worker_s is not None and now - alive > no_worker_s:
                     tqdm.write(no_worker_line(no_worker_s), file=sys.stderr)
                     return
-            time.sleep(POLL_S)
+            with finished.thread_condition:  # as_completed's own: notified as a task ends
+                if not finished.has_ready():
+                    finished.thread_condition.wait(POLL_S)
     finally:
         if flying:
             client.cancel(list(flying), force=True)
