@@ -47,12 +47,25 @@ def cli(root):
     """cli(*args) runs run.py in a subprocess under root; returns CompletedProcess."""
 
     def run(*args, timeout=120, script="run.py"):
-        return subprocess.run(
-            [sys.executable, str(PROJECT / script), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(os.environ),
-        )
+        try:
+            return subprocess.run(
+                [sys.executable, str(PROJECT / script), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=dict(os.environ),
+            )
+        except subprocess.TimeoutExpired as e:  # killed by now
+            pytest.fail(
+                f"{script} {' '.join(args)}: still running after {timeout} s; it said:\n"
+                f"{tail(e.stdout)}\n{tail(e.stderr)}"
+            )
 
     return run
+
+
+def tail(output, lines=20) -> str:
+    """The last lines of a process's output (bytes or text, None: nothing)."""
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    return "\n".join((output or "").splitlines()[-lines:])

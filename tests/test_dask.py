@@ -3,18 +3,22 @@ started as scheduler jobs by dask-jobqueue (tests marked sge / slurm use the rea
 Engine and Slurm of ``.ci/cluster.sh``)."""
 
 import concurrent.futures
+import contextlib
+import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import joblib
 import psutil
 import pytest
-from conftest import PROJECT, REAL
+from conftest import PROJECT, REAL, tail
 
 from memo.store import claims as memo_claims
 from memo.run import worker
@@ -22,6 +26,7 @@ from memo.backends import make_backend
 from memo.run.spec import load_spec
 from memo.run.worker import Job
 
+PROGRESS = re.compile(r"\d+/\d+ points, \d+ failed, ")  # run.py's progress lines off a terminal
 VOLATILE = ("wall_time", "cpu_time", "started", "finished", "pid", "backend", "host", "git")
 
 
@@ -41,31 +46,62 @@ def inodes(root, name="exp") -> dict:
     return {p.stem: p.stat().st_ino for p in folder.glob("[0-9a-f]*.json")}
 
 
-def watch_inodes(runner, root) -> tuple:
+def watch_inodes(runner, root, limit=300.0) -> tuple:
     """({point: the inodes its record file has had}, stdout, stderr) of a runner, watched
-    until it exits: a point recorded twice has two inodes."""
+    until it exits (at most ``limit`` seconds): a point recorded twice has two inodes."""
     seen = {}
+    end = time.monotonic() + limit
     while runner.poll() is None:
+        if time.monotonic() > end:
+            give_up(runner, f"still running after {limit:g} s with {len(seen)} points recorded")
         for point, inode in inodes(root).items():
             seen.setdefault(point, set()).add(inode)
         time.sleep(0.01)
-    return (seen, *runner.communicate())
+    return (seen, *ended(runner))
 
 
 def start_runner(*args):
+    """run.py in a session of its own (so that a test can signal it with its workers)."""
     return subprocess.Popen(
         [sys.executable, str(PROJECT / "run.py"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 
-def wait_for(condition, limit=60.0):
+def wait_for(condition, runner, what, limit=120.0):
+    """condition()'s first true value, looked for while the runner runs, for at most
+    ``limit`` seconds; else the test fails with what the runner said."""
     end = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < end, "timed out"
+    while not (found := condition()):
+        if runner.poll() is not None:
+            give_up(runner, f"exited with {runner.returncode} before {what}")
+        if time.monotonic() > end:
+            give_up(runner, f"no {what} after {limit:g} s")
         time.sleep(0.02)
+    return found
+
+
+def ended(runner, limit=120.0) -> tuple:
+    """(stdout, stderr) of the runner once it exits, within ``limit`` seconds or the test
+    fails with what it said."""
+    try:
+        return runner.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        give_up(runner, f"still running {limit:g} s after it was told to stop")
+
+
+def give_up(runner, why: str):
+    """Stop the runner, its workers with it, and fail the test with what it said."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(runner.pid, signal.SIGKILL)
+    try:
+        out, err = runner.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        out, err = "", "(nothing: its output stays open, held by a process it started)"
+    pytest.fail(f"run.py {why}; it said:\n{tail(out)}\n{tail(err)}")
 
 
 def test_a_local_cluster_records_every_point_as_joblib_does(write_spec, root, cli):
@@ -132,8 +168,7 @@ def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
                 return path.stem, json.loads(path.read_text())["pid"]
         return None
 
-    wait_for(running_point)
-    victim, pid = running_point()
+    victim, pid = wait_for(running_point, runner, "point running")
     os.kill(pid, signal.SIGKILL)
     seen, out, err = watch_inodes(runner, root)
     assert runner.returncode == 1, err
@@ -160,16 +195,81 @@ def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(w
     assert not twice and len(seen) == 301, (twice, len(seen))
 
 
-def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli):
+def slow_restarts(root, monkeypatch, sleep_s: float) -> None:
+    """Make the first restart of a dask worker (its second start) take ``sleep_s`` seconds
+    more, as a start on a loaded machine may: a worker preload that sleeps then."""
+    starts = root / "starts"
+    preload = root / "slow_restart.py"
+    preload.write_text(
+        "import pathlib, time\n\n\ndef dask_setup(worker):\n"
+        f"    starts = pathlib.Path({str(starts)!r})\n"
+        "    with starts.open('a') as f:\n"
+        "        f.write('.')\n"
+        "    if len(starts.read_text()) == 2:\n"
+        f"        time.sleep({sleep_s})\n"
+    )
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", json.dumps([str(preload)]))
+
+
+def test_a_worker_that_restarts_slower_than_dask_gives_it_is_waited_for(
+    write_spec, root, cli, monkeypatch
+):
+    """dask's LocalCluster closes a worker not back within 15 s of its death and starts
+    none in its place: the only worker here then never came back and the run waited for
+    good. memo's cluster keeps its place: the run goes on once it is back."""
+    slow_restarts(root, monkeypatch, 20)
+    write_spec("exp", grid(3, {"x": [1000], "die": [True]}))
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "1", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "exp: 4 points: 3 ok, 1 error, 0 timeout, 0 pending" in result.stdout, result.stdout
+    assert "3 dask workers in turn died running it" in result.stderr
+
+
+def test_a_run_whose_workers_do_not_come_back_stops_with_the_rest_pending(
+    write_spec, root, cli, monkeypatch
+):
+    """The only worker dies under a point and its restart hangs (as a start stuck on a
+    loaded machine might): once no worker has been alive for MEMO_NO_WORKER_S seconds,
+    the run says so in one line and stops, each point recorded or pending."""
+    slow_restarts(root, monkeypatch, 3600)
+    monkeypatch.setenv("MEMO_NO_WORKER_S", "2")
+    write_spec("exp", grid(5, {"x": [1000], "die": [True]}))
+    dying = [p.id for p in load_spec("exp").points() if p.params["die"]]
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "1", timeout=300)
+    said = [
+        line for line in result.stderr.splitlines() if line.strip() and not PROGRESS.match(line)
+    ]
+    assert result.returncode == 1 and len(said) == 1, result.stdout + result.stderr
+    assert said[0].startswith("error: no dask worker has been alive for 2 s (they died and did")
+    assert "stopped; the points without a record stay pending" in said[0]
+    recs = records(root)
+    assert dying[0] not in recs and {r["status"] for r in recs.values()} <= {"ok"}
+    summary = f"exp: 6 points: {len(recs)} ok, 0 error, 0 timeout, {6 - len(recs)} pending"
+    assert summary in result.stdout, result.stdout
+
+
+def test_a_bad_no_worker_wait_is_one_line(write_spec, root, cli, monkeypatch):
+    monkeypatch.setenv("MEMO_NO_WORKER_S", "soon")
+    write_spec("exp", grid(2))
+    result = cli("--name", "exp", "--backend", "dask")
+    assert result.returncode == 2 and not records(root)
+    assert result.stderr == "error: MEMO_NO_WORKER_S='soon': give a number of seconds > 0\n"
+
+
+@pytest.mark.parametrize("to", ["run.py", "its process group"])
+def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli, to):
+    """Ctrl-C in a terminal signals the whole process group, memo's workers here too:
+    they leave it to run.py, which says its note alone."""
     write_spec("exp", grid(12, duration=0.5))
     runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
-    wait_for(lambda: records(root))
+    wait_for(lambda: records(root), runner, "record")
     workers = psutil.Process(runner.pid).children(recursive=True)
     assert workers
-    runner.send_signal(signal.SIGINT)
-    out, err = runner.communicate(timeout=60)
-    assert runner.returncode == 130 and "rerun the same command to resume" in err
-    assert "Traceback" not in err
+    (os.kill if to == "run.py" else os.killpg)(runner.pid, signal.SIGINT)
+    out, err = ended(runner)
+    said = [line for line in err.splitlines() if line.strip() and not PROGRESS.match(line)]
+    assert runner.returncode == 130 and len(said) == 1, err
+    assert said[0].startswith("interrupted: ") and "rerun the same command to resume" in said[0]
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
     before = inodes(root)
@@ -201,6 +301,48 @@ def test_a_cluster_the_user_runs_is_used_and_left_running(write_spec, root, cli,
     recs = records(root)
     assert len(recs) == 4 and {r["status"] for r in recs.values()} == {"ok"}
     assert {r["threads"] for r in recs.values()} == {max(1, joblib.cpu_count() // 2)}
+
+
+@pytest.fixture
+def strangers():
+    """Ports on 127.0.0.1 where no dask scheduler listens: a web server's, and a silent
+    listener's (it accepts a connection, and says nothing)."""
+
+    class Web(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # not into the test's output
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Web)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield {"web": web.server_address[1], "silent": silent.getsockname()[1]}
+    finally:
+        web.shutdown()
+        web.server_close()
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "tcp://127.0.0.1:{web}",
+        "tcp://127.0.0.1:{silent}",
+        "tls://127.0.0.1:{silent}",
+        "ucx://127.0.0.1:{silent}",
+        "foo://127.0.0.1:8786",
+    ],
+)
+def test_a_scheduler_address_without_a_dask_scheduler_is_one_line(
+    write_spec, root, cli, strangers, address
+):
+    address = address.format(**strangers)
+    write_spec("exp", grid(2))
+    result = cli("--name", "exp", "--backend", "dask", "--scheduler", address, timeout=90)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and address in result.stderr
+    assert not records(root)
 
 
 @pytest.mark.parametrize(
@@ -281,7 +423,8 @@ def test_worker_jobs_that_do_not_start_are_said_once_with_where_to_look(root, mo
     assert f"(their logs: {backend.logs})" in err
 
 
-def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root):
+def test_jobqueue_workers_run_one_point_each_in_the_project_and_retire_in_time(root, monkeypatch):
+    monkeypatch.setenv("PATH", fake_commands(root, "sbatch"))  # no job is submitted
     args = ["cores=2", "processes=1", "memory=1GB", "walltime=01:00:00", "queue=debug"]
     backend = make_backend("dask-slurm", 3, args)
     assert backend.threads() == 2 and backend.workers(100) == 3 and backend.workers(2) == 2
@@ -349,9 +492,9 @@ def test_real_scheduler_ctrl_c_cancels_the_worker_jobs(write_spec, root, kind):
     write_spec("exp", grid(8, duration=1.0))
     command = ["--name", "exp", "--backend", f"dask-{kind}", "--tasks", "2", "--"]
     runner = start_runner(*command, *REAL_OPTIONS[kind])
-    wait_for(lambda: records(root), limit=120)
+    wait_for(lambda: records(root), runner, "record", limit=300)
     runner.send_signal(signal.SIGINT)
-    out, err = runner.communicate(timeout=60)
+    out, err = ended(runner)
     assert runner.returncode == 130 and "rerun the same command to resume" in err
     jobs = subprocess.run(["squeue", "-h", "-n", "dask-worker"], capture_output=True, text=True)
     assert jobs.stdout.strip() == ""  # memo's worker jobs are cancelled

@@ -43,6 +43,7 @@ WAIT_NOTE_S = 120.0  # no worker after this long: say where to look
 class JobqueueBackend(DaskBackend):
     """Workers as jobs of the scheduler named by ``config`` (see module doc)."""
 
+    no_worker_s = None  # jobs may wait in the queue for long: the note of waiting_note only
     config: str  # the section of jobqueue.yaml, and dask-jobqueue's class prefix
     cluster_class: str
 
@@ -111,9 +112,9 @@ class JobqueueBackend(DaskBackend):
         """Nothing: workers in jobs print into their logs, and a job still queued at the
         end must not hold the run up."""
 
-    def start(self, job, points: int):
-        """The dask-jobqueue cluster adapting between none and the most workers: jobs are
-        submitted as the points need them."""
+    def start(self, job, points: int, stack):
+        """The dask-jobqueue cluster adapting between none and the most workers, shut down
+        with ``stack``: jobs are submitted as the points need them."""
         if self.retirement and job.timeout:
             earliest = self.retirement[0] - self.retirement[1]
             if job.timeout > earliest:
@@ -122,12 +123,8 @@ class JobqueueBackend(DaskBackend):
                     f" of walltime {self.setting('walltime')}), and a point they leave starts"
                     " again on the next: it would never end; give a longer walltime"
                 )
-        cluster = self.make_cluster(job)
-        try:
-            self.probe(cluster)
-        except BaseException:
-            cluster.close()
-            raise
+        cluster = stack.enter_context(self.make_cluster(job))
+        self.probe(cluster)
         workers = self.workers(points)
         cluster.adapt(minimum=0, maximum=workers)
         print(f"dask: up to {workers} workers as {self.config} jobs; their logs: {self.logs}")

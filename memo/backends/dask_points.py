@@ -6,15 +6,21 @@ task (scheduler, network, worker) do not dominate a grid of 1 ms fits. About two
 worker are in flight, the rest wait here: a worker that frees up takes the next one at
 once. A chunk whose workers kept dying under it is split, each of its points then runs
 alone; a point whose workers keep dying while it runs alone gets an error record
-(WorkerDied).
+(WorkerDied). Waiting has a deadline: once no worker has been alive for ``no_worker_s``
+seconds (they died and did not come back, or never started), the run says so in one line
+and stops, its points not run left pending.
 """
 
 import collections
 import concurrent.futures
 import dataclasses
 import os
+import sys
+import time
 import uuid
 from typing import Iterator
+
+from tqdm import tqdm
 
 from memo.backends.base import BackendError
 from memo.backends.local import CHUNK, PER_POINT_S, recorded
@@ -24,12 +30,17 @@ from memo.run.worker import Job, Outcome, record_lost, recorded_since, run_point
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
 CHUNK_S = 0.2  # seconds of work aimed at per task: dask's ~3 ms a task is then ~1.5 %
+POLL_S = 0.1  # seconds at most between looks at the cluster (a task that ends wakes it)
+LOOK_S = 1.0  # seconds between asking the scheduler whether a worker is alive
 
 
-def run_on(client, job: Job, points: list, workers: int) -> Iterator[Outcome]:
+def run_on(
+    client, job: Job, points: list, workers: int, no_worker_s: float | None
+) -> Iterator[Outcome]:
     """Run the points on ``client``'s cluster, which has (or will have, scaling up) about
     ``workers`` one-point workers, yielding each Outcome as it comes; what is still in
-    flight on leaving early (Ctrl-C, an error) is cancelled."""
+    flight on leaving early (Ctrl-C, an error, no worker for ``no_worker_s`` seconds; None:
+    wait for workers as long as it takes) is cancelled."""
     from distributed import as_completed
 
     env = {k: os.environ[k] for k in ENV if k in os.environ}
@@ -56,16 +67,42 @@ def run_on(client, job: Job, points: list, workers: int) -> Iterator[Outcome]:
 
     try:
         send()
-        for future, result in finished:
-            chunk = flying.pop(future)
-            outcomes = outcomes_of(result, job, chunk, alone)
-            if outcomes:
-                took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
-            yield from outcomes
-            send()
+        alive = looked = time.monotonic()  # when a worker was last seen alive; last asked
+        while flying:
+            batch = finished.next_batch(block=False)
+            for future, result in batch:
+                chunk = flying.pop(future)
+                outcomes = outcomes_of(result, job, chunk, alone)
+                if outcomes:
+                    took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
+                yield from outcomes
+            if batch:  # news from the cluster: the deadline counts from here
+                alive = time.monotonic()
+                send()
+                continue
+            now = time.monotonic()
+            if now - looked >= LOOK_S:
+                looked = now
+                if threads_of(client):
+                    alive = now
+                elif no_worker_s is not None and now - alive > no_worker_s:
+                    tqdm.write(no_worker_line(no_worker_s), file=sys.stderr)
+                    return
+            with finished.thread_condition:  # as_completed's own: notified as a task ends
+                if not finished.has_ready():
+                    finished.thread_condition.wait(POLL_S)
     finally:
         if flying:
             client.cancel(list(flying), force=True)
+
+
+def no_worker_line(waited: float) -> str:
+    """What a run says when it stops for want of workers."""
+    return (
+        f"error: no dask worker has been alive for {waited:g} s (they died and did not come"
+        " back, or never started): stopped; the points without a record stay pending"
+        " (MEMO_NO_WORKER_S sets this wait)"
+    )
 
 
 def threads_of(client) -> int:
