@@ -128,6 +128,18 @@ def test_a_local_cluster_records_every_point_as_joblib_does(write_spec, root, cl
         assert record["threads"] == max(1, joblib.cpu_count() // 2)
 
 
+def test_dask_workers_run_groups_with_a_record_and_an_error_per_point(write_spec, root, cli):
+    """Points that share work (memo.run.groups) go to a dask worker as one unit."""
+    write_spec("exp", grid(6, {"x": [99], "fail": [True], "group": [True]}, group=True))
+    result = cli("--name", "exp", "--backend", "dask", "--tasks", "2")
+    assert result.returncode == 1, result.stderr  # the failing point
+    assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in result.stdout
+    recs = records(root)
+    assert sorted(r.get("group") for r in recs.values()) == [3, 3, 3, 4, 4, 4, 4]
+    (failed,) = [r for r in recs.values() if r["status"] == "error"]
+    assert "RuntimeError: failing on purpose at x=99" in failed["error"]
+
+
 def test_timeout_holds_on_dask_workers_whose_points_run_outside_the_main_thread(
     write_spec, root, cli
 ):

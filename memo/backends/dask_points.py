@@ -1,7 +1,8 @@
 """How points travel to dask workers and their outcomes back (the dask backends' runner).
 
-A task runs one point, or for quick points a chunk of a few (up to :data:`CHUNK_S` of
-work, sized as the joblib backend sizes its chunks), so that dask's few milliseconds a
+A task runs one unit (a point, or a group of points that share work: memo.run.groups), or
+for quick units a chunk of a few (up to :data:`CHUNK_S` of work, sized as the joblib
+backend sizes its chunks), so that dask's few milliseconds a
 task (scheduler, network, worker) do not dominate a grid of 1 ms fits. About two tasks per
 worker are in flight, the rest wait here: a worker that frees up takes the next one at
 once. A chunk whose workers kept dying under it is split, each of its points then runs
@@ -26,7 +27,8 @@ from memo.backends.base import BackendError
 from memo.backends.local import CHUNK, PER_POINT_S, recorded
 from memo.store.records import Store
 from memo.backends.task import using_threads
-from memo.run.worker import Job, Outcome, record_lost, recorded_since, run_point
+from memo.run.groups import plan, run_unit
+from memo.run.worker import Job, Outcome, record_lost, recorded_since
 
 ENV = ("MEMO_ROOT", "MEMO_DATASETS")  # what a worker must see as run.py does
 CHUNK_S = 0.2  # seconds of work aimed at per task: dask's ~3 ms a task is then ~1.5 %
@@ -44,16 +46,17 @@ def run_on(
     from distributed import as_completed
 
     env = {k: os.environ[k] for k in ENV if k in os.environ}
-    queue, alone = collections.deque(points), collections.deque()
-    flying: dict = {}  # future -> its chunk of points
-    took = CHUNK_S  # seconds a point takes, as the last chunk said: the first go alone
+    queue = collections.deque(plan(job.trial, points, job.group, workers))
+    alone = collections.deque()  # points of chunks whose workers died, to run one by one
+    flying: dict = {}  # future -> its chunk of units
+    took = CHUNK_S  # seconds a unit takes, as the last chunk said: the first go alone
     finished = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
     def send():
         capacity = max(workers, threads_of(client), 1)  # points that can run at once
         for _ in range(2 * capacity - len(flying)):
             if alone:
-                chunk = [alone.popleft()]
+                chunk = [[alone.popleft()]]
             elif queue:
                 fair = -(-len(queue) // capacity)  # the rest shared out
                 size = max(1, min(CHUNK, fair, int(CHUNK_S / max(took, 1e-6))))
@@ -74,7 +77,7 @@ def run_on(
                 chunk = flying.pop(future)
                 outcomes = outcomes_of(result, job, chunk, alone)
                 if outcomes:
-                    took = sum(o.wall_time for o in outcomes) / len(outcomes) + PER_POINT_S
+                    took = sum(o.wall_time for o in outcomes) / len(chunk) + PER_POINT_S
                 yield from outcomes
             if batch:  # news from the cluster: the deadline counts from here
                 alive = time.monotonic()
@@ -112,21 +115,23 @@ def threads_of(client) -> int:
 
 
 def outcomes_of(result, job: Job, chunk: list, alone: collections.deque) -> list:
-    """The Outcomes of a finished task from ``result``: its value (a list of Outcomes), its
-    error as (type, error, traceback), or CancelledError. Told by the result, not by the
-    future's status, which may have moved on (its worker died since). A chunk whose workers
-    all died is put in ``alone`` to run point by point (no Outcome yet); a point alone gets
-    an error record."""
+    """The Outcomes of a finished task (a chunk of units) from ``result``: its value (a list
+    of Outcomes), its error as (type, error, traceback), or CancelledError. Told by the
+    result, not by the future's status, which may have moved on (its worker died since). The
+    points of a chunk whose workers all died are put in ``alone`` to run one by one (no
+    Outcome yet); a point alone gets an error record."""
     from distributed import KilledWorker
 
+    points = [point for unit in chunk for point in unit]
     if isinstance(result, list):
-        return [fetched(job, point, found) for point, found in zip(chunk, result)]
+        by_id = {point.id: point for point in points}
+        return [fetched(job, by_id[found.id], found) for found in result]
     error = result if isinstance(result, BaseException) else result[1]
     if isinstance(error, KilledWorker):  # the scheduler gave up after the allowed deaths
-        if len(chunk) > 1:
-            alone.extend(chunk)
+        if len(points) > 1:
+            alone.extend(points)
             return []
-        return [record_lost(job, chunk[0], f"{killed(error)}; killed, out of memory or walltime?")]
+        return [record_lost(job, points[0], f"{killed(error)}; killed, out of memory or walltime?")]
     if isinstance(error, ModuleNotFoundError):
         raise BackendError(
             f"a dask worker cannot import {error.name!r}: start the workers in the project"
@@ -134,7 +139,7 @@ def outcomes_of(result, job: Job, chunk: list, alone: collections.deque) -> list
             " requirements"
         )
     if isinstance(error, concurrent.futures.CancelledError):
-        raise BackendError(f"dask cancelled point {chunk[0].id} (the cluster restarted?)")
+        raise BackendError(f"dask cancelled point {points[0].id} (the cluster restarted?)")
     raise error  # DatasetDamaged, RecordWriteError: run.py says what they mean
 
 
@@ -156,13 +161,13 @@ def killed(error) -> str:
     return f"{tries} dask workers in turn died running it{where}"
 
 
-def work(job: Job, points: list, env: dict) -> list:
-    """On a worker: run the points with run.py's locations and this worker's threads."""
+def work(job: Job, units: list, env: dict) -> list:
+    """On a worker: run the units with run.py's locations and this worker's threads."""
     os.environ.update(env)
     threads = job.threads or worker_threads()
     job = dataclasses.replace(job, threads=threads)
     with using_threads(threads):
-        return [run_point(job, point) for point in points]
+        return [outcome for unit in units for outcome in run_unit(job, unit)]
 
 
 def worker_threads() -> int:
