@@ -69,3 +69,14 @@ def tail(output, lines=20) -> str:
     if isinstance(output, bytes):
         output = output.decode(errors="replace")
     return "\n".join((output or "").splitlines()[-lines:])
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: the same sums in every test, and no spinning on a shared machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

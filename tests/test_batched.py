@@ -16,13 +16,7 @@ FAST = dict(dataset="digits", hidden="256", lr=0.1, n_train=300, checkpoint_ever
 TIMES = {"train_time", "epoch_time", "interp_time"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the same sums in every test, and no spinning on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def grouped(points: list) -> dict:

@@ -26,13 +26,7 @@ TINY = dict(dataset="digits", hidden="32", epochs=3, batch_size=64, checkpoint_e
 TIMES = ("train_time", "epoch_time", "interp_time", "align_seconds", "resumed_from")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the same sums in every test, and no spinning on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(root, **params):
