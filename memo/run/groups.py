@@ -130,7 +130,8 @@ def run_unit(job: Job, unit: list) -> list:
             try:
                 other = claims.take(store.dir, point.id, job.run)
             except OSError as e:
-                raise RecordWriteError.of(f"the claim of point {point.id} ({e.filename})", e)
+                error = RecordWriteError.of(f"the claim of point {point.id} ({e.filename})", e)
+                raise error from None
             if other is not None:
                 outcomes.append(Outcome(point.id, "skipped", 0.0, f"running elsewhere ({other})"))
             elif recorded_since(store, point.id, job.since):
@@ -140,26 +141,23 @@ def run_unit(job: Job, unit: list) -> list:
                 claimed.append(point)
         if len(claimed) == 1:  # the others are done: no group left to share work with
             return outcomes + [run_claimed(job, claimed[0], store)]
-        for outcome in run_group(job, claimed, store):
-            claims.release(store.dir, outcome.id)
-            outcomes.append(outcome)
-        return outcomes
+        return outcomes + run_group(job, claimed, store)
     finally:
         for point in claimed:
             claims.release(store.dir, point.id)
 
 
-def run_group(job: Job, points: list, store: Store):
-    """The trial's trial_group on the claimed points, yielding each point's Outcome as its
-    record is stored. A point's exception or bad metrics is its own error record; an
-    exception of the group as a whole, or its time limit (the points' limits added up:
-    they share the time), is every unfinished point's."""
+def run_group(job: Job, points: list, store: Store) -> list:
+    """The trial's trial_group on the claimed points: each point's record is stored, and its
+    claim released, as it finishes; returns their Outcomes. A point's exception or bad
+    metrics is its own error record; an exception of the group as a whole, or its time limit
+    (the points' limits added up: they share the time), is every unfinished point's."""
     trial_group = trial_module(job.trial).trial_group
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    left = dict(enumerate(points))
+    left, outcomes = dict(enumerate(points)), []
 
-    def record(i: int, status: str, metrics: dict, error: str | None) -> Outcome:
+    def record(i: int, status: str, metrics: dict, error: str | None) -> None:
         point = left.pop(i)
         # A point's share of the group's time, so that times add up as the work did.
         wall = (time.perf_counter() - wall0) / len(points)
@@ -168,7 +166,8 @@ def run_group(job: Job, points: list, store: Store):
             error = check_metrics(metrics, point.params)
             status = "error" if error else "ok"
         made = make_record(job, point, status, metrics, error, wall, cpu, started)
-        return store_record(store, {**made, "group": len(points)})
+        outcomes.append(store_record(store, {**made, "group": len(points)}))
+        claims.release(store.dir, point.id)
 
     limit = job.timeout * len(points) if job.timeout else None
     try:
@@ -177,19 +176,19 @@ def run_group(job: Job, points: list, store: Store):
                 if i not in left:
                     raise RuntimeError(f"trial_group yielded point {i} twice or out of range")
                 if isinstance(result, BaseException):
-                    lines = traceback.format_exception(result)
-                    yield record(i, "error", {}, "".join(lines))
+                    record(i, "error", {}, "".join(traceback.format_exception(result)))
                 else:
-                    yield record(i, "ok", result, None)
+                    record(i, "ok", result, None)
     except PointTimeout:
         error = f"PointTimeout: no result within {limit:g} s (its group of {len(points)})"
         for i in list(left):
-            yield record(i, "timeout", {}, error)
+            record(i, "timeout", {}, error)
     except DatasetDamaged:  # the user's data, not these points' results: the run stops
         raise
     except Exception:
         error = traceback.format_exc()
         for i in list(left):
-            yield record(i, "error", {}, error)
+            record(i, "error", {}, error)
     for i in list(left):  # trial_group ended without them
-        yield record(i, "error", {}, "TrialError: trial_group returned no result for it")
+        record(i, "error", {}, "TrialError: trial_group returned no result for it")
+    return outcomes
