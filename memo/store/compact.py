@@ -1,0 +1,103 @@
+"""Compaction: the journal and legacy record files folded into records.parquet.
+
+It runs at the start and the end of a run (which holds the experiment's lock) and on
+``run.py --compact``; one process at a time compacts an experiment (the claim ``_compact``
+in ``_running/``, memo/store/claims.py, which holds across hosts too). It reads every
+record (a fresh View), writes records.parquet anew (memo/store/parquet.py: a temp file,
+fsync, rename), and only then removes what it merged: legacy record files unchanged since
+they were read, and segments whose writer is gone and that did not grow since. A live
+writer's segment stays, and the new file says how far it was merged.
+
+A kill at any moment leaves the old records.parquet with everything beside it, or the new
+one with some merged files not yet removed: the next compaction reads those again, and
+the dedup rule (memo/store/columns.py) keeps one record a point. Damaged files (a
+records.parquet that fails its checks, a segment with damaged lines, a legacy file that is
+not a record) are moved to ``_damaged/`` with a note, never deleted.
+"""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from memo.store import claims, journal, parquet
+from memo.store.files import own_dir
+from memo.store.view import View, stamp
+
+COMPACTING = "_compact"  # its claim's name in _running/: no point has an id like it
+DAMAGED = "_damaged"
+
+
+@dataclass
+class Compacted:
+    records: int  # rows of records.parquet now
+    merged: int  # segments and legacy files merged and removed
+    moved: list  # damaged files moved to _damaged/, as moved there
+
+
+def compact(folder: Path, force: bool = False) -> Compacted | None:
+    """Fold the journal and legacy files of records folder ``folder`` into records.parquet;
+    None if another process compacts it now. Nothing is written when nothing is new (a
+    segment that grew, one whose writer is gone, a legacy file, a damaged file), unless
+    ``force``. OSError if the disk refuses (what was there stays as it was)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return Compacted(0, 0, [])
+    if claims.take(folder, COMPACTING) is not None:
+        return None
+    try:
+        return fold(folder, force)
+    finally:
+        claims.release(folder, COMPACTING)
+
+
+def fold(folder: Path, force: bool) -> Compacted:
+    seen = View(folder)
+    seen.refresh()  # records.parquet's index only: all of it only if something is new
+    segments = folder / journal.JOURNAL
+    gone = {n for n in seen.segments if journal.writer_gone(segments / n)}
+    legacy = {n: g for n, (_, g) in (seen.legacy or {}).items() if g not in ("misnamed", "odd")}
+    grown = any(segment.best for segment in seen.segments.values())
+    if not (force or seen.damaged or gone or legacy or grown):
+        return Compacted(len(seen.table) if seen.table else 0, 0, [])
+    columns = seen.columns()
+    moved = []
+    if seen.damaged and seen.stamp is not None:
+        moved.append(set_aside(folder / parquet.FILE, folder))
+    parquet.write(folder / parquet.FILE, columns, {n: s.end for n, s in seen.segments.items()})
+    removed = 0
+    for name, segment in seen.segments.items():
+        path = segments / name
+        now = stamp(path)
+        if name not in gone or now is None or (now[0], now[1]) != (segment.inode, segment.size):
+            continue  # live, or grown since it was read: merged on a later compaction
+        if segment.damaged:
+            moved.append(set_aside(path, folder))
+        else:
+            path.unlink()
+        removed += 1
+    for name, got in legacy.items():
+        path = folder / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if (info.st_ctime_ns, info.st_size, info.st_ino) != seen.legacy[name][0]:
+            continue  # changed since it was read
+        if isinstance(got, tuple):
+            path.unlink()
+            removed += 1
+        else:  # a regular file that is not a record
+            moved.append(set_aside(path, folder))
+    parquet.sync_dir(folder)
+    for where in moved:
+        print(f"note: moved the damaged file {where.name} to {where.parent}", file=sys.stderr)
+    return Compacted(len(columns), removed, moved)
+
+
+def set_aside(path: Path, folder: Path) -> Path:
+    """Move a damaged file into ``folder/_damaged/``, its name stamped with the time."""
+    place = own_dir(folder / DAMAGED) / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.name}"
+    os.rename(path, place)
+    return place

@@ -1,0 +1,222 @@
+"""The journal: every process that writes records appends them to a segment of its own.
+
+``results/NAME/_journal/<host>-<pid>-<token>.jsonl`` holds one record a line,
+``<crc32 of the rest, 8 hex> <time written> <record as JSON>\\n``. A process creates its
+segment once (``O_APPEND|O_NOFOLLOW|O_EXCL``, mode 0644) and holds an exclusive ``flock``
+on it while it lives: that is how compaction tells a live writer from a dead one. So no
+two processes ever write one file, and nothing is created per point.
+
+Each record is one ``write``, so a process killed at any moment (even by SIGKILL) leaves
+whole lines in the page cache, plus at most one torn last line. A daemon thread fsyncs
+what was written at most :data:`SYNC_S` later (group commit: an fsync costs some 6 ms on
+this project's VM, a write 6 µs, and a point's overhead budget is 0.3 ms); a crash of the
+machine itself may lose that last second, whose points then have no record and run again.
+Readers check each line's CRC and the record in it, and skip a torn or damaged line: its
+point is pending and runs again, never half-trusted.
+"""
+
+import atexit
+import contextlib
+import errno
+import fcntl
+import json
+import math
+import os
+import re
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memo.store.checks import BadRecord, check_record
+from memo.store.files import HOST, NOFOLLOW, open_regular, own_dir, pid_alive
+
+JOURNAL = "_journal"  # "_": not a record name
+SUFFIX = ".jsonl"
+SYNC_S = 1.0  # an appended record is fsynced at most this long after its write
+CHUNK = 16 << 20  # bytes of a segment read at once
+STALE_S = 600.0  # a segment of another host untouched this long counts as its writer's last
+# host-pid-token: what a segment's name says of its writer.
+NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}\.jsonl$")
+LINE_CAP = 64 << 20  # bytes; a longer "line" is damage, skipped without holding it
+HOST_TAG = re.sub(r"[^A-Za-z0-9.]", "_", HOST)  # this host as segment names spell it
+_open: dict = {}  # (pid, folder) -> this process's Segment there
+_mutex = threading.Lock()
+_syncer: dict = {}  # pid -> its fsync thread, once started
+
+
+class Segment:
+    """This process's segment in one journal folder: appended to under a lock (a dask
+    worker runs points in threads)."""
+
+    def __init__(self, folder: Path):
+        own_dir(folder)
+        self.path = folder / f"{HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | NOFOLLOW
+        self.fd = os.open(self.path, flags, 0o644)
+        with contextlib.suppress(OSError):  # no locks here: liveness by pid and age instead
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.size, self.dirty, self.lock = 0, False, threading.Lock()
+
+    def append(self, line: bytes) -> None:
+        """Write ``line`` whole or raise OSError with the segment as it was before."""
+        with self.lock:
+            done = 0
+            try:
+                while done < len(line):  # a short write (a full disk) then raises on the rest
+                    done += os.write(self.fd, line[done:])
+            except OSError:
+                if done:  # a torn line: cut it off (this process is the file's only writer)
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(self.fd, self.size)
+                raise
+            self.size += done
+            self.dirty = True
+
+    def sync(self) -> None:
+        with self.lock:
+            if self.dirty:
+                self.dirty = False
+                with contextlib.suppress(OSError):
+                    os.fsync(self.fd)
+
+
+def append(records_dir: Path, text: str) -> None:
+    """Append the record JSON ``text`` to this process's segment of ``records_dir``;
+    OSError if the disk refuses (the segment is then as it was)."""
+    key = (os.getpid(), str(records_dir))
+    line = encode(text, time.time())
+    with _mutex:
+        segment = _open.get(key)
+        if segment is not None and os.fstat(segment.fd).st_nlink == 0:  # removed under us
+            segment = None
+        if segment is None:
+            segment = _open[key] = Segment(Path(records_dir) / JOURNAL)
+            start_syncer()
+    try:
+        segment.append(line)
+    except OSError:
+        with _mutex:  # a segment that failed is not written again: a fresh one next time
+            if _open.get(key) is segment:
+                del _open[key]
+        raise
+
+
+def start_syncer() -> None:
+    """Start, once per process, the thread that fsyncs what its segments were given."""
+    if os.getpid() in _syncer:  # a forked child has no thread of its parent's
+        return
+
+    def loop():
+        while True:
+            time.sleep(SYNC_S)
+            sync_all()
+
+    _syncer[os.getpid()] = threading.Thread(target=loop, name="memo-journal", daemon=True)
+    _syncer[os.getpid()].start()
+
+
+def sync_all() -> None:
+    for (pid, _), segment in list(_open.items()):
+        if pid == os.getpid():
+            segment.sync()
+
+
+atexit.register(sync_all)
+
+
+def encode(text: str, written: float) -> bytes:
+    body = f"{written!r} {text}".encode()
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def decode(line: bytes, where) -> tuple:
+    """(time written, record) of one journal line; BadRecord if it fails any check."""
+    crc, _, body = line.partition(b" ")
+    if len(crc) != 8 or crc.strip(b"0123456789abcdef") or int(crc, 16) != zlib.crc32(body):
+        raise BadRecord(f"{where}: checksum mismatch")
+    stamp, _, text = body.partition(b" ")
+    try:
+        written, record = float(stamp), json.loads(text)
+    except ValueError:
+        raise BadRecord(f"{where}: not a journal line") from None
+    if not math.isfinite(written):
+        raise BadRecord(f"{where}: not a journal line")
+    return written, check_record(record, where)
+
+
+@dataclass
+class Read:
+    """What one segment held from ``start`` on: its records (time written, record, offset
+    and length of the line), where the last whole line ends, the damaged lines and whether
+    a torn line follows."""
+
+    inode: int
+    end: int
+    records: list = field(default_factory=list)
+    damaged: int = 0
+    torn: bool = False
+
+
+def read_segment(fd: int, start: int, size: int, inode: int) -> Read:
+    """The whole lines of an open segment between ``start`` and ``size``."""
+    read = Read(inode, start)
+    pending, skipping, at = b"", False, start
+    while at < size:
+        chunk = os.pread(fd, min(CHUNK, size - at), at)
+        if not chunk:  # truncated since the stat
+            break
+        at += len(chunk)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            offset = read.end
+            read.end += len(line) + 1
+            if skipping:  # the rest of an overlong line, counted already
+                skipping = False
+                continue
+            try:
+                read.records.append((*decode(line, "line"), offset, len(line) + 1))
+            except BadRecord:
+                read.damaged += 1
+        if len(pending) > LINE_CAP:
+            read.end += len(pending)
+            read.damaged += not skipping
+            pending, skipping = b"", True
+    read.torn = bool(pending) or skipping
+    return read
+
+
+def open_segment(path: Path) -> int:
+    """A read-only descriptor of a segment (regular file, no link followed)."""
+    return open_regular(path, os.O_RDONLY)
+
+
+def writer_gone(path: Path) -> bool:
+    """Whether the process that wrote segment ``path`` is gone: its lock is free; where
+    locks fail, its pid is not running (this host) or it was untouched for STALE_S."""
+    if any(segment.path == path for segment in _open.values()):
+        return False  # this process's own (a lock on it from here would be granted on NFS)
+    try:
+        fd = open_regular(path, os.O_RDWR)  # NFS locks only a file open for writing
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            return False
+    finally:
+        os.close(fd)
+    match = NAME.match(path.name)
+    if match and match["host"] == HOST_TAG:
+        return not pid_alive(int(match["pid"]))
+    try:
+        return time.time() - os.lstat(path).st_mtime > STALE_S
+    except OSError:
+        return False
