@@ -38,34 +38,48 @@ class Compacted:
 
 def compact(folder: Path, force: bool = False) -> Compacted | None:
     """Fold the journal and legacy files of records folder ``folder`` into records.parquet;
-    None if another process compacts it now. Nothing is written when nothing is new (a
-    segment that grew, one whose writer is gone, a legacy file, a damaged file), unless
-    ``force``. OSError if the disk refuses (what was there stays as it was)."""
+    None if another process compacts it now. Nothing is written (nor claimed) when nothing
+    is new: a segment that grew, one whose writer is gone, a legacy file, a damaged
+    records.parquet; unless ``force``. OSError if the disk refuses (what was there stays)."""
     folder = Path(folder)
     if not folder.is_dir():
         return Compacted(0, 0, [])
+    seen, work = survey(folder)
+    if not (force or any(work)):
+        return Compacted(len(seen.table) if seen.table else 0, 0, [])
     if claims.take(folder, COMPACTING) is not None:
         return None
-    try:
-        return fold(folder, force)
+    try:  # read again under the claim: another process may have compacted meanwhile
+        return fold(folder, *survey(folder), force)
     finally:
         claims.release(folder, COMPACTING)
 
 
-def fold(folder: Path, force: bool) -> Compacted:
+def survey(folder: Path) -> tuple:
+    """(View of records.parquet's index and the rest, (why records.parquet must go, the
+    segments whose writer is gone, the legacy files to fold, whether a segment grew))."""
     seen = View(folder)
     seen.refresh()  # records.parquet's index only: all of it only if something is new
-    segments = folder / journal.JOURNAL
-    gone = {n for n in seen.segments if journal.writer_gone(segments / n)}
+    gone = {n for n in seen.segments if journal.writer_gone(folder / journal.JOURNAL / n)}
     legacy = {n: g for n, (_, g) in (seen.legacy or {}).items() if g not in ("misnamed", "odd")}
     grown = any(segment.best for segment in seen.segments.values())
-    if not (force or seen.damaged or gone or legacy or grown):
-        return Compacted(len(seen.table) if seen.table else 0, 0, [])
-    columns = seen.columns()
+    return seen, (seen.damaged, gone, legacy, grown)
+
+
+def fold(folder: Path, seen: View, work: tuple, force: bool = False) -> Compacted:
+    """Write records.parquet anew if anything is new, then remove what it holds."""
+    damaged, gone, legacy, grown = work
+    segments = folder / journal.JOURNAL
     moved = []
-    if seen.damaged and seen.stamp is not None:
-        moved.append(set_aside(folder / parquet.FILE, folder))
-    parquet.write(folder / parquet.FILE, columns, {n: s.end for n, s in seen.segments.items()})
+    if force or damaged or legacy or grown:
+        columns = seen.columns()
+        if damaged and seen.stamp is not None:
+            moved.append(set_aside(folder / parquet.FILE, folder))
+        offsets = {n: s.end for n, s in seen.segments.items()}
+        parquet.write(folder / parquet.FILE, columns, offsets)
+        rows = len(columns)
+    else:  # only dead writers' segments, merged already: nothing to write
+        rows = len(seen.table) if seen.table else 0
     removed = 0
     for name, segment in seen.segments.items():
         path = segments / name
@@ -93,7 +107,7 @@ def fold(folder: Path, force: bool) -> Compacted:
     parquet.sync_dir(folder)
     for where in moved:
         print(f"note: moved the damaged file {where.name} to {where.parent}", file=sys.stderr)
-    return Compacted(len(columns), removed, moved)
+    return Compacted(rows, removed, moved)
 
 
 def set_aside(path: Path, folder: Path) -> Path:

@@ -129,7 +129,8 @@ class View:
             old = self.segments[path.name] = Segment(info.st_ino, start)
         else:
             start = max(old.end, min(self.meta["segments"].get(path.name, 0), info.st_size))
-        if info.st_size == old.size and start == old.end:
+        if start >= info.st_size or (info.st_size == old.size and start == old.end):
+            old.end, old.size = start, info.st_size  # nothing new
             return
         try:
             fd = journal.open_segment(path)
