@@ -24,7 +24,12 @@ from memo.store.checks import META_COLUMNS, RESERVED, error_line
 
 WRITTEN = "_written"
 SCALARS = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
-TYPES = {**SCALARS, **{f"list<{k}>": pa.list_(t) for k, t in SCALARS.items()}, "json": pa.string()}
+TYPES = {
+    **SCALARS,
+    **{f"list<{k}>": pa.list_(t) for k, t in SCALARS.items()},
+    "json": pa.string(),
+    "null": pa.null(),  # no record has a value there yet: takes the kind of the first that has
+}
 KIND_OF = {str(t): k for k, t in TYPES.items() if k != "json"}
 EXACT = 2**53  # an int up to this size is exact as a float
 
@@ -75,8 +80,6 @@ def typed(key: str, items: list) -> tuple:
             array = pa.array(items)
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
             array = None
-        if array is not None and array.type == pa.null():
-            return "float", array.cast(pa.float64())
         if array is not None and array.type == pa.list_(pa.null()):
             return "list<float>", array.cast(pa.list_(pa.float64()))
         kind = KIND_OF.get(str(array.type)) if array is not None else None
@@ -122,8 +125,10 @@ def unify(parts: list) -> Columns:
 
 
 def merged(a: str, b: str) -> str:
-    if a == b:
+    if a == b or b == "null":
         return a
+    if a == "null":
+        return b
     if {a, b} == {"int", "float"}:
         return "float"
     if {a, b} == {"list<int>", "list<float>"}:
@@ -144,6 +149,8 @@ def convert(array: pa.Array, kind: str, to: str) -> pa.Array:
     """A column of kind ``kind`` as kind ``to`` (the same, float or json)."""
     if kind == to:
         return array
+    if kind == "null":
+        return pa.nulls(len(array), TYPES[to])
     if to != "json":
         return array.cast(TYPES[to])
     return pa.array([None if v is None else json.dumps(v) for v in array.to_pylist()], pa.string())
