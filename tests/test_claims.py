@@ -1,7 +1,6 @@
 """No point runs twice, no single death stops a grid: claims, the lock, dying workers,
 cluster runs still queued, a full disk."""
 
-import contextlib
 import json
 import os
 import resource

@@ -1,6 +1,5 @@
 """run.py end to end on the synthetic trial: resume, failures, timeouts, signals, reports."""
 
-import json
 import os
 import signal
 import subprocess
