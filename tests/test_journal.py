@@ -270,14 +270,14 @@ elif where == "renaming":
 elif where == "renamed":
     parquet.sync_dir = die  # records.parquet new, nothing merged removed yet
 else:  # removing: the first merged file removed, then killed
-    unlink = Path.unlink
-    def once(self, *args, **kwargs):
-        if not self.name.startswith("."):  # a merged file, not a temp file
-            calls.append(self)
+    unlink = os.unlink
+    def once(path, *args, **kwargs):
+        if not Path(path).name.startswith(".") and "_running" not in str(path):
+            calls.append(path)  # a merged file, not a temp file or claim
         if len(calls) > 1:
             die()
-        unlink(self, *args, **kwargs)
-    Path.unlink = once
+        unlink(path, *args, **kwargs)
+    os.unlink = once
 Store("exp").compact()
 """
 

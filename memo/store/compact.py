@@ -5,8 +5,9 @@ It runs at the start and the end of a run (which holds the experiment's lock) an
 in ``_running/``, memo/store/claims.py, which holds across hosts too). It reads every
 record (a fresh View), writes records.parquet anew (memo/store/parquet.py: a temp file,
 fsync, rename), and only then removes what it merged: legacy record files unchanged since
-they were read, and segments whose writer is gone and that did not grow since. A live
-writer's segment stays, and the new file says how far it was merged.
+they were read, and segments that did not grow since and are not being written to
+(memo/store/journal.py: a writer that finds its segment gone starts a new one). A segment
+that stays says in the new file how far it was merged.
 
 A kill at any moment leaves the old records.parquet with everything beside it, or the new
 one with some merged files not yet removed: the next compaction reads those again, and
@@ -57,19 +58,17 @@ def compact(folder: Path, force: bool = False) -> Compacted | None:
 
 def survey(folder: Path) -> tuple:
     """(View of records.parquet's index and the rest, (why records.parquet must go, the
-    segments whose writer is gone, the legacy files to fold, whether a segment grew))."""
+    segments, the legacy files to fold, whether a segment holds a record not merged))."""
     seen = View(folder)
     seen.refresh()  # records.parquet's index only: all of it only if something is new
-    gone = {n for n in seen.segments if journal.writer_gone(folder / journal.JOURNAL / n)}
     legacy = {n: g for n, (_, g) in (seen.legacy or {}).items() if g not in ("misnamed", "odd")}
     grown = any(segment.best for segment in seen.segments.values())
-    return seen, (seen.damaged, gone, legacy, grown)
+    return seen, (seen.damaged, set(seen.segments), legacy, grown)
 
 
 def fold(folder: Path, seen: View, work: tuple, force: bool = False) -> Compacted:
     """Write records.parquet anew if anything is new, then remove what it holds."""
-    damaged, gone, legacy, grown = work
-    segments = folder / journal.JOURNAL
+    damaged, _, legacy, grown = work
     moved = []
     if force or damaged or legacy or grown:
         columns = seen.columns()
@@ -78,19 +77,9 @@ def fold(folder: Path, seen: View, work: tuple, force: bool = False) -> Compacte
         offsets = {n: s.end for n, s in seen.segments.items()}
         parquet.write(folder / parquet.FILE, columns, offsets)
         rows = len(columns)
-    else:  # only dead writers' segments, merged already: nothing to write
+    else:  # only segments merged already: nothing to write
         rows = len(seen.table) if seen.table else 0
-    removed = 0
-    for name, segment in seen.segments.items():
-        path = segments / name
-        now = stamp(path)
-        if name not in gone or now is None or (now[0], now[1]) != (segment.inode, segment.size):
-            continue  # live, or grown since it was read: merged on a later compaction
-        if segment.damaged:
-            moved.append(set_aside(path, folder))
-        else:
-            path.unlink()
-        removed += 1
+    removed = retire(folder, seen, moved)
     for name, got in legacy.items():
         path = folder / name
         try:
@@ -110,8 +99,36 @@ def fold(folder: Path, seen: View, work: tuple, force: bool = False) -> Compacte
     return Compacted(rows, removed, moved)
 
 
+def retire(folder: Path, seen: View, moved: list) -> int:
+    """Remove the segments merged whole (those with damaged lines go to _damaged/); a
+    segment being written to, or grown since it was read, stays. How many were removed."""
+    removed = 0
+    for name, segment in seen.segments.items():
+        path = folder / journal.JOURNAL / name
+        aside = aside_path(path, folder) if segment.damaged else None
+        done = journal.retire(path, segment.inode, segment.size, aside)
+        if done is None and journal.writer_gone(path):  # no locks here
+            now = stamp(path)
+            if now is not None and (now[0], now[1]) == (segment.inode, segment.size):
+                if aside:
+                    os.rename(path, aside)
+                else:
+                    path.unlink()
+                done = True
+        if done:
+            removed += 1
+            if aside:
+                moved.append(aside)
+    return removed
+
+
+def aside_path(path: Path, folder: Path) -> Path:
+    """Where a damaged file goes: ``folder/_damaged/``, its name stamped with the time."""
+    return own_dir(folder / DAMAGED) / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.name}"
+
+
 def set_aside(path: Path, folder: Path) -> Path:
-    """Move a damaged file into ``folder/_damaged/``, its name stamped with the time."""
-    place = own_dir(folder / DAMAGED) / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.name}"
+    """Move a damaged file into ``folder/_damaged/``."""
+    place = aside_path(path, folder)
     os.rename(path, place)
     return place

@@ -2,17 +2,22 @@
 
 ``results/NAME/_journal/<host>-<pid>-<token>.jsonl`` holds one record a line,
 ``<crc32 of the rest, 8 hex> <time written> <record as JSON>\\n``. A process creates its
-segment once (``O_APPEND|O_NOFOLLOW|O_EXCL``, mode 0644) and holds an exclusive ``flock``
-on it while it lives: that is how compaction tells a live writer from a dead one. So no
-two processes ever write one file, and nothing is created per point.
+segment on its first record (``O_APPEND|O_NOFOLLOW|O_EXCL``, mode 0644) and appends to it
+from then on: no two processes write one file, and nothing is created per point.
 
-Each record is one ``write``, so a process killed at any moment (even by SIGKILL) leaves
-whole lines in the page cache, plus at most one torn last line. A daemon thread fsyncs
-what was written at most :data:`SYNC_S` later (group commit: an fsync costs some 6 ms on
-this project's VM, a write 6 µs, and a point's overhead budget is 0.3 ms); a crash of the
-machine itself may lose that last second, whose points then have no record and run again.
-Readers check each line's CRC and the record in it, and skip a torn or damaged line: its
-point is pending and runs again, never half-trusted.
+Each record is one ``write``, under a shared ``flock`` of the segment; compaction removes a
+segment it merged only under an exclusive one, after checking that it did not grow, so no
+record is ever written into a removed segment: a writer that finds its segment removed
+(no link left) starts a new one. Where the file system has no locks, compaction removes
+only the segments of writers that are gone (their pid, or untouched for :data:`STALE_S`).
+
+A process killed at any moment (even by SIGKILL) leaves whole lines in the page cache,
+plus at most one torn last line. A daemon thread fsyncs what was written at most
+:data:`SYNC_S` later (group commit: an fsync costs some 6 ms on this project's VM, a write
+6 µs, and a point's overhead budget is 0.3 ms); a crash of the machine itself may lose that
+last second, whose points then have no record and run again. Readers check each line's CRC
+and the record in it, and skip a torn or damaged line: its point is pending and runs
+again, never half-trusted.
 """
 
 import atexit
@@ -47,6 +52,10 @@ _mutex = threading.Lock()
 _syncer: dict = {}  # pid -> its fsync thread, once started
 
 
+class Retired(Exception):
+    """The segment was merged and removed by compaction: write to a new one."""
+
+
 class Segment:
     """This process's segment in one journal folder: appended to under a lock (a dask
     worker runs points in threads)."""
@@ -54,26 +63,36 @@ class Segment:
     def __init__(self, folder: Path):
         own_dir(folder)
         self.path = folder / f"{HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | NOFOLLOW
-        self.fd = os.open(self.path, flags, 0o644)
-        with contextlib.suppress(OSError):  # no locks here: liveness by pid and age instead
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.size, self.dirty, self.lock = 0, False, threading.Lock()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | NOFOLLOW  # NFS locks need
+        self.fd = os.open(self.path, flags, 0o644)  # read access for a shared lock
+        self.size, self.dirty, self.locks, self.lock = 0, False, True, threading.Lock()
 
     def append(self, line: bytes) -> None:
-        """Write ``line`` whole or raise OSError with the segment as it was before."""
+        """Write ``line`` whole or raise OSError with the segment as it was before;
+        Retired if compaction removed the segment."""
         with self.lock:
-            done = 0
+            if self.locks:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_SH)
+                except OSError:  # no locks here: compaction goes by pid and age instead
+                    self.locks = False
             try:
-                while done < len(line):  # a short write (a full disk) then raises on the rest
-                    done += os.write(self.fd, line[done:])
-            except OSError:
-                if done:  # a torn line: cut it off (this process is the file's only writer)
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(self.fd, self.size)
-                raise
-            self.size += done
-            self.dirty = True
+                if os.fstat(self.fd).st_nlink == 0:
+                    raise Retired()
+                done = 0
+                try:
+                    while done < len(line):  # a short write (a full disk) raises on the rest
+                        done += os.write(self.fd, line[done:])
+                except OSError:
+                    if done:  # a torn line: cut it off (this process is its only writer)
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(self.fd, self.size)
+                    raise
+                self.size += done
+                self.dirty = True
+            finally:
+                if self.locks:
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def sync(self) -> None:
         with self.lock:
@@ -82,26 +101,33 @@ class Segment:
                 with contextlib.suppress(OSError):
                     os.fsync(self.fd)
 
+    def close(self) -> None:
+        self.sync()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
 
 def append(records_dir: Path, text: str) -> None:
     """Append the record JSON ``text`` to this process's segment of ``records_dir``;
     OSError if the disk refuses (the segment is then as it was)."""
     key = (os.getpid(), str(records_dir))
     line = encode(text, time.time())
-    with _mutex:
-        segment = _open.get(key)
-        if segment is not None and os.fstat(segment.fd).st_nlink == 0:  # removed under us
-            segment = None
-        if segment is None:
-            segment = _open[key] = Segment(Path(records_dir) / JOURNAL)
-            start_syncer()
-    try:
-        segment.append(line)
-    except OSError:
-        with _mutex:  # a segment that failed is not written again: a fresh one next time
-            if _open.get(key) is segment:
-                del _open[key]
-        raise
+    for _ in range(3):
+        with _mutex:
+            segment = _open.get(key)
+            if segment is None:
+                segment = _open[key] = Segment(Path(records_dir) / JOURNAL)
+                start_syncer()
+        try:
+            segment.append(line)
+            return
+        except (Retired, OSError) as e:
+            with _mutex:  # a removed or failed segment is not written again
+                if _open.get(key) is segment:
+                    del _open[key]
+            segment.close()
+            if not isinstance(e, Retired):
+                raise
 
 
 def start_syncer() -> None:
@@ -194,25 +220,58 @@ def open_segment(path: Path) -> int:
     return open_regular(path, os.O_RDONLY)
 
 
-def writer_gone(path: Path) -> bool:
-    """Whether the process that wrote segment ``path`` is gone: its lock is free; where
-    locks fail, its pid is not running (this host) or it was untouched for STALE_S."""
-    if any(segment.path == path for segment in _open.values()):
-        return False  # this process's own (a lock on it from here would be granted on NFS)
+def retire(path: Path, inode: int, size: int, to: Path | None = None) -> bool | None:
+    """Remove the segment ``path`` (or move it to ``to``) if it is still inode ``inode`` of
+    ``size`` bytes (all of it merged) and no record is being written to it: True if done,
+    False if not now, None if this file system has no locks (see :func:`writer_gone`)."""
     try:
         fd = open_regular(path, os.O_RDWR)  # NFS locks only a file open for writing
     except OSError:
         return False
     try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a record is being written
+            return False
+        except OSError as e:
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            return False
+        info = os.fstat(fd)
+        if (info.st_ino, info.st_size) != (inode, size):
+            return False  # grown since it was read: merged by a later compaction
+        if to is None:
+            os.unlink(path)
+        else:
+            os.rename(path, to)
+        return True
+    finally:
+        os.close(fd)
+
+
+def idle(path: Path) -> bool:
+    """Whether no record is being written to segment ``path`` now (its lock is free, or,
+    without locks here, its writer is gone): a torn last line there is then for good."""
+    try:
+        fd = open_regular(path, os.O_RDWR)
+    except OSError:
+        return writer_gone(path)
+    try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
-    except OSError as e:
-        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-            return False
+    except OSError:
+        return writer_gone(path)
     finally:
         os.close(fd)
+
+
+def writer_gone(path: Path) -> bool:
+    """Whether the process that wrote segment ``path`` is gone, where locks do not tell:
+    its pid is not running (this host), or it was untouched for STALE_S (another)."""
+    if any(segment.path == path for segment in _open.values()):
+        return False  # this process's own
     match = NAME.match(path.name)
     if match and match["host"] == HOST_TAG:
         return not pid_alive(int(match["pid"]))

@@ -152,7 +152,7 @@ class View:
                 f"note: {path}: {old.damaged} damaged lines (checksum) not read; their points"
                 " are pending and run again"
             ] = None
-        if read.torn and journal.writer_gone(path):
+        if read.torn and journal.idle(path):
             self.notes[
                 f"note: {path} ends in a line cut short (its writer was killed mid-write?);"
                 " that point is pending and runs again"
