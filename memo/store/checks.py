@@ -36,6 +36,9 @@ RECORD_TYPES = {
 }
 
 
+CHECKS = tuple(RECORD_TYPES.items())
+
+
 class BadRecord(ValueError):
     """Something that does not hold a valid record."""
 
@@ -46,12 +49,11 @@ class MisnamedRecord(BadRecord):
 
 def check_record(record, where) -> dict:
     """``record`` if it is a valid record; BadRecord naming ``where`` otherwise."""
-    if not (
-        isinstance(record, dict)
-        and record.get("status") in STATUSES
-        and all(type(record.get(key)) in types for key, types in RECORD_TYPES.items())
-    ):
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
         raise BadRecord(f"{where}: not a record")
+    for key, types in CHECKS:
+        if type(record.get(key)) not in types:
+            raise BadRecord(f"{where}: not a record")
     return record
 
 

@@ -53,21 +53,13 @@ def empty() -> Columns:
 
 def encode(records: list, written: list) -> Columns:
     """Columns of valid ``records``, written at times ``written``."""
-    values, n = {}, len(records)
-
-    def column(key):
-        found = values.get(key)
-        return found if found is not None else values.setdefault(key, [None] * n)
-
-    for i, record in enumerate(records):
-        for key, value in record.items():
-            if key in ("params", "metrics"):
-                role = "param:" if key == "params" else "metric:"
-                for name, item in value.items():
-                    column(role + name)[i] = item
-            else:
-                column("own:" + key)[i] = value
     arrays, kinds = {WRITTEN: pa.array(written, pa.float64())}, {WRITTEN: "float"}
+    own = dict.fromkeys(k for r in records for k in r if k not in ("params", "metrics"))
+    values = {f"own:{k}": [r.get(k) for r in records] for k in own}
+    for part in ("params", "metrics"):
+        parts = [r[part] for r in records]
+        for name in dict.fromkeys(k for p in parts for k in p):
+            values[f"{part[:-1]}:{name}"] = [p.get(name) for p in parts]
     for key, items in values.items():
         kinds[key], arrays[key] = typed(key, items)
     return Columns(pa.table(arrays), kinds)

@@ -16,6 +16,7 @@ records.parquet that fails its checks, a segment with damaged lines, a legacy fi
 not a record) are moved to ``_damaged/`` with a note, never deleted.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memo.store import claims, journal, parquet
+from memo.store.checks import is_record
 from memo.store.files import own_dir
 from memo.store.view import View, stamp
 
@@ -45,15 +47,24 @@ def compact(folder: Path, force: bool = False) -> Compacted | None:
     folder = Path(folder)
     if not folder.is_dir():
         return Compacted(0, 0, [])
-    seen, work = survey(folder)
-    if not (force or any(work)):
-        return Compacted(len(seen.table) if seen.table else 0, 0, [])
+    if not (force or waiting(folder)):
+        seen, work = survey(folder)  # records.parquet alone: is it whole?
+        if not any(work):
+            return Compacted(len(seen.table) if seen.table else 0, 0, [])
     if claims.take(folder, COMPACTING) is not None:
         return None
-    try:  # read again under the claim: another process may have compacted meanwhile
+    try:
         return fold(folder, *survey(folder), force)
     finally:
         claims.release(folder, COMPACTING)
+
+
+def waiting(folder: Path) -> bool:
+    """Whether a journal segment or a legacy record file is there (one listing each)."""
+    with contextlib.suppress(OSError):
+        if any(n.endswith(journal.SUFFIX) for n in os.listdir(folder / journal.JOURNAL)):
+            return True
+    return any(is_record(name) for name in os.listdir(folder))
 
 
 def survey(folder: Path) -> tuple:

@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memo.store.checks import BadRecord, check_record
+from memo.store.checks import BadRecord, check_record, to_json
 from memo.store.files import HOST, NOFOLLOW, open_regular, own_dir, pid_alive
 
 JOURNAL = "_journal"  # "_": not a record name
@@ -45,6 +45,7 @@ CHUNK = 16 << 20  # bytes of a segment read at once
 STALE_S = 600.0  # a segment of another host untouched this long counts as its writer's last
 # host-pid-token: what a segment's name says of its writer.
 NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}\.jsonl$")
+HEAD = re.compile(rb'\{"id": ("(?:[^"\\]|\\.)*"), "status": "(ok|error|timeout)"[,}]')
 LINE_CAP = 64 << 20  # bytes; a longer "line" is damage, skipped without holding it
 HOST_TAG = re.sub(r"[^A-Za-z0-9.]", "_", HOST)  # this host as segment names spell it
 _open: dict = {}  # (pid, folder) -> this process's Segment there
@@ -158,26 +159,54 @@ def encode(text: str, written: float) -> bytes:
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
-def decode(line: bytes, where) -> tuple:
-    """(time written, record) of one journal line; BadRecord if it fails any check."""
+def encode_record(record: dict) -> str:
+    """A record's JSON text, id and status first (what :func:`peek` reads); ValueError
+    (BadRecord) if it is not a valid record, TypeError if not JSON-ready."""
+    check_record(record, f"record {record.get('id')!r}")
+    return json.dumps({"id": record["id"], "status": record["status"], **record}, default=to_json)
+
+
+def checked(line: bytes, where) -> tuple:
+    """(time written, JSON text) of a journal line whose CRC holds; BadRecord if not."""
     crc, _, body = line.partition(b" ")
     if len(crc) != 8 or crc.strip(b"0123456789abcdef") or int(crc, 16) != zlib.crc32(body):
         raise BadRecord(f"{where}: checksum mismatch")
     stamp, _, text = body.partition(b" ")
     try:
-        written, record = float(stamp), json.loads(text)
+        written = float(stamp)
     except ValueError:
         raise BadRecord(f"{where}: not a journal line") from None
     if not math.isfinite(written):
         raise BadRecord(f"{where}: not a journal line")
+    return written, text
+
+
+def peek(line: bytes, where) -> tuple:
+    """(time written, id, status) of a journal line, from the start of its JSON (memo
+    writes id and status first) after the CRC; BadRecord if it fails."""
+    written, text = checked(line, where)
+    found = HEAD.match(text)
+    if found is None:
+        record = decode(line, where)[1]
+        return written, record["id"], record["status"]
+    return written, json.loads(found[1]), found[2].decode()
+
+
+def decode(line: bytes, where) -> tuple:
+    """(time written, record) of one journal line; BadRecord if it fails any check."""
+    written, text = checked(line, where)
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise BadRecord(f"{where}: not a journal line") from None
     return written, check_record(record, where)
 
 
 @dataclass
 class Read:
-    """What one segment held from ``start`` on: its records (time written, record, offset
-    and length of the line), where the last whole line ends, the damaged lines and whether
-    a torn line follows."""
+    """What one segment held from ``start`` on: its records (time written, id, status,
+    offset and length of the line), where the last whole line ends, the damaged lines and
+    whether a torn line follows."""
 
     inode: int
     end: int
@@ -204,7 +233,7 @@ def read_segment(fd: int, start: int, size: int, inode: int) -> Read:
                 skipping = False
                 continue
             try:
-                read.records.append((*decode(line, "line"), offset, len(line) + 1))
+                read.records.append((*peek(line, "line"), offset, len(line) + 1))
             except BadRecord:
                 read.damaged += 1
         if len(pending) > LINE_CAP:

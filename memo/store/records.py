@@ -14,7 +14,6 @@ are read as records too, and folded in by the next compaction. The collected tab
 """
 
 import errno
-import json
 import os
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from memo.store.checks import (
     error_line,
     is_record,
     read_record,
-    to_json,
 )
 from memo.store.files import atomic_file, write_atomic
 from memo.store.view import Rows
@@ -86,10 +84,9 @@ class Store:
 
     def write(self, record: dict) -> None:
         """Append one record to this process's journal segment. TypeError/ValueError if it
-        is not JSON-ready; RecordWriteError if the disk refuses."""
-        text = json.dumps(record, default=to_json)
+        is not JSON-ready or not a valid record; RecordWriteError if the disk refuses."""
+        text = journal.encode_record(record)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
             journal.append(self.dir, text)
         except OSError as e:
             where = e.filename or self.dir / journal.JOURNAL

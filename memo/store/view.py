@@ -25,6 +25,7 @@ from memo.store.checks import BadRecord, MisnamedRecord, is_record, read_record
 from memo.store.files import NOFOLLOW
 
 INDEX = ("own:id", "own:status", cols.WRITTEN)  # what a lookup needs of records.parquet
+BATCH = 50_000  # records read back in full at once
 LOOK_SHARE = 0.05  # at most this share of a worker's time goes to looking for new records
 _views: dict = {}  # records folder -> its View in this process
 _said: set = set()  # notes printed by this process
@@ -140,10 +141,10 @@ class View:
             read = journal.read_segment(fd, start, info.st_size, info.st_ino)
         finally:
             os.close(fd)
-        for written, record, offset, length in read.records:
-            candidate = (record["status"] == "ok", written, offset, length)
-            if better(candidate, old.best.get(record["id"])):
-                old.best[record["id"]] = candidate
+        for written, point_id, status, offset, length in read.records:
+            candidate = (status == "ok", written, offset, length)
+            if better(candidate, old.best.get(point_id)):
+                old.best[point_id] = candidate
         old.end, old.size = read.end, info.st_size
         old.damaged += read.damaged
         old.torn = read.torn
@@ -249,7 +250,7 @@ class View:
                 self.refresh(full=True, legacy=False)  # rows may have moved: look again
                 continue
             (record,) = self.fetch([found[2]])
-            if record is not None:
+            if record is not None and same(record, point_id, found[0]):
                 return record
             self.refresh(legacy=False)  # changed under us: look again
         return None
@@ -283,12 +284,21 @@ class View:
     def columns(self) -> cols.Columns:
         """Every point's record, deduplicated, as Columns (records.parquet's and the rest)."""
         self.refresh(full=True)
-        extra = list(self.extra().values())
-        found = zip((w for _, w, _ in extra), self.fetch([where for _, _, where in extra]))
-        found = [(w, r) for w, r in found if r is not None]
-        extra = cols.encode([r for _, r in found], [w for w, _ in found])
-        base = self.table if self.table is not None else cols.empty()
-        return cols.dedup(cols.unify([base, extra]))
+        extra = self.extra()
+        if not extra and self.table is not None:
+            return self.table  # one row a point already, in grid order
+        parts = [self.table if self.table is not None else cols.empty()]
+        items = list(extra.items())
+        for start in range(0, len(items), BATCH):  # records as dicts only a batch at a time
+            batch = items[start : start + BATCH]
+            fetched = self.fetch([where for _, (_, _, where) in batch])
+            found = [
+                (written, record)
+                for (point_id, (ok, written, _)), record in zip(batch, fetched)
+                if record is not None and same(record, point_id, ok)
+            ]
+            parts.append(cols.encode([r for _, r in found], [w for w, _ in found]))
+        return cols.dedup(cols.unify(parts))
 
     def say(self) -> None:
         """Print each note not printed by this process yet, to stderr."""
@@ -296,6 +306,11 @@ class View:
             if text not in _said:
                 _said.add(text)
                 print(text, file=sys.stderr)
+
+
+def same(record: dict, point_id: str, ok: bool) -> bool:
+    """Whether a record read back in full is the one its index entry says."""
+    return record["id"] == point_id and (record["status"] == "ok") == ok
 
 
 def read_lines(path: Path, wanted: list):
@@ -335,6 +350,7 @@ class Rows:
 
     def __init__(self, columns: cols.Columns, corrupt=(), misnamed=(), notes=()):
         self.columns = columns
+        self._ids = None
         self.corrupt = list(corrupt)  # legacy files that are not valid records (pending)
         self.misnamed = list(misnamed)  # legacy files holding a record of another id
         self.notes = list(notes)
@@ -343,7 +359,9 @@ class Rows:
         return len(self.columns)
 
     def ids(self) -> list:
-        return self.columns.table["own:id"].to_pylist()
+        if self._ids is None:
+            self._ids = self.columns.table["own:id"].to_pylist()
+        return self._ids
 
     def by_id(self, column: str) -> dict:
         """{point id: value of the table column}."""
