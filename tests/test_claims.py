@@ -233,8 +233,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_points_done(write_spec, root, cli
     # next, as a disk that fills up would (EFBIG here, ENOSPC there: the same path).
     write_spec("probe", grid_spec(1))
     assert run.main(["--name", "probe"]) == 0
-    (probe,) = (root / "results" / "probe" / "_journal").glob("*.jsonl")
-    limit = int(probe.stat().st_size * 2.5)
+    (probe,) = records(root, "probe").values()
+    limit = int(len(journal.encode(journal.encode_record(probe), time.time())) * 2.5)
     spec = {"trial": "synthetic", "param_grid": {"x": [0, 1, 2, 3], "fail": [False, True]}}
     write_spec("exp", spec)
 

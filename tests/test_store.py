@@ -289,3 +289,18 @@ def test_a_records_parquet_re_sealed_with_any_byte_changed_never_crashes_a_reade
         except parquet.Damaged:
             continue
         assert all(type(i) is str for i in columns.table["own:id"].to_pylist())
+
+
+def test_rows_read_again_in_one_process_drop_records_whose_files_are_gone(write_spec, root):
+    write_spec("exp", grid(3))
+    job = Job("exp", "synthetic", str(root / "results"), None, 1, {})
+    points = load_spec("exp").points()
+    run_point(job, points[0])
+    assert len(Store("exp").rows()) == 1
+    for point in points[1:]:
+        run_point(job, point)
+    assert len(Store("exp").rows()) == 3  # the new ones read on top of the rows before
+    shutil.rmtree(root / "results" / "exp")  # as a user starting over
+    assert len(Store("exp").rows()) == 0
+    run_point(job, points[0])
+    assert list(Store("exp").rows().status()) == [points[0].id]

@@ -103,8 +103,12 @@ def take(records: Path, point_id: str, run: str | None = None) -> Holder | None:
     stamp = json.dumps(mine).encode()
     found = None
     whole = temp_path(path)  # the claim is linked into place whole: a process killed
-    fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)  # meanwhile
-    try:  # leaves no empty claim (which would count as another host's for STALE_S)
+    try:  # meanwhile leaves no empty claim (which would count as another host's for STALE_S)
+        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    except FileNotFoundError:  # the folder was removed since it was checked (a user's rm)
+        own_dir(path.parent)
+        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    try:
         try:
             os.write(fd, stamp)
             inode = os.fstat(fd).st_ino

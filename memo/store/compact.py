@@ -41,9 +41,9 @@ class Compacted:
 
 def compact(folder: Path, force: bool = False) -> Compacted | None:
     """Fold the journal and legacy files of records folder ``folder`` into records.parquet;
-    None if another process compacts it now. Nothing is written (nor claimed) when nothing
-    is new: a segment that grew, one whose writer is gone, a legacy file, a damaged
-    records.parquet; unless ``force``. OSError if the disk refuses (what was there stays)."""
+    None if another process compacts it now. Nothing is claimed or written when there is
+    nothing to fold or remove (no segment, no legacy file, records.parquet whole), unless
+    ``force``. OSError if the disk refuses (what was there stays as it was)."""
     folder = Path(folder)
     if not folder.is_dir():
         return Compacted(0, 0, [])

@@ -1,15 +1,17 @@
 """The journal: every process that writes records appends them to a segment of its own.
 
-``results/NAME/_journal/<host>-<pid>-<token>.jsonl`` holds one record a line,
-``<crc32 of the rest, 8 hex> <time written> <record as JSON>\\n``. A process creates its
-segment on its first record (``O_APPEND|O_NOFOLLOW|O_EXCL``, mode 0644) and appends to it
-from then on: no two processes write one file, and nothing is created per point.
+``results/NAME/_journal/<host>-<pid>-<token>.jsonl`` holds one record a line: the CRC-32 of
+the rest (8 hex digits), the time written, the record as JSON (id and status first). A
+process creates its segment on its first record (``O_APPEND|O_NOFOLLOW|O_EXCL``, mode 0644)
+and appends to it from then on: no two processes write one file, nothing is created per
+point.
 
 Each record is one ``write``, under a shared ``flock`` of the segment; compaction removes a
 segment it merged only under an exclusive one, after checking that it did not grow, so no
 record is ever written into a removed segment: a writer that finds its segment removed
-(no link left) starts a new one. Where the file system has no locks, compaction removes
-only the segments of writers that are gone (their pid, or untouched for :data:`STALE_S`).
+(its name leads elsewhere or nowhere; another NFS client's removal: ESTALE) starts a new
+one. Where the file system has no locks, compaction removes only the segments of writers
+that are gone (their pid, or untouched for :data:`STALE_S`).
 
 A process killed at any moment (even by SIGKILL) leaves whole lines in the page cache,
 plus at most one torn last line. A daemon thread fsyncs what was written at most
@@ -66,7 +68,16 @@ class Segment:
         self.path = folder / f"{HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | NOFOLLOW  # NFS locks need
         self.fd = os.open(self.path, flags, 0o644)  # read access for a shared lock
+        self.inode = os.fstat(self.fd).st_ino
         self.size, self.dirty, self.locks, self.lock = 0, False, True, threading.Lock()
+
+    def retired(self) -> bool:
+        """Whether compaction removed this segment: its name no longer leads to it (NFS
+        renames a file removed while open here to .nfsXXXX: it still has a link)."""
+        try:
+            return os.stat(self.path, follow_symlinks=False).st_ino != self.inode
+        except FileNotFoundError:
+            return True
 
     def append(self, line: bytes) -> None:
         """Write ``line`` whole or raise OSError with the segment as it was before;
@@ -75,10 +86,12 @@ class Segment:
             if self.locks:
                 try:
                     fcntl.flock(self.fd, fcntl.LOCK_SH)
-                except OSError:  # no locks here: compaction goes by pid and age instead
+                except OSError as e:  # no locks here: compaction goes by pid and age instead
+                    if e.errno == errno.ESTALE:  # removed by another NFS client
+                        raise Retired() from None
                     self.locks = False
             try:
-                if os.fstat(self.fd).st_nlink == 0:
+                if self.retired():
                     raise Retired()
                 done = 0
                 try:
@@ -127,7 +140,7 @@ def append(records_dir: Path, text: str) -> None:
                 if _open.get(key) is segment:
                     del _open[key]
             segment.close()
-            if not isinstance(e, Retired):
+            if not isinstance(e, Retired) and e.errno != errno.ESTALE:
                 raise
 
 

@@ -145,7 +145,10 @@ def check(table: pa.Table, meta: dict, rows: int) -> Columns:
         if not column.type.equals(TYPES[kind]):
             raise Damaged(f"column {name!r} is not {kind}")
         columns[key], kinds[key] = column, kind
-    if not isinstance(meta.get("segments"), dict):
+    offsets = meta.get("segments")
+    if not isinstance(offsets, dict) or not all(
+        type(v) is int and v >= 0 for v in offsets.values()
+    ):
         raise Damaged("no journal offsets")
     if "own:id" not in kinds and table.num_columns == len(listed):
         raise Damaged("no id column")

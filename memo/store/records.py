@@ -33,7 +33,8 @@ from memo.store.checks import (
     read_record,
 )
 from memo.store.files import atomic_file, write_atomic
-from memo.store.view import Rows
+from memo.store import rows as rowset
+from memo.store.rows import Rows
 
 __all__ = [
     "Store",
@@ -116,13 +117,14 @@ class Store:
     def index(self) -> dict:
         """{point id: whether its record is ok} of every point with a record."""
         seen = views.view(self.dir)
-        seen.refresh()
-        found = {}
-        if seen.table is not None:
-            ids, status = (seen.table.table[k].to_pylist() for k in ("own:id", "own:status"))
-            found = {i: s == "ok" for i, s in zip(ids, status)}
-        for point_id in seen.extra():
-            found[point_id] = seen.best(point_id)[0]
+        with seen.lock:
+            seen.refresh()
+            found = {}
+            if seen.table is not None:
+                ids, status = (seen.table.table[k].to_pylist() for k in ("own:id", "own:status"))
+                found = {i: s == "ok" for i, s in zip(ids, status)}
+            for point_id in seen.extra():
+                found[point_id] = seen.best(point_id)[0]
         return found
 
     def rows(self, fresh: bool = False) -> Rows:
@@ -131,7 +133,7 @@ class Store:
         Legacy files that are not valid records are named in ``Rows.corrupt`` (their points
         are pending) and ``Rows.misnamed``; damage in the journal or records.parquet is
         one note on stderr, once."""
-        return views.rows(self.dir, fresh)
+        return rowset.rows(self.dir, fresh)
 
     def records(self) -> list:
         """Every point's record in full (with curves)."""

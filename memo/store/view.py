@@ -12,9 +12,11 @@ meanwhile makes the reader start over, so no record is missed in between.
 """
 
 import contextlib
+import functools
 import os
 import stat
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +52,20 @@ def better(a: tuple, b: tuple | None) -> bool:
     return a[1] < b[1] if a[0] else a[1] > b[1]
 
 
+def locked(method):
+    """One thread at a time in a View (a dask worker runs points in threads)."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class View:
     def __init__(self, folder: Path):
+        self.lock = threading.RLock()
         self.folder = Path(folder)
         self.stamp = None  # records.parquet's stamp when read; None: not there
         self.table = None  # its Columns (only INDEX unless self.full)
@@ -63,9 +77,13 @@ class View:
         self.legacy = None  # name -> (stamp, (ok, written, id) or the problem), once listed
         self.notes = {}  # text -> None, in the order seen
         self.looked = (-1e9, 0.0)  # when the last lookup refresh ended, and its seconds
+        self.rows = None  # the last columns(), kept up to date with what changed since
+        self.changed = set()  # ids with a new record in a segment since self.rows
+        self.reset = True  # something went away or was replaced: self.rows is stale
 
     # -- refreshing -----------------------------------------------------------------------
 
+    @locked
     def refresh(self, full: bool = False, legacy: bool = True) -> None:
         for _ in range(10):
             seen = self._parquet(full)
@@ -81,6 +99,7 @@ class View:
         if now == self.stamp and (self.full or not full or self.table is None):
             return now
         self.stamp, self.table, self.full, self.index = now, None, full, None
+        self.reset = True
         self.meta, self.damaged = {"segments": {}}, None
         if now is None:
             return now
@@ -102,6 +121,7 @@ class View:
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
         except OSError:
+            self.reset |= bool(self.segments)
             self.segments = {}
             return
         try:
@@ -120,6 +140,7 @@ class View:
                 self._segment(folder / name, info)
         finally:
             os.close(fd)
+        self.reset |= any(n not in found for n in self.segments)
         self.segments = {n: s for n, s in self.segments.items() if n in found}
 
     def _segment(self, path: Path, info) -> None:
@@ -127,6 +148,7 @@ class View:
         if old is None or old.inode != info.st_ino or info.st_size < old.end:
             merged = self.meta["segments"].get(path.name, 0)
             start = merged if isinstance(merged, int) and 0 <= merged <= info.st_size else 0
+            self.reset |= old is not None  # replaced or cut short
             old = self.segments[path.name] = Segment(info.st_ino, start)
         else:
             start = max(old.end, min(self.meta["segments"].get(path.name, 0), info.st_size))
@@ -145,6 +167,8 @@ class View:
             candidate = (status == "ok", written, offset, length)
             if better(candidate, old.best.get(point_id)):
                 old.best[point_id] = candidate
+                if self.rows is not None:  # only a reader of the rows keeps track
+                    self.changed.add(point_id)
         old.end, old.size = read.end, info.st_size
         old.damaged += read.damaged
         old.torn = read.torn
@@ -162,6 +186,7 @@ class View:
     def _legacy(self) -> None:
         """Legacy record files: each read again only when its stamp changed."""
         old, self.legacy = self.legacy or {}, {}
+        listed = set(old)
         try:
             with os.scandir(self.folder) as entries:
                 found = [e for e in entries if is_record(e.name)]
@@ -188,6 +213,9 @@ class View:
             else:
                 found_as = (record["status"] == "ok", info.st_mtime_ns / 1e9, record["id"])
             self.legacy[entry.name] = (now, found_as)
+        self.reset |= self.legacy.keys() != listed or any(
+            old[n] != self.legacy[n] for n in listed if n in self.legacy
+        )
 
     def version(self) -> tuple:
         """What was read: changes whenever any record could have."""
@@ -196,6 +224,7 @@ class View:
 
     # -- looking up -----------------------------------------------------------------------
 
+    @locked
     def look(self) -> None:
         """Refresh for a lookup, unless the last refresh was so recent that another would
         take more than LOOK_SHARE of the time (on a slow file system)."""
@@ -206,6 +235,7 @@ class View:
         self.refresh(legacy=False)
         self.looked = (time.monotonic(), time.monotonic() - start)
 
+    @locked
     def best(self, point_id: str):
         """(ok, written, where) of the point's record: where is ("parquet", row),
         ("segment", name, offset, length) or ("legacy", name); None without one."""
@@ -227,6 +257,7 @@ class View:
                 found = (got[0], got[1], ("legacy", name))
         return found
 
+    @locked
     def extra(self) -> dict:
         """{point id: (ok, written, where)} of the best record of each point outside
         records.parquet."""
@@ -240,6 +271,7 @@ class View:
                 best[got[2]] = (got[0], got[1], ("legacy", name))
         return best
 
+    @locked
     def record(self, point_id: str) -> dict | None:
         """The point's record in full; None without one."""
         for _ in range(3):
@@ -281,24 +313,32 @@ class View:
 
     # -- the rows -------------------------------------------------------------------------
 
+    @locked
     def columns(self) -> cols.Columns:
-        """Every point's record, deduplicated, as Columns (records.parquet's and the rest)."""
+        """Every point's record, deduplicated, as Columns (records.parquet's and the rest).
+        Called again, only the records new since are read (a cluster run's waiting)."""
         self.refresh(full=True)
         extra = self.extra()
-        if not extra and self.table is not None:
-            return self.table  # one row a point already, in grid order
-        parts = [self.table if self.table is not None else cols.empty()]
-        items = list(extra.items())
-        for start in range(0, len(items), BATCH):  # records as dicts only a batch at a time
-            batch = items[start : start + BATCH]
-            fetched = self.fetch([where for _, (_, _, where) in batch])
-            found = [
-                (written, record)
-                for (point_id, (ok, written, _)), record in zip(batch, fetched)
-                if record is not None and same(record, point_id, ok)
-            ]
-            parts.append(cols.encode([r for _, r in found], [w for w, _ in found]))
-        return cols.dedup(cols.unify(parts))
+        if self.reset or self.rows is None:
+            base = self.table if self.table is not None else cols.empty()
+        else:  # the rows before, and the points with a new record since
+            base, extra = self.rows, {i: extra[i] for i in self.changed if i in extra}
+        self.reset, self.changed = False, set()
+        if extra:
+            parts = [base]
+            items = list(extra.items())
+            for start in range(0, len(items), BATCH):  # records as dicts a batch at a time
+                batch = items[start : start + BATCH]
+                fetched = self.fetch([where for _, (_, _, where) in batch])
+                found = [
+                    (written, record)
+                    for (point_id, (ok, written, _)), record in zip(batch, fetched)
+                    if record is not None and same(record, point_id, ok)
+                ]
+                parts.append(cols.encode([r for _, r in found], [w for w, _ in found]))
+            base = cols.dedup(cols.unify(parts))
+        self.rows = base
+        return base
 
     def say(self) -> None:
         """Print each note not printed by this process yet, to stderr."""
@@ -343,53 +383,3 @@ def view(folder: Path, fresh: bool = False) -> View:
     if fresh or key not in _views:
         _views[key] = View(folder)
     return _views[key]
-
-
-class Rows:
-    """Every point's record as table columns: quick to count, look up and tabulate."""
-
-    def __init__(self, columns: cols.Columns, corrupt=(), misnamed=(), notes=()):
-        self.columns = columns
-        self._ids = None
-        self.corrupt = list(corrupt)  # legacy files that are not valid records (pending)
-        self.misnamed = list(misnamed)  # legacy files holding a record of another id
-        self.notes = list(notes)
-
-    def __len__(self) -> int:
-        return len(self.columns)
-
-    def ids(self) -> list:
-        if self._ids is None:
-            self._ids = self.columns.table["own:id"].to_pylist()
-        return self._ids
-
-    def by_id(self, column: str) -> dict:
-        """{point id: value of the table column}."""
-        key = cols.flat_keys(self.columns.kinds).get(column)
-        values = cols.flat_values(self.columns, key) if key else [None] * len(self)
-        return dict(zip(self.ids(), values))
-
-    def status(self) -> dict:
-        return self.by_id("status")
-
-    def stamps(self) -> dict:
-        """{point id: when its record was written}: a changed one is a new record."""
-        return dict(zip(self.ids(), self.columns.table[cols.WRITTEN].to_pylist()))
-
-    def frame(self, curves: bool = False):
-        """A pandas DataFrame as the results table has it (curves only with ``curves``)."""
-        return cols.frame(self.columns, curves)
-
-
-def rows(folder: Path, fresh: bool = False, say: bool = True) -> Rows:
-    """The Rows of a records folder; notes of damage printed once (``say``)."""
-    seen = view(folder, fresh)
-    columns = seen.columns()
-    legacy = (seen.legacy or {}).items()
-    bad = [n for n, (_, g) in legacy if g in ("corrupt", "odd")]
-    recorded = set(columns.table["own:id"].to_pylist()) if bad else set()
-    corrupt = sorted(n for n in bad if n[: -len(".json")] not in recorded)
-    misnamed = sorted(n for n, (_, g) in legacy if g == "misnamed")
-    if say:
-        seen.say()
-    return Rows(columns, corrupt, misnamed, list(seen.notes))
