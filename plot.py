@@ -155,7 +155,12 @@ def main(argv=None) -> int:
         problem = next(e for e in tables.values() if isinstance(e, Exception))
         if isinstance(problem, plots.BadResults):
             return fail(f"{problem}. Not drawn: {', '.join(waiting)}")
-        if any((paths.results_dir() / experiment).glob("*.json")):  # records, but no table
+        folder = paths.results_dir() / experiment
+        if (
+            any(folder.glob("*.json"))
+            or any(folder.glob("_journal/*.jsonl"))
+            or any(folder.glob("records.parquet"))
+        ):  # records, but no table
             todo = f"write it from the records with `python run.py --name {args.name} --collect`"
         else:
             todo = f"run `python run.py --name {args.name}` first"

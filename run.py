@@ -99,6 +99,11 @@ def parse_args(argv):
     mode.add_argument(
         "--collect", action="store_true", help="only rewrite results/NAME.csv from the records"
     )
+    mode.add_argument(
+        "--compact",
+        action="store_true",
+        help="fold the journal into results/NAME/records.parquet now (every run does at its end)",
+    )
     parser.add_argument(
         "--no-wait", action="store_true", help="cluster backends: submit, print the job id, exit"
     )
@@ -166,12 +171,12 @@ def run(args) -> int:
                 f"note: {args.name} is experiment {spec.name!r}: its records go to {results}/,"
                 f" its table to {results}.csv (python plot.py {args.name} draws it)"
             )
-        points = [] if args.dry_run else spec.points()  # a dry-run streams them
-        if spec.plots and not (args.status or args.collect):
+        points = [] if (args.dry_run or args.compact) else spec.points()  # a dry-run streams
+        if spec.plots and not (args.status or args.collect or args.compact):
             check_plots(spec)
         backend = (
             None
-            if (args.dry_run or args.status or args.collect)
+            if (args.dry_run or args.status or args.collect or args.compact)
             else make_backend(args.backend, args.tasks, args.backend_args, args.scheduler)
         )
         if args.no_wait and backend is not None and not backend.detachable:
@@ -183,6 +188,13 @@ def run(args) -> int:
     store = Store(spec.name)
     if args.collect:  # reads every record again
         return steps.finish(spec.name, store, points, fresh=True)
+    if args.compact:
+        with contextlib.ExitStack() as held:
+            other, _ = claims.lock(store, held)
+            if other:
+                print(f"error: {other}", file=sys.stderr)
+                return 2
+            return steps.compact_only(store)
     since = time.time()  # records written after this are another run's (Job.since)
     rows = store.rows()
     done = rows.status()
@@ -224,14 +236,15 @@ def run(args) -> int:
         group=args.group,
     )
     with contextlib.ExitStack() as held:
-        other, note = claims.lock(store, held) if todo else (None, None)
-        if other:
+        other, note = claims.lock(store, held)
+        if other and todo:
             print(f"error: {other}", file=sys.stderr)
             return 2
-        if note:
+        if note and todo:
             print(note, file=sys.stderr)
         if todo:
             steps.clean_up(store)
+            steps.compact(store)  # what killed runs and memo before the journal left
         print(
             f"{spec.name}: running {len(todo)} of {len(points)} points with {backend.name},"
             f" tasks={args.tasks}"
@@ -240,7 +253,7 @@ def run(args) -> int:
             print(steps.elsewhere_line(elsewhere, busy))
         if args.no_wait and todo:
             return steps.submit_only(spec.name, backend, job, todo)
-        return steps.run_points(spec.name, backend, job, todo, store, points, rows)
+        return steps.run_points(spec.name, backend, job, todo, store, points, rows, fold=not other)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ MOVED = {
     "memo.progress": "memo.run.progress",
     "memo.describe": "memo.run.describe",
     "memo.measures": "memo.run.measures",
-    "memo.rowcache": "memo.store.rowcache",
     "memo.files": "memo.store.files",
     "memo.paths": "memo.store.paths",
     "memo.claims": "memo.store.claims",

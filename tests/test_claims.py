@@ -1,7 +1,6 @@
 """No point runs twice, no single death stops a grid: claims, the lock, dying workers,
 cluster runs still queued, a full disk."""
 
-import contextlib
 import json
 import os
 import resource
@@ -13,7 +12,8 @@ import time
 import pytest
 
 import run
-from memo.store import claims
+from conftest import Journal, records
+from memo.store import claims, journal
 from memo.store.files import HOST, process_stamp
 from memo.run.spec import load_spec
 
@@ -22,11 +22,6 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def grid_spec(n, **defaults):
     return {"trial": "synthetic", "param_grid": {"x": list(range(n))}, "defaults": defaults}
-
-
-def records(root, name="exp"):
-    folder = root / "results" / name
-    return {p.stem: json.loads(p.read_text()) for p in folder.glob("[0-9a-f]*.json")}
 
 
 def start_runner(*args, **kwargs):
@@ -39,37 +34,18 @@ def start_runner(*args, **kwargs):
     )
 
 
-def watch_records(folder, procs, seen, until=None, after_s=1.0, limit_s=300.0):
-    """Record every inode each record file has had ({id: set}) while ``procs`` run, and
-    ``after_s`` more; a point recorded twice shows two inodes. Stops early at ``until``
-    records if given; fails if the processes still run after ``limit_s``."""
-    end, deadline = None, time.monotonic() + limit_s
-    while end is None or time.monotonic() < end:
-        assert time.monotonic() < deadline, f"still running after {limit_s:g} s: {len(seen)} seen"
-        if end is None and all(p.poll() is not None for p in procs):
-            end = time.monotonic() + after_s
-        with os.scandir(folder) if folder.exists() else contextlib.nullcontext([]) as entries:
-            for entry in entries:
-                if entry.name.endswith(".json") and entry.name[0] not in "._":
-                    seen.setdefault(entry.name, set()).add(entry.inode())
-        if until is not None and len(seen) >= until:
-            return seen
-        time.sleep(0.01)
-    return seen
-
-
 def test_sigkill_of_run_py_alone_then_an_immediate_rerun_runs_every_point_once(write_spec, root):
     write_spec("exp", grid_spec(4, duration=2.0))
-    folder = root / "results" / "exp"
+    seen = Journal(root)
     first = start_runner("--name", "exp", "--tasks", "2")
-    seen = watch_records(folder, [first], {}, until=2)
+    seen.watch([first], until=2)
     first.kill()  # run.py only (the OOM killer's choice); its workers are not signalled
     first.wait()
     rerun = start_runner("--name", "exp", "--tasks", "2")
-    watch_records(folder, [rerun], seen, after_s=4.0)
+    written = seen.watch([rerun], after_s=4.0)
     out, err = rerun.communicate()
     assert rerun.returncode == 0, err
-    assert sorted(len(inodes) for inodes in seen.values()) == [1] * 4, (seen, out, err)
+    assert sorted(len(times) for times in written.values()) == [1] * 4, (written, out, err)
 
 
 def test_two_runs_without_a_lock_run_each_point_once(write_spec, root):
@@ -77,10 +53,10 @@ def test_two_runs_without_a_lock_run_each_point_once(write_spec, root):
     (root / "results").mkdir()
     (root / "results" / ".cache").write_text("")  # no lock can be made there
     runners = [start_runner("--name", "exp", "--tasks", "2") for _ in range(2)]
-    seen = watch_records(root / "results" / "exp", runners, {})
+    written = Journal(root).watch(runners)
     errs = [r.communicate()[1] for r in runners]
     assert all("note: cannot lock" in err and "none runs twice" in err for err in errs), errs
-    assert len(seen) == 16 and all(len(inodes) == 1 for inodes in seen.values()), seen
+    assert len(written) == 16 and all(len(t) == 1 for t in written.values()), written
     assert all(r["status"] == "ok" for r in records(root).values())
 
 
@@ -252,15 +228,14 @@ def test_force_local_runs_points_of_a_cluster_run_anyway(write_spec, root, monke
 
 
 @pytest.mark.parametrize("tasks", ["1", "2"])
-def test_a_full_disk_is_one_line_and_keeps_the_points_done(write_spec, root, tasks):
-    # Error records (with their traceback) are larger than ok ones: a file size limit
-    # between the two lets the ok records through and refuses the first error record,
-    # as a disk that fills up would (EFBIG here, ENOSPC there: the same path).
+def test_a_full_disk_is_one_line_and_keeps_the_points_done(write_spec, root, cli, tasks):
+    # A file size limit lets each journal segment hold two records or so and refuses the
+    # next, as a disk that fills up would (EFBIG here, ENOSPC there: the same path).
     write_spec("probe", grid_spec(1))
     assert run.main(["--name", "probe"]) == 0
-    (probe,) = (root / "results" / "probe").glob("[0-9a-f]*.json")
-    limit = probe.stat().st_size + 150  # bytes; an error record is some 300 more
-    spec = {"trial": "synthetic", "param_grid": {"fail": [False, True], "x": [0, 1]}}
+    (probe,) = records(root, "probe").values()
+    limit = int(len(journal.encode(journal.encode_record(probe), time.time())) * 2.5)
+    spec = {"trial": "synthetic", "param_grid": {"x": [0, 1, 2, 3], "fail": [False, True]}}
     write_spec("exp", spec)
 
     def small_files():
@@ -272,8 +247,15 @@ def test_a_full_disk_is_one_line_and_keeps_the_points_done(write_spec, root, tas
     assert len(err.splitlines()) == 1 and err.startswith("error: cannot write record "), err
     assert "File too large; the " in err and "make room and rerun" in err
     kept = records(root)
-    assert len(kept) >= 2 and all(r["status"] == "ok" for r in kept.values())
-    assert all(len(json.dumps(r)) < limit for r in kept.values())
+    assert 0 < len(kept) < 8
+    for segment in (root / "results" / "exp" / "_journal").glob("*.jsonl"):
+        data = segment.read_bytes()  # whole lines only: the refused one was cut off again
+        assert data.endswith(b"\n") and segment.stat().st_size <= limit
+        for line in data.split(b"\n")[:-1]:
+            journal.decode(line, segment)
+    result = cli("--name", "exp", "--tasks", tasks)  # room again: the rest runs, once
+    assert result.returncode == 1 and f"running {8 - len(kept)} of 8 points" in result.stdout
+    assert len(records(root)) == 8
 
 
 def test_a_claim_of_a_later_process_with_the_same_pid_is_stale(write_spec, root):
@@ -301,6 +283,19 @@ def test_a_fresh_claim_of_the_same_run_is_taken_over_and_another_runs_is_not(roo
             claims.release(records_dir, claimer)
         else:
             assert (other.host, other.run) == ("node7", "run-0")
+
+
+def test_a_process_killed_while_claiming_leaves_no_claim_that_holds_the_point(root):
+    folder = root / "results" / "exp"
+    claiming = (
+        "import os, signal, sys; from pathlib import Path; from memo.store import claims;"
+        " os.write = lambda fd, data: os.kill(os.getpid(), signal.SIGKILL);"
+        " claims.take(Path(sys.argv[1]), 'p', 'run-1')"
+    )
+    killed = subprocess.run([sys.executable, "-c", claiming, str(folder)], cwd=PROJECT)
+    assert killed.returncode == -signal.SIGKILL
+    assert claims.take(folder, "p", "run-2") is None  # not held by a half-made claim
+    claims.release(folder, "p")
 
 
 def test_memo_makes_nothing_through_a_linked_cache_or_claims_folder(write_spec, root, cli):

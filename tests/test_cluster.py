@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REAL
+from conftest import REAL, records
 
 import run
 from memo.backends import task
-from memo.backends.cluster import new_outcomes, record_inodes
+from memo.backends.cluster import new_outcomes, record_stamps
 from memo.backends.run_files import new_run_id, read_manifest, share, write_manifest
 from memo.run.spec import load_spec
 from memo.store.records import Store
-from memo.run.worker import Job
+from memo.run.worker import Job, make_record
 
 PROJECT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -247,11 +247,6 @@ def grid(n=6, **defaults):
     return {"trial": "synthetic", "param_grid": {"x": list(range(n))}, "defaults": defaults}
 
 
-def records(root, name="exp") -> dict:
-    folder = root / "results" / name
-    return {p.stem: json.loads(p.read_text()) for p in folder.glob("[0-9a-f]*.json")}
-
-
 def run_dirs(root, name="exp") -> list:
     return sorted((root / "results" / name / "_runs").glob("*"))
 
@@ -361,6 +356,8 @@ def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch)
     # A node knows nothing of the submitter's locations; the manifest brings them.
     monkeypatch.delenv("MEMO_ROOT")
     monkeypatch.setenv("MEMO_DATASETS", "/node/scratch")
+    failed = points[2]  # recorded as an error by an earlier run
+    Store("exp", root / "results").write(make_record(job, failed, "error", {}, "RuntimeError"))
     assert task.main([str(manifest), "1"]) == 0
     assert os.environ["MEMO_ROOT"] == str(root) and os.environ["MEMO_DATASETS"] == str(
         root / "data"
@@ -369,14 +366,10 @@ def test_task_runs_its_share_and_skips_ok_records(write_spec, root, monkeypatch)
     mine = {p.id for p in points[0::2]}
     assert set(records(root)) == mine
     assert {r["threads"] for r in records(root).values()} == {3}
-    folder = root / "results" / "exp"
-    first, second = sorted(mine)[:2]
-    failed = json.loads((folder / f"{first}.json").read_text()) | {"status": "error"}
-    (folder / f"{first}.json").write_text(json.dumps(failed))
-    kept = (folder / f"{second}.json").stat().st_ino
+    assert records(root)[failed.id]["status"] == "ok"  # the failed point ran again
+    written = Store("exp", root / "results").rows().stamps()
     assert task.main([str(manifest), "1"]) == 0  # as when the scheduler reruns the task
-    assert records(root)[first]["status"] == "ok"  # the failed point ran again
-    assert (folder / f"{second}.json").stat().st_ino == kept  # the ok point did not
+    assert Store("exp", root / "results").rows().stamps() == written  # ok points did not
     assert task.main([str(manifest), "2"]) == 0
     assert set(records(root)) == {p.id for p in points}
 
@@ -475,14 +468,18 @@ def test_waiting_reports_new_records_only(write_spec, root):
     write_spec("exp", grid(2))
     assert run.main(["--name", "exp"]) == 0  # two records, as from an earlier run
     folder = root / "results" / "exp"
-    old = record_inodes(folder)
-    assert new_outcomes(folder, set(old), old) == []  # nothing new yet
-    first = sorted(old)[0]
-    record = json.loads((folder / f"{first}.json").read_text())
-    Store("exp").write(record | {"status": "error", "error": "Traceback\nValueError: boom\n"})
-    (outcome,) = new_outcomes(folder, set(old), old)
-    assert (outcome.id, outcome.status, outcome.message) == (first, "error", "ValueError: boom")
-    assert new_outcomes(folder, set(old) - {first}, old) == []  # no longer pending
+    old = record_stamps(folder)
+    write_spec("exp", grid(3))
+    first, _, late = load_spec("exp").points()
+    pending = set(old) | {late.id}
+    assert new_outcomes(folder, pending, old) == []  # nothing new yet
+    job = Job("exp", "synthetic", str(root / "results"), None, 1, {})
+    error = "Traceback\nValueError: boom\n"
+    Store("exp").write(make_record(job, first, "error", {}, error))  # the ok one stays
+    Store("exp").write(make_record(job, late, "error", {}, error))
+    (outcome,) = new_outcomes(folder, pending, old)
+    assert (outcome.id, outcome.status, outcome.message) == (late.id, "error", "ValueError: boom")
+    assert new_outcomes(folder, pending - {late.id}, old) == []  # no longer pending
 
 
 def test_a_job_in_the_error_state_ends_the_waiting_with_one_line(

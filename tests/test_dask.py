@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import time
 import joblib
 import psutil
 import pytest
-from conftest import PROJECT, REAL, tail
+from conftest import PROJECT, REAL, Journal, records, tail
 
 from memo.store import claims as memo_claims
 from memo.run import worker
@@ -36,28 +37,21 @@ def grid(n, *extra, **defaults):
     return {"trial": "synthetic", "param_grid": [first, *extra]}
 
 
-def records(root, name="exp") -> dict:
-    folder = root / "results" / name
-    return {p.stem: json.loads(p.read_text()) for p in folder.glob("[0-9a-f]*.json")}
+def stamps(root, name="exp") -> dict:
+    """{point: when its record was written}: a point recorded again has a new time."""
+    from memo.store.records import Store
+
+    return Store(name, root / "results").rows().stamps()
 
 
-def inodes(root, name="exp") -> dict:
-    folder = root / "results" / name
-    return {p.stem: p.stat().st_ino for p in folder.glob("[0-9a-f]*.json")}
-
-
-def watch_inodes(runner, root, limit=300.0) -> tuple:
-    """({point: the inodes its record file has had}, stdout, stderr) of a runner, watched
-    until it exits (at most ``limit`` seconds): a point recorded twice has two inodes."""
-    seen = {}
-    end = time.monotonic() + limit
-    while runner.poll() is None:
-        if time.monotonic() > end:
-            give_up(runner, f"still running after {limit:g} s with {len(seen)} points recorded")
-        for point, inode in inodes(root).items():
-            seen.setdefault(point, set()).add(inode)
-        time.sleep(0.01)
-    return (seen, *ended(runner))
+def watch_records(runner, root, limit=300.0) -> tuple:
+    """({point: the times it was recorded}, stdout, stderr) of a runner, watched until it
+    exits (at most ``limit`` seconds): a point recorded twice has two times."""
+    try:
+        written = Journal(root).watch([runner], after_s=0.5, limit_s=limit)
+    except AssertionError:
+        give_up(runner, f"still running after {limit:g} s")
+    return (written, *ended(runner))
 
 
 def start_runner(*args):
@@ -117,8 +111,7 @@ def test_a_local_cluster_records_every_point_as_joblib_does(write_spec, root, cl
     assert "RuntimeError: failing on purpose at x=99" in failed["error"]
 
     (root / "results" / "exp.csv").unlink()
-    for path in (root / "results" / "exp").glob("*.json"):
-        path.unlink()
+    shutil.rmtree(root / "results" / "exp")
     assert cli("--name", "exp", "--tasks", "2").returncode == 1
     by_joblib = records(root)
     assert by_joblib.keys() == by_dask.keys()
@@ -182,7 +175,7 @@ def test_a_worker_killed_mid_run_loses_nothing(write_spec, root):
 
     victim, pid = wait_for(running_point, runner, "point running")
     os.kill(pid, signal.SIGKILL)
-    seen, out, err = watch_inodes(runner, root)
+    seen, out, err = watch_records(runner, root)
     assert runner.returncode == 1, err
     assert "exp: 7 points: 6 ok, 1 error, 0 timeout, 0 pending" in out, out + err
     recs = records(root)
@@ -199,7 +192,7 @@ def test_quick_points_go_in_chunks_and_a_chunk_that_kills_its_workers_is_split(w
     write_spec("exp", grid(150, {"x": [1000], "die": [True]}, {"x": list(range(150, 300))}))
     dying = [p.id for p in load_spec("exp").points() if p.params["die"]]
     runner = start_runner("--name", "exp", "--backend", "dask", "--tasks", "2")
-    seen, out, err = watch_inodes(runner, root)
+    seen, out, err = watch_records(runner, root)
     assert "exp: 301 points: 300 ok, 1 error, 0 timeout, 0 pending" in out, out + err
     recs = records(root)
     assert "3 dask workers in turn died running it" in recs[dying[0]]["error"]
@@ -284,12 +277,12 @@ def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli, to
     assert said[0].startswith("interrupted: ") and "rerun the same command to resume" in said[0]
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
-    before = inodes(root)
+    before = stamps(root)
     assert 0 < len(before) < 12 and all(r["status"] == "ok" for r in records(root).values())
     result = cli("--name", "exp", "--backend", "dask", "--tasks", "2")
     assert result.returncode == 0 and f"running {12 - len(before)} of 12 points" in result.stdout
-    after = inodes(root)
-    assert len(after) == 12 and all(after[p] == inode for p, inode in before.items())
+    after = stamps(root)
+    assert len(after) == 12 and all(after[p] == written for p, written in before.items())
 
 
 @pytest.mark.parametrize("how", ["--scheduler", "DASK_SCHEDULER_ADDRESS"])

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import data
+from conftest import records
 from memo import datasets
 from memo.datasets import DatasetError, cache, digests, formats, registry
 from memo.datasets.formats import RawFile
@@ -264,7 +265,7 @@ def test_a_dataset_not_what_it_must_be_stops_run_py_before_any_point(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert f"delete {store / 'moons'} and run: python data.py --name moons" in err
-    assert not list((root / "results").glob("exp/*.json"))  # every point left pending
+    assert not records(root)  # every point left pending
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
@@ -963,7 +964,7 @@ def test_a_damaged_dataset_stops_run_py_before_any_point(
     assert run.main(["--name", "exp"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "X.npy" in err and err.count("\n") == 1
-    assert not list((root / "results").glob("exp/*.json"))
+    assert not records(root)
 
 
 def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
@@ -991,7 +992,7 @@ def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
     assert run.main(["--name", "exp", "--backend", "inline"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "y.npy is damaged" in err and err.count("\n") == 1
-    (record,) = [json.loads(p.read_text()) for p in (root / "results" / "exp").glob("*.json")]
+    (record,) = records(root).values()
     assert record["status"] == "ok"  # the point before the damage; the other two stay pending
     shutil.rmtree(store / "lines")  # as the message says; the next run.py rebuilds it
     datasets.load_dataset.cache_clear()  # a new run.py is a new process
@@ -1018,4 +1019,4 @@ def test_a_dataset_damaged_under_a_worker_process_stops_the_run_without_a_record
         job = Job("exp", "memorize", str(root / "results"), None, 1, {})
         with pytest.raises(datasets.DatasetDamaged, match="y.npy is damaged"):
             list(backend.run(job, [point]))
-    assert not list((root / "results").glob("exp/*.json"))  # the point stays pending
+    assert not records(root)  # the point stays pending

@@ -7,11 +7,13 @@ import sys
 import pytest
 
 import run
+from conftest import records
 from memo.backends import task
 from memo.backends.run_files import write_manifest
 from memo.run.groups import plan
 from memo.run.spec import load_spec
 from memo.run.worker import Job, provenance
+from memo.store.records import Store
 
 
 def grouped_spec(n=6, **grid):
@@ -20,11 +22,6 @@ def grouped_spec(n=6, **grid):
         "param_grid": {"x": list(range(n)), **{k: v for k, v in grid.items()}},
         "defaults": {"group": True, "duration": 0.05},
     }
-
-
-def records(root, name="exp"):
-    folder = root / "results" / name
-    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.name[0] != "_"}
 
 
 @pytest.mark.parametrize("backend", ["joblib", "inline"])
@@ -46,7 +43,7 @@ def test_a_group_gives_each_point_its_own_record_seed_and_error(write_spec, root
     ungrouped = records(root)
     assert run.main(["--name", "exp", "--retry-failed", "--group", "1"]) == 1
     rerun = records(root)
-    assert all("group" not in r for r in rerun.values() if r["status"] == "error")
+    assert all(r.get("group") is None for r in rerun.values() if r["status"] == "error")
     assert {k: r["seed"] for k, r in rerun.items()} == {k: r["seed"] for k, r in ungrouped.items()}
 
 
@@ -89,11 +86,11 @@ def test_a_group_whose_process_dies_records_every_point_exactly_once(write_spec,
             assert record["status"] == "error" and "WorkerDied" in record["error"]
         else:
             assert record["status"] == "ok", record["error"]
-    alone = sorted(r["params"]["x"] for r in recs.values() if "group" not in r)
+    alone = sorted(r["params"]["x"] for r in recs.values() if r.get("group") is None)
     assert {0, 1, 2} <= set(alone)  # the dead group's points, run again one by one
-    stamps = {p: p.stat().st_mtime_ns for p in (root / "results" / "exp").glob("*.json")}
+    stamps = Store("exp", root / "results").rows().stamps()  # when each was recorded
     assert run.main(["--name", "exp", "--tasks", "2"]) == 1  # nothing runs twice
-    assert stamps == {p: p.stat().st_mtime_ns for p in (root / "results" / "exp").glob("*.json")}
+    assert stamps == Store("exp", root / "results").rows().stamps()
 
 
 def test_a_group_past_its_time_limit_records_its_points_as_timeouts(write_spec, root):

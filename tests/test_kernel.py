@@ -12,6 +12,7 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 
 import run
+from conftest import records as stored
 from memo import kernels
 from memo.kernels import blocked, build, memory, solve
 from memo.plots import validate
@@ -324,7 +325,7 @@ def test_run_py_end_to_end(write_spec, root, capsys):
     write_spec("kern", spec)
     assert run.main(["--name", "kern"]) == 1  # two points failed
     folder = root / "results" / "kern"
-    records = [json.loads(p.read_text()) for p in folder.glob("*.json") if p.name[0] != "_"]
+    records = list(stored(root, "kern").values())
     ok = [r for r in records if r["status"] == "ok"]
     errors = [r["error"].strip().splitlines()[-1] for r in records if r["status"] == "error"]
     memory_error, not_converged = sorted(errors)

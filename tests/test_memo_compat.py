@@ -16,6 +16,7 @@ import run
 from memo import datasets
 from memo.datasets import memo_compat
 from memo.run.spec import load_spec
+from memo.store.records import Store
 from test_datasets import fake_cifar10, mnist_blobs, serve
 from trials import memorize
 
@@ -168,8 +169,7 @@ def test_memo_format_file_fits_data_of_radius_1(write_spec, root, store):
         assert run.main(["--name", name]) == 0
     got = {}
     for name in ("memo_format", "ours"):
-        for path in (root / "results" / name).glob("*.json"):
-            record = json.loads(path.read_text())
+        for record in Store(name, root / "results").records():
             got[name, record["params"]["dataset"]] = record["metrics"]["radius"]
     assert got["memo_format", "moons"] == pytest.approx(1.0)
     assert got["memo_format", "digits"] == pytest.approx(1.0)

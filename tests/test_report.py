@@ -12,7 +12,8 @@ import pytest
 from memo.store import claims
 from memo.run import progress
 from memo.run import report
-from memo.store.rowcache import Rows
+from memo.store import columns as cols
+from memo.store.rows import Rows
 from memo.run.spec import Point
 from memo.run.worker import Outcome
 
@@ -123,7 +124,11 @@ def test_status_counts_running_points_at_least_as_long_as_they_ran_and_reads_the
 ):
     grid = table1()
     walls = [2] * 4 + [5] * 4 + [20] * 4 + [400, 400]  # 14 done; 2 Inceptions running
-    rows = Rows.build([{"id": p.id, "status": "ok", "wall_time": w} for p, w in zip(grid, walls)])
+    records = [
+        {"id": p.id, "status": "ok", "wall_time": w, "params": {}, "metrics": {}}
+        for p, w in zip(grid, walls)
+    ]
+    rows = Rows(cols.encode(records, [0.0] * len(records)))
     started = (datetime.now(timezone.utc) - timedelta(seconds=360)).isoformat()
     busy = {p.id: claims.Holder("host", 1, started, 1.0) for p in grid[14:]}
     text = report.status("table1", grid, rows, busy, tmp_path)

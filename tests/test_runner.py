@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import run
+from conftest import Journal, records
 from memo.run import steps
 from memo.store.records import Store, load_results
 
@@ -20,11 +21,6 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def grid_spec(n=6, **defaults):
     return {"trial": "synthetic", "param_grid": {"x": list(range(n))}, "defaults": defaults}
-
-
-def records(root, name="exp"):
-    folder = root / "results" / name
-    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.name[0] != "_"}
 
 
 def test_run_writes_records_and_table_then_resumes(write_spec, root, capsys):
@@ -37,11 +33,12 @@ def test_run_writes_records_and_table_then_resumes(write_spec, root, capsys):
     assert list(table["value"]) == [float(x) for x in range(6)]
     assert {"id", "x", "y", "seed", "status", "value", "wall_time"} <= set(table.columns)
     assert "curve" not in table.columns  # lists stay in the records
-    stamps = {p: p.stat().st_mtime_ns for p in (root / "results" / "exp").glob("*.json")}
+    parquet = root / "results" / "exp" / "records.parquet"
+    written, stamp = Store("exp").rows().stamps(), parquet.stat().st_mtime_ns
     capsys.readouterr()
     assert run.main(["--name", "exp"]) == 0
     assert "running 0 of 6 points" in capsys.readouterr().out
-    assert stamps == {p: p.stat().st_mtime_ns for p in (root / "results" / "exp").glob("*.json")}
+    assert Store("exp").rows().stamps() == written and parquet.stat().st_mtime_ns == stamp
 
 
 def test_record_holds_provenance(write_spec, root):
@@ -197,20 +194,6 @@ def test_records_outside_the_grid_are_kept_and_reported(write_spec, root, capsys
     assert len(pd.read_csv(root / "results" / "exp.csv")) == 2
 
 
-def test_unreadable_record_counts_as_pending_and_is_rewritten(write_spec, root, capsys):
-    write_spec("exp", grid_spec(3))
-    run.main(["--name", "exp"])
-    victim = sorted((root / "results" / "exp").glob("[0-9a-f]*.json"))[0]
-    victim.write_text('{"id": "trunc')
-    capsys.readouterr()
-    run.main(["--name", "exp", "--status"])
-    out = capsys.readouterr().out
-    assert "1 pending" in out and "1 unreadable record files (pending)" in out
-    assert victim.name in out
-    assert run.main(["--name", "exp"]) == 0
-    assert json.loads(victim.read_text())["status"] == "ok"
-
-
 def test_status_cache_follows_rewritten_records(write_spec, root):
     write_spec("exp", {"trial": "synthetic", "param_grid": {"x": [1], "duration": [0.0, 0.5]}})
     run.main(["--name", "exp", "--timeout", "0.2"])
@@ -275,10 +258,10 @@ def test_ctrl_c_before_the_points_run_is_one_line(write_spec, root, capsys, monk
     assert capsys.readouterr().err.strip() == "interrupted"
 
 
-def wait_for_records(folder, count, proc, limit=60):
+def wait_for_records(root, count, proc, limit=60):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if folder.exists() and len(list(folder.glob("[0-9a-f]*.json"))) >= count:
+        if len(records(root)) >= count:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -297,28 +280,28 @@ def start_runner(*args):
 
 def test_sigkill_mid_sweep_then_rerun_runs_every_point_exactly_once(write_spec, root, cli):
     write_spec("exp", grid_spec(40, duration=0.1))
-    folder = root / "results" / "exp"
+    seen = Journal(root)
     proc = start_runner("--name", "exp", "--tasks", "2")
-    wait_for_records(folder, 6, proc)
+    seen.watch([proc], until=6)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers, as when a node dies
     proc.wait()
-    time.sleep(0.3)
-    done = len(list(folder.glob("[0-9a-f]*.json")))
+    done = len(records(root))
     assert 6 <= done < 40
-    for path in folder.glob("[0-9a-f]*.json"):
-        json.loads(path.read_text())  # no torn record
     result = cli("--name", "exp", "--tasks", "2")
     assert result.returncode == 0, result.stderr
     assert f"running {40 - done} of 40 points" in result.stdout
     recs = records(root)
     assert len(recs) == 40 and all(r["status"] == "ok" for r in recs.values())
+    seen.look()
+    written = seen.written()
+    assert len(written) == 40 and all(len(t) == 1 for t in written.values()), written
 
 
 def test_a_second_run_of_a_running_experiment_is_refused(write_spec, root, cli):
     write_spec("exp", grid_spec(40, duration=0.5))  # 10 s: killed when the test is done
     proc = start_runner("--name", "exp", "--tasks", "2")
     try:
-        wait_for_records(root / "results" / "exp", 2, proc)
+        wait_for_records(root, 2, proc)
         second = cli("--name", "exp", "--tasks", "2")
         assert second.returncode == 2 and "running" not in second.stdout
         assert second.stderr == (
@@ -334,9 +317,8 @@ def test_a_second_run_of_a_running_experiment_is_refused(write_spec, root, cli):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_cleanly_and_keeps_finished_points(write_spec, root, cli, sig):
     write_spec("exp", grid_spec(40, duration=0.1))
-    folder = root / "results" / "exp"
     proc = start_runner("--name", "exp", "--tasks", "2")
-    wait_for_records(folder, 4, proc)
+    wait_for_records(root, 4, proc)
     os.kill(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -1,6 +1,5 @@
 """trials/train.py and memo/training/loop.py: params, losses, the loop, probes, checkpoints, resume."""
 
-import json
 import math
 import os
 import subprocess
@@ -18,6 +17,7 @@ from memo.nets import options
 from memo.run.spec import load_spec
 from memo.training.steps import MODEL_OPTIONS
 from memo.run.worker import Job, run_point
+from memo.store.records import Store
 from trials.train import Params, trial
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -335,7 +335,7 @@ def test_nan_loss_is_an_error_record_with_the_epoch(root):
     from memo.run.spec import Point
 
     outcome = run_point(job, Point("p", 0, params, 0))
-    record = json.loads((root / "results" / "nan" / "p.json").read_text())
+    record = Store("nan", root / "results").read("p")
     assert outcome.status == record["status"] == "error"
     assert "FloatingPointError: training loss is" in record["error"]
     assert "in epoch" in outcome.message

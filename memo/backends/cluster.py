@@ -52,7 +52,7 @@ from memo.backends.run_files import (
     write_manifest,
 )
 from memo.backends.task_deaths import DEATHS_TO_RECORD, evidence, status_lines, task_deaths
-from memo.store.records import BadRecord, error_line, is_record, read_record, write_atomic
+from memo.store.records import Store, write_atomic
 from memo.run.worker import Job, Outcome, record_lost
 
 CALL_TIMEOUT_S = 120.0  # a scheduler command that takes longer is taken as failed
@@ -98,7 +98,7 @@ class Submission:
     job: Job  # as the manifest has it (results_dir resolved)
     tasks: int
     points: list  # Points, in manifest order
-    baseline: dict  # point id -> inode of its record before submission (None: no record)
+    baseline: dict  # point id -> when its record was written before submission (None: none)
     lost: list  # Outcomes of the points recorded instead (they killed their task twice)
 
 
@@ -212,7 +212,7 @@ class ClusterBackend(Backend):
         write_manifest(manifest, job, points, tasks, self.name)
         (run_dir / "job.sh").write_text(text)
         logs.mkdir(parents=True, exist_ok=True)  # the scheduler does not create it
-        baseline = record_inodes(records)
+        baseline = record_stamps(records)
         command = [self.submit_command, *self.submit_flags, *self.args, str(run_dir / "job.sh")]
         result = scheduler(*command)
         job_id = self.parse_job_id(result.stdout) if result.returncode == 0 else None
@@ -339,7 +339,7 @@ def died_in_tasks(records: Path, status: dict | None = None, ended: bool = False
     records, read if not given) that were running when an array task of theirs died; with
     ``ended``, only tasks of arrays known to have left the queue."""
     if status is None:
-        status = dict.fromkeys(record_inodes(records))
+        status = Store(records.name, records.parent).index()
     deaths = task_deaths(submitted_runs(records), logs_dir(records.name), set(status))
     if ended:
         deaths = {i: [d for d in found if d.ended] for i, found in deaths.items()}
@@ -364,31 +364,20 @@ def unfinished_runs(records: Path, status: dict) -> list:
 # -- the records ----------------------------------------------------------------------------
 
 
-def record_inodes(records: Path) -> dict:
-    """{point id: inode} of the record files; each write renames a new file into place, so a
-    changed inode means a new record. One listing, no stat per file (cheap on NFS)."""
-    try:
-        with os.scandir(records) as entries:
-            return {e.name[:-5]: e.inode() for e in entries if is_record(e.name)}
-    except FileNotFoundError:
-        return {}
+def record_stamps(records: Path) -> dict:
+    """{point id: when its record was written} of the points with a record in the records
+    folder ``records``: a changed one is a new record."""
+    return Store(records.name, records.parent).rows().stamps()
 
 
 def new_outcomes(records: Path, pending: set, baseline: dict) -> list:
     """Outcomes of the pending points whose record is new since the baseline."""
-    outcomes = []
-    for point_id, inode in record_inodes(records).items():
-        if point_id not in pending or inode == baseline.get(point_id):
-            continue
-        try:
-            record = read_record(records / f"{point_id}.json")
-        except (OSError, BadRecord):  # replaced or unreadable this instant: next look
-            continue
-        message = error_line(record.get("error"))
-        outcomes.append(
-            Outcome(point_id, record["status"], record.get("wall_time") or 0.0, message)
-        )
-    return outcomes
+    rows = Store(records.name, records.parent).rows()
+    new = [i for i, written in rows.stamps().items() if i in pending and written != baseline.get(i)]
+    if not new:
+        return []
+    status, walls, errors = rows.by_id("status"), rows.by_id("wall_time"), rows.by_id("error")
+    return [Outcome(i, status[i], walls[i] or 0.0, errors[i] or "") for i in new]
 
 
 def refuse_overlap(backend: ClusterBackend, records: Path, points: list) -> None:

@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     job = dataclasses.replace(manifest["job"], threads=threads)
     store = Store(job.experiment, job.results_dir)
     mine = share(manifest["points"], int(index), tasks)
-    todo = [p for p in mine if recorded_status(store, p.id) != "ok"]
+    ok = store.index()
+    todo = [p for p in mine if not ok.get(p.id)]
     print(
         f"task {index}/{tasks} on {socket.gethostname()}: {len(mine)} points, "
         f"{len(mine) - len(todo)} already ok, {threads} threads",
@@ -103,14 +104,6 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-def recorded_status(store, point_id: str) -> str | None:
-    """The status of the point's record; None if it has none or it cannot be read."""
-    try:
-        return store.read(point_id).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 @contextlib.contextmanager

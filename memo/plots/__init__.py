@@ -97,9 +97,9 @@ def load_table(name: str, **read_csv) -> pd.DataFrame:
     """
     path = paths.results_dir() / f"{name}.csv"
     rows = Store(name).rows()
-    newest = max((stamp[0] for stamp in rows.files.values()), default=None)  # ctime, ns
+    newest = max(rows.stamps().values(), default=None)  # when the last record was written, s
     try:
-        written = os.stat(path).st_mtime_ns if path.is_file() else None
+        written = os.stat(path).st_mtime if path.is_file() else None
     except OSError:
         written = None
     if newest is not None and (written is None or written < newest) and len(rows):

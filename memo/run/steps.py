@@ -79,10 +79,11 @@ def dry_run(spec, rows, done: dict, rerun: set, busy: dict, tasks: int, group=No
     return 0
 
 
-def run_points(name, backend, job: Job, todo: list, store: Store, points, rows) -> int:
-    """Run the points with the backend, showing progress; the table at the end. ``rows``:
-    the records before the run (Store.rows)."""
-    before = rows.files
+def run_points(name, backend, job: Job, todo: list, store: Store, points, rows, fold) -> int:
+    """Run the points with the backend, showing progress; at the end compact the journal
+    (if ``fold``: this run holds the lock) and write the table. ``rows``: the records
+    before the run (Store.rows)."""
+    before = rows.stamps()
     costs = Costs.of(points, rows.status(), rows.by_id("wall_time"))
     progress = Progress(todo, costs, store.dir)
     start = time.monotonic()
@@ -92,10 +93,9 @@ def run_points(name, backend, job: Job, todo: list, store: Store, points, rows) 
             progress.update(outcome)
     except KeyboardInterrupt:
         progress.close()
-        # Counted from the record files: workers may have finished points not yet reported.
-        after = store.rows().files
-        names = [f"{p.id}.json" for p in todo]
-        done = sum(1 for n in names if after.get(n) not in (None, before.get(n)))
+        # Counted from the records: workers may have finished points not yet reported.
+        after = store.rows().stamps()
+        done = sum(1 for p in todo if after.get(p.id) not in (None, before.get(p.id)))
         print(backend.interrupted_note(name, done), file=sys.stderr)
         return 130
     except (RunError, DatasetDamaged) as e:  # e.g. the scheduler refused the job
@@ -115,6 +115,8 @@ def run_points(name, backend, job: Job, todo: list, store: Store, points, rows) 
         signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
     print(f"ran {progress.done} points in {time.monotonic() - start:.1f} s")
+    if fold:
+        compact(store)
     return finish(name, store, points)
 
 
@@ -140,7 +142,7 @@ def submit_only(name: str, backend, job: Job, todo: list) -> int:
 
 def clean_up(store: Store) -> None:
     """Remove the temp files and point claims left by killed processes, in one note."""
-    temps = sum(clean_temps(folder) for folder in (store.dir, store.cache_path.parent))
+    temps = sum(clean_temps(folder) for folder in (store.dir, store.lock_path.parent))
     temps += clean_temps(store.dir / claims.CLAIMS)
     _, stale = claims.running(store.dir, clean=True)
     if temps or stale:
@@ -149,6 +151,36 @@ def clean_up(store: Store) -> None:
             f" left by killed processes in {store.dir}",
             file=sys.stderr,
         )
+
+
+def compact(store: Store) -> None:
+    """Fold the journal into records.parquet (memo/store/compact.py); a disk that refuses
+    is a note: the records stay in the journal, read as well."""
+    try:
+        store.compact()
+    except OSError as e:
+        print(
+            f"note: cannot compact the records of {store.experiment} ({e.strerror or e});"
+            " they stay in the journal, where they count as well",
+            file=sys.stderr,
+        )
+
+
+def compact_only(store: Store) -> int:
+    """--compact: fold the journal and legacy record files into records.parquet now."""
+    try:
+        done = store.compact()
+    except OSError as e:
+        print(f"error: cannot compact {store.dir}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    if done is None:
+        print(f"another process compacts {store.dir} now; nothing done", file=sys.stderr)
+        return 1
+    print(
+        f"{store.experiment}: {done.records} records in {store.parquet_path}"
+        f" ({done.merged} journal segments and record files merged)"
+    )
+    return 0
 
 
 def elsewhere_line(elsewhere: list, busy: dict) -> str:

@@ -31,7 +31,7 @@ from memo.store import claims
 from memo.store import paths
 from memo.datasets import DatasetDamaged
 from memo.run.spec import Point
-from memo.store.records import RESERVED, BadRecord, RecordWriteError, Store, error_line
+from memo.store.records import RESERVED, RecordWriteError, Store, error_line
 from memo.run.trial_lookup import trial_module
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pandas", "joblib")
@@ -92,13 +92,8 @@ def run_point(job: Job, point: Point) -> Outcome:
 
 def recorded_since(store: Store, point_id: str, since: float | None) -> bool:
     """Whether the point has an ok record, or any record written after ``since``."""
-    path = store.dir / f"{point_id}.json"
-    try:
-        written = os.lstat(path).st_mtime
-        record = store.read(point_id)
-    except (OSError, BadRecord):
-        return False
-    return record["status"] == "ok" or (since is not None and written >= since)
+    found = store.recorded(point_id)
+    return found is not None and (found[0] or (since is not None and found[1] >= since))
 
 
 def run_claimed(job: Job, point: Point, store: Store) -> Outcome:

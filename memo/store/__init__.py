@@ -1,9 +1,13 @@
-"""Everything that touches results/: records, the row cache, claims and locks, safe file I/O.
+"""Everything that touches results/: records, the journal, records.parquet, claims and locks,
+safe file I/O.
 
 ``from memo.store import load_results, Store`` is the public entry; modules: ``records``
-(one record per point, the table), ``rowcache`` (rows cached with their files' stamps),
-``claims`` (the run lock and a claim per running point), ``files`` (atomic writes, reads
-that follow no link), ``paths`` (the project's folders).
+(the Store: writing, reading, the table), ``checks`` (what a record is), ``journal`` (a
+segment per writing process), ``columns`` (records as typed columns, the dedup rule),
+``parquet`` (records.parquet, checksummed), ``view`` (reading it all back), ``rows`` (the
+table's rows of it), ``compact`` (folding the journal into records.parquet), ``claims``
+(the run lock and a claim per running point), ``files`` (atomic writes, reads that follow
+no link), ``paths`` (the project's folders).
 """
 
 from memo.store.records import (

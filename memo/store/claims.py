@@ -4,18 +4,19 @@
   machine from starting. Where it cannot be taken (a read-only ``.cache``, a file system
   without locks, two hosts not sharing locks) run.py says so and goes on.
 - A claim ``results/NAME/_running/<id>.json`` (host, pid, start time) exists while a
-  process runs the point, in whatever backend. It is created exclusively (``O_EXCL``, as
-  NFS supports too), so only one process can make it; a second runner skips
-  a point whose claim is fresh. A claim is fresh while its holder refreshes it (every
-  :data:`HEARTBEAT_S`; not refreshed for :data:`STALE_S`, it is stale) and, on this host,
-  while the process it names runs (its pid and process stamp: start time and boot). Its
-  age counts from the older of its mtime and ctime: the kernel sets the ctime to its own
-  clock at every change, so an mtime set into the future (``touch -d``) cannot keep a
-  claim fresh, nor can a pid the claim names without the stamp of that process. Stale
-  claims are taken over or removed. A claim made in the same run (its token,
-  memo.run.worker.Job.run) is taken over too: a run starts a point again only after the
-  process running it was lost (a dask worker on another host, an array task the
-  scheduler requeued), so that claim is a dead one's.
+  process runs the point, in whatever backend. It is written whole to a temp file and
+  hard-linked into place (``link`` fails if the claim exists, on NFS too), so only one
+  process can make it and none sees it empty; a second runner skips a point whose claim is
+  fresh. A claim is fresh while its holder refreshes it (every :data:`HEARTBEAT_S`; not
+  refreshed for :data:`STALE_S`, it is stale) and, on this host, while the process it
+  names runs (its pid and process stamp: start time and boot). Its age counts from the
+  older of its mtime and ctime: the kernel sets the ctime to its own clock at every
+  change, so an mtime set into the future (``touch -d``) cannot keep a claim fresh, nor
+  can a pid the claim names without the stamp of that process. Stale claims are taken
+  over or removed. A claim made in the same run (its token, memo.run.worker.Job.run) is
+  taken over too: a run starts a point again only after the process running it was lost
+  (a dask worker on another host, an array task the scheduler requeued), so that claim is
+  a dead one's.
 - A file there that is not a claim (a JSON value other than a claim's object, a folder, a
   link, a FIFO) holds no point: it is named in a note and removed by the next run.
 """
@@ -136,24 +137,34 @@ def take(records: Path, point_id: str, run: str | None = None) -> Holder | None:
     mine["run"] = run
     stamp = json.dumps(mine).encode()
     found = None
-    for _ in range(3):
+    whole = temp_path(path)  # the claim is linked into place whole: a process killed
+    try:  # meanwhile leaves no empty claim (which would count as another host's for STALE_S)
+        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    except FileNotFoundError:  # the folder was removed since it was checked (a user's rm)
+        own_dir(path.parent)
+        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    try:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-        except FileExistsError:
-            found = holder(path)
-            if found is None:  # released in between
-                continue
-            if found[0].fresh() and not (run and found[0].run == run):
-                return found[0]
-            remove_stale(path, found[1])
-            continue
-        try:  # one write: a reader meanwhile sees an empty claim, which counts as held
             os.write(fd, stamp)
-            _held[path] = os.fstat(fd).st_ino
+            inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        heartbeat()
-        return None
+        for _ in range(3):
+            try:
+                os.link(whole, path)  # atomic, also on NFS; EEXIST if claimed
+            except FileExistsError:
+                found = holder(path)
+                if found is None:  # released in between
+                    continue
+                if found[0].fresh() and not (run and found[0].run == run):
+                    return found[0]
+                remove_stale(path, found[1])
+                continue
+            _held[path] = inode
+            heartbeat()
+            return None
+    finally:
+        whole.unlink(missing_ok=True)
     return found[0] if found else Holder("?", 0, "?", 0.0)
 
 

@@ -1,65 +1,55 @@
-"""The results store: one JSON record per point, ``results/NAME/<id>.json``.
+"""The results store: one record per point, in the journal and in ``records.parquet``.
 
-Records are written to a temp file in the same folder and renamed into place, so a
-reader never sees half a record and many writers (array tasks on NFS) need no lock or
-shared counter. The collected table ``results/NAME.csv`` and the row cache
-``results/.cache/NAME.rows`` (memo/store/rowcache.py) are both derived from the records
-and rebuilt at will; the cache is checked against each record file's ctime, size and
-inode (ctime changes with every change to a file, also one that keeps its mtime, as
-``cp -p`` does).
+``results/NAME/`` holds ``records.parquet`` (the records merged so far: typed columns,
+checksummed, memo/store/parquet.py) and ``_journal/`` (one segment per writing process,
+a JSON line per record, memo/store/journal.py); compaction (memo/store/compact.py) folds
+the journal into the Parquet file at the start and end of every run and on
+``run.py --compact``. Readers see both (memo/store/view.py). A point with several records
+(two hosts ran it, a requeued task, --retry-failed) keeps one: an ok record wins over a
+failed one, the first ok record over later ones, the last failed record over earlier ones.
 
-A file ``<id>.json`` holds a record if it is a regular file (not a link, folder or FIFO)
-of at most :data:`RECORD_CAP` bytes, a JSON object with the keys and types of
-:data:`RECORD_TYPES`, a status in :data:`STATUSES` and that id; any other file there is
-unreadable (its point is pending and runs again) or, if it holds a record of another id
-(a copy), ignored.
+``results/NAME/<id>.json`` files, one per point, are memo's store before the journal: they
+are read as records too, and folded in by the next compaction. The collected table
+``results/NAME.csv`` is derived from the records and rewritten at will.
 """
 
-import contextlib
 import errno
-import json
 import os
-import stat
-import sys
 from pathlib import Path
 
-import numpy as np
+from memo.store import compact as compaction
+from memo.store import journal, paths
+from memo.store import view as views
+from memo.store.columns import to_records
+from memo.store.checks import (
+    META_COLUMNS,
+    RESERVED,
+    STATUSES,
+    BadRecord,
+    LEAD_COLUMNS,
+    TAIL_COLUMNS,
+    error_line,
+    is_record,
+    read_record,
+)
+from memo.store.files import atomic_file, write_atomic
+from memo.store import rows as rowset
+from memo.store.rows import Rows
 
-from memo.store import paths
-from memo.store import rowcache
-from memo.store.files import atomic_file, own_dir, read_regular, write_atomic
-from memo.store.rowcache import Rows
-
-__all__ = ["Store", "Rows", "load_results", "read_record", "atomic_file", "write_atomic"]
-STATUSES = ("ok", "error", "timeout")
-RECORD_CAP = 64 << 20  # bytes; a larger file in a records folder is not read
-# Columns every row has besides params and metrics, in table order.
-LEAD_COLUMNS = ("_index", "id")
-TAIL_COLUMNS = ("seed", "status")
-META_COLUMNS = ("wall_time", "cpu_time", "finished", "error")
-# A record's own columns: no param or metric of that name reaches the table.
-RESERVED = frozenset((*LEAD_COLUMNS, *TAIL_COLUMNS, *META_COLUMNS))
-NONE = type(None)
-# The JSON types of a record's keys; the run info (META_COLUMNS) may be missing or null.
-RECORD_TYPES = {
-    "id": (str,),
-    "_index": (int,),
-    "seed": (int,),
-    "params": (dict,),
-    "metrics": (dict,),
-    "wall_time": (int, float, NONE),
-    "cpu_time": (int, float, NONE),
-    "finished": (str, NONE),
-    "error": (str, NONE),
-}
-
-
-class BadRecord(ValueError):
-    """A record file that does not hold a valid record."""
-
-
-class MisnamedRecord(BadRecord):
-    """A record file holding a valid record of another id, as a copy ``<id>.orig.json`` does."""
+__all__ = [
+    "Store",
+    "Rows",
+    "load_results",
+    "read_record",
+    "atomic_file",
+    "write_atomic",
+    "RESERVED",
+    "STATUSES",
+    "BadRecord",
+    "RecordWriteError",
+    "error_line",
+    "is_record",
+]
 
 
 class RecordWriteError(Exception):
@@ -89,192 +79,112 @@ class Store:
         base = Path(results_dir) if results_dir else paths.results_dir()
         self.experiment = experiment
         self.dir = base / experiment
+        self.parquet_path = self.dir / "records.parquet"
         self.table_path = base / f"{experiment}.csv"
-        self.cache_path = base / ".cache" / f"{experiment}.rows"
         self.lock_path = base / ".cache" / f"{experiment}.lock"  # held by a running run.py
 
     def write(self, record: dict) -> None:
-        """Write one record atomically (temp file + rename), replacing any older one.
-        TypeError/ValueError if it is not JSON-ready; RecordWriteError if the disk refuses."""
-        text = json.dumps(record, default=to_json)
-        path = self.dir / f"{record['id']}.json"
+        """Append one record to this process's journal segment. TypeError/ValueError if it
+        is not JSON-ready or not a valid record; RecordWriteError if the disk refuses."""
+        text = journal.encode_record(record)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, text.encode())
+            journal.append(self.dir, text)
         except OSError as e:
-            raise RecordWriteError.of(f"record {path}", e) from None
+            where = e.filename or self.dir / journal.JOURNAL
+            raise RecordWriteError.of(f"record {record['id']} into {where}", e) from None
 
     def read(self, point_id: str) -> dict:
-        """The point's record; OSError if it has none, BadRecord if it is not valid."""
-        return read_record(self.dir / f"{point_id}.json")
+        """The point's record; FileNotFoundError if it has none, BadRecord if all it has
+        is a legacy file that is not a valid record."""
+        seen = views.view(self.dir)
+        seen.refresh(legacy=False)
+        record = seen.record(point_id)
+        if record is not None:
+            return record
+        if os.path.lexists(self.dir / f"{point_id}.json"):
+            read_record(self.dir / f"{point_id}.json")  # raises what is wrong with it
+        raise FileNotFoundError(f"no record of point {point_id} in {self.dir}")
+
+    def recorded(self, point_id: str) -> tuple | None:
+        """(whether ok, time written) of the point's record, or None. A worker calls it
+        before each point: other processes' new records are looked for at most
+        view.LOOK_SHARE of the time."""
+        seen = views.view(self.dir)
+        seen.look()
+        found = seen.best(point_id)
+        return None if found is None else found[:2]
+
+    def index(self) -> dict:
+        """{point id: whether its record is ok} of every point with a record."""
+        seen = views.view(self.dir)
+        with seen.lock:
+            seen.refresh()
+            found = {}
+            if seen.table is not None:
+                ids, status = (seen.table.table[k].to_pylist() for k in ("own:id", "own:status"))
+                found = {i: s == "ok" for i, s in zip(ids, status)}
+            for point_id in seen.extra():
+                found[point_id] = seen.best(point_id)[0]
+        return found
 
     def rows(self, fresh: bool = False) -> Rows:
-        """The flat scalar rows of every record, from a cache kept up to date.
-
-        The folder is listed and each record file stat'ed; a file whose stamp (ctime, size,
-        inode) matches the cache is not read again, unless ``fresh`` (read every record).
-        Files that are not valid records are named in ``Rows.corrupt`` and ``Rows.misnamed``.
-        """
-        listed = self._list()
-        if listed is None:
-            return Rows.build([])
-        files, odd = listed
-        cached = None if fresh else self._load_cache()
-        if cached is not None and cached.files == files:
-            return cached
-        old = cached.files if cached else {}
-        known = {f"{id_}.json": i for i, id_ in enumerate(cached.columns["id"])} if cached else {}
-        was_curved = set(cached.curved) if cached else set()
-        rows, corrupt, misnamed, curved = [], [], [], []
-        for name, stamp in files.items():
-            if name in odd:  # a link, folder or FIFO: never opened
-                corrupt.append(name)
-                continue
-            if name in known and old[name] == stamp:
-                rows.append(cached.row(known[name]))
-                if name in was_curved:
-                    curved.append(name)
-                continue
-            try:
-                record = read_record(self.dir / name)
-            except MisnamedRecord:
-                misnamed.append(name)
-                continue
-            except (BadRecord, OSError):
-                corrupt.append(name)
-                continue
-            rows.append(flatten(record))
-            if any(isinstance(v, (list, dict)) for v in record["metrics"].values()):
-                curved.append(name)
-        fresh_rows = Rows.build(rows, files, corrupt, misnamed, curved)
-        try:  # reading works without writing, e.g. in a colleague's read-only results
-            own_dir(self.cache_path.parent)
-            rowcache.save(self.cache_path, fresh_rows)
-        except OSError:
-            pass
-        return fresh_rows
+        """Every point's record as flat rows (the best record of each point). ``fresh``
+        reads everything again instead of what changed since this process last looked.
+        Legacy files that are not valid records are named in ``Rows.corrupt`` (their points
+        are pending) and ``Rows.misnamed``; damage in the journal or records.parquet is
+        one note on stderr, once."""
+        return rowset.rows(self.dir, fresh)
 
     def records(self) -> list:
-        """Every valid record in full (with curves); other files are skipped."""
-        records = []
-        for path in sorted(self.dir.glob("*.json")):
-            if is_record(path.name):
-                with contextlib.suppress(BadRecord, OSError):
-                    records.append(read_record(path))
-        return records
+        """Every point's record in full (with curves)."""
+        return to_records(views.view(self.dir).columns())
 
-    def _list(self) -> tuple | None:
-        """({file name: stamp}, {names that are not regular files}) of the record files (one
-        lstat each); None without a folder."""
-        try:  # listed by descriptor, each stat is relative to it: no path lookups
-            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        files, odd = {}, set()
-        try:
-            with os.scandir(fd) as entries:
-                found = [entry for entry in entries if is_record(entry.name)]
-            for entry in found:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # removed since the listing
-                    continue
-                files[entry.name] = (st.st_ctime_ns, st.st_size, st.st_ino)
-                if not stat.S_ISREG(st.st_mode):
-                    odd.add(entry.name)
-        finally:
-            os.close(fd)
-        return files, odd
+    def compact(self, force: bool = False):
+        """Fold the journal into records.parquet (memo/store/compact.py)."""
+        return compaction.compact(self.dir, force)
 
     def write_table(self, points: list, fresh: bool = False, tries: int = 5):
         """Write results/NAME.csv from the records: one row per grid point that has a record,
         in grid order; returns (table, rows).
 
         Another process may add a record while the table is written (a run ending while
-        ``--collect`` runs): the records are listed again after writing, and the table
-        rewritten until no record came or changed in between, so the last table written
-        holds every record there was when it was written.
+        ``--collect`` runs): the records are looked at again after writing, and the table
+        rewritten until nothing changed in between, so the last table written holds every
+        record there was when it was written.
         """
         for _ in range(tries):
             rows = self.rows(fresh=fresh)
+            seen = views.view(self.dir)
+            before = seen.version()
             frame = rows.frame()
             if len(frame):
                 frame["_index"] = frame["id"].map({p.id: p.index for p in points})
                 frame = frame.dropna(subset=["_index"]).astype({"_index": int})
                 frame = frame.sort_values("_index").reset_index(drop=True)
             frame = order_columns(frame, points)
+            self.table_path.parent.mkdir(parents=True, exist_ok=True)  # before any run made it
             write_atomic(self.table_path, frame.to_csv(index=False).encode())
-            listed = self._list()
-            if listed is None or listed[0] == rows.files:
+            seen.refresh()
+            if seen.version() == before:
                 break
             fresh = False
         return frame, rows
 
-    def _load_cache(self) -> Rows | None:
-        try:
-            return rowcache.load(self.cache_path)
-        except FileNotFoundError:
-            return None
-        except rowcache.DamagedCache as e:
-            print(
-                f"note: the row cache {self.cache_path} is damaged ({e}); "
-                f"rebuilt from the records",
-                file=sys.stderr,
-            )
-        except OSError as e:  # a link or a folder where the cache should be: not used
-            print(
-                f"note: the row cache {self.cache_path} is not used: {e.strerror or e}",
-                file=sys.stderr,
-            )
-        return None
-
 
 def load_results(experiment: str, curves: bool = True, status: str | None = "ok"):
-    """Load an experiment's records into a pandas DataFrame, one row per record.
+    """Load an experiment's records into a pandas DataFrame, one row per point, by id.
 
-    With ``curves=True`` list-valued metrics (per-epoch curves) are kept as list
-    columns; otherwise only scalars are loaded (fast, from the cache; as fast with
-    ``curves=True`` when no record has a list-valued metric). ``status``
-    filters rows ("ok" by default; None keeps failed points too).
+    With ``curves=True`` list-valued metrics (per-epoch curves) are list columns; otherwise
+    only scalars are loaded. ``status`` filters rows ("ok" by default; None keeps failed
+    points too). The same records, every column, are in ``results/NAME/records.parquet``
+    for ``pandas.read_parquet`` once the run that made them has ended.
     """
-    store = Store(experiment)
-    rows = store.rows()
-    if curves and rows.curved:
-        frame = Rows.build([flatten(r, curves=True) for r in store.records()]).frame()
-    else:  # no record has a curve: the cached rows are the whole story
-        frame = rows.frame()
-        if curves and len(frame):  # in the order of the path above: by file name
-            frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
+    frame = Store(experiment).rows().frame(curves=curves)
+    if len(frame):
+        frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
     if status is not None and len(frame):
         frame = frame[frame["status"] == status].reset_index(drop=True)
     return frame
-
-
-def flatten(record: dict, curves: bool = False) -> dict:
-    """One table row from a valid record: params and scalar metrics as columns.
-
-    A param or metric named like one of the record's own columns (:data:`RESERVED`) is
-    left out, so that it cannot overwrite them.
-
-    >>> rec = {"id": "a", "_index": 0, "seed": 1, "status": "ok", "params": {"n": 2},
-    ...        "metrics": {"score": 1.0, "curve": [1, 2], "error": 0.5}, "wall_time": 0.5}
-    >>> flatten(rec)
-    {'_index': 0, 'id': 'a', 'n': 2, 'seed': 1, 'status': 'ok', 'score': 1.0, 'wall_time': 0.5}
-    """
-    row = {"_index": record["_index"], "id": record["id"]}
-    for key, value in record["params"].items():
-        if key not in RESERVED:
-            row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-    row["seed"] = record["seed"]
-    row["status"] = record["status"]
-    for key, value in record["metrics"].items():
-        if key not in RESERVED and (curves or not isinstance(value, (list, dict))):
-            row[key] = value
-    for key in META_COLUMNS:
-        if record.get(key) is not None:
-            value = record[key]
-            row[key] = error_line(value) if key == "error" else value
-    return row
 
 
 def order_columns(frame, points: list):
@@ -286,46 +196,3 @@ def order_columns(frame, points: list):
     back = [c for c in META_COLUMNS if c in frame]
     middle = [c for c in frame.columns if c not in front and c not in back]
     return frame[front + middle + back]
-
-
-def to_json(value):
-    """``json.dumps`` default hook for numpy scalars and arrays."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def read_record(path: Path) -> dict:
-    """The record in file ``path``; BadRecord if it holds none, MisnamedRecord if it holds
-    one whose id is not the file's name. OSError if it cannot be read."""
-    path = Path(path)
-    try:
-        record = json.loads(read_regular(path, RECORD_CAP))
-    except ValueError:
-        raise BadRecord(f"{path}: not JSON") from None
-    if not (
-        isinstance(record, dict)
-        and record.get("status") in STATUSES
-        and all(type(record.get(key)) in types for key, types in RECORD_TYPES.items())
-    ):
-        raise BadRecord(f"{path}: not a record")
-    if f"{record['id']}.json" != path.name:
-        raise MisnamedRecord(f"{path}: holds the record of {record['id']}")
-    return record
-
-
-def is_record(name: str) -> bool:
-    """Whether a file name in a records folder is a record (not a temp file or cache)."""
-    return name.endswith(".json") and not name.startswith((".", "_"))
-
-
-def error_line(error: str | None) -> str:
-    """The last line of a traceback (the exception and its message); "" for none.
-
-    >>> error_line("Traceback (most recent call last):\\n  ...\\nValueError: bad\\n")
-    'ValueError: bad'
-    """
-    lines = (error or "").strip().splitlines()
-    return lines[-1] if lines else ""
