@@ -162,7 +162,7 @@ def test_ctrl_c_cancels_the_rest_and_stops_the_workers(write_spec, root, cli):
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=60)
     assert runner.returncode == 130 and "rerun the same command to resume" in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
     before = stamps(root)
