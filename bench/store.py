@@ -28,6 +28,8 @@ from trials.synthetic import trial  # noqa: E402
 BEFORE = "10e9a17"  # main's first commit: one record file a point
 LOAD = "import time, sys; from memo.store import load_results; t = time.perf_counter(); "
 LOAD += "n = len(load_results(sys.argv[1])); print(n, time.perf_counter() - t)"
+GRID = "import time, sys; from memo.run.spec import load_spec; t = time.perf_counter(); "
+GRID += "n = len(load_spec(sys.argv[1]).points()); print(n, time.perf_counter() - t)"
 
 
 def run_py(code: Path, root: Path, *args) -> float:
@@ -45,10 +47,10 @@ def run_py(code: Path, root: Path, *args) -> float:
     return time.perf_counter() - start
 
 
-def load_seconds(code: Path, root: Path, name: str) -> float:
-    """load_results(name) in a fresh process (cold: nothing cached in memory)."""
+def load_seconds(code: Path, root: Path, name: str, script: str = LOAD) -> float:
+    """load_results(name) (or another ``script``) in a fresh process: nothing cached."""
     done = subprocess.run(
-        [sys.executable, "-c", LOAD, name],
+        [sys.executable, "-c", script, name],
         cwd=code,
         env={**os.environ, "MEMO_ROOT": str(root), "PYTHONPATH": str(code)},
         capture_output=True,
@@ -78,6 +80,7 @@ def measure(code: Path, root: Path, points: int, tasks: int) -> dict:
     found["bytes"], found["files"] = disk(root / "results" / name)
     found["status"] = min(run_py(code, root, "--name", name, "--status") for _ in range(2))
     found["load"] = min(load_seconds(code, root, name) for _ in range(2))
+    found["grid"] = load_seconds(code, root, name, GRID)  # --status's share outside the store
     return found
 
 
@@ -118,6 +121,7 @@ def main():
         ("disk a point (KB allocated)", lambda f: f"{f['bytes'] / args.points / 1e3:.3f}", "≤ 0.2"),
         ("files a 10,000 points", lambda f: f"{f['files'] / args.points * 1e4:.2f}", "≤ 1"),
         ("`--status` (s, best of 2)", lambda f: f"{f['status']:.2f}", "≤ 2"),
+        ("of which the grid's expansion (s)", lambda f: f"{f['grid']:.2f}", ""),
         ("`load_results()` cold (s, best of 2)", lambda f: f"{f['load']:.2f}", "≤ 3"),
         ("run.py (s)", lambda f: f"{f['run']:.1f}", ""),
         ("runner cost a point over bare joblib (ms)",

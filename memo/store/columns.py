@@ -36,13 +36,35 @@ EXACT = 2**53  # an int up to this size is exact as a float
 
 @dataclass
 class Columns:
-    """Records column by column: ``table`` (columns keyed as above) and each one's kind."""
+    """Records column by column: ``table`` (columns keyed as above) and each one's kind.
+    With a ``loader`` (records.parquet read lazily), a column not in ``table`` yet is
+    decoded when first asked for: --status then decodes 5 columns, not every one."""
 
     table: pa.Table
     kinds: dict
+    loader: object = None  # [keys] -> {key: column}, for the columns not decoded yet
 
     def __len__(self) -> int:
         return self.table.num_rows
+
+    def column(self, key: str):
+        if key not in self.table.column_names:
+            self.load([key])
+        return self.table[key]
+
+    def load(self, keys) -> "Columns":
+        """Decode the columns ``keys`` (those not decoded yet); returns self."""
+        keys = [k for k in keys if k in self.kinds and k not in self.table.column_names]
+        if keys and self.loader is not None:
+            for key, column in self.loader(keys).items():
+                self.table = self.table.append_column(key, column)
+        return self
+
+    def complete(self) -> "Columns":
+        """Every column decoded, in the order of ``kinds``; returns self."""
+        self.load(list(self.kinds))
+        self.table = self.table.select(list(self.kinds))
+        return self
 
 
 def empty() -> Columns:
@@ -94,7 +116,7 @@ def exact(items: list) -> bool:
 def unify(parts: list) -> Columns:
     """One Columns of all ``parts`` (a column missing in a part is null there); a column
     whose kinds differ becomes float (ints and floats, if exact) or json."""
-    parts = [p for p in parts if len(p)] or [empty()]
+    parts = [p.complete() for p in parts if len(p)] or [empty()]
     kinds = {}
     for part in parts:
         for key, kind in part.kinds.items():
@@ -182,7 +204,7 @@ def file_order(kinds: dict) -> list:
 def to_records(columns: Columns) -> list:
     """The records of the rows (own keys null there read back as None)."""
     records = []
-    for row in columns.table.to_pylist():
+    for row in columns.complete().table.to_pylist():
         record, params, metrics = {}, {}, {}
         for key, value in row.items():
             if key == WRITTEN:
@@ -242,7 +264,7 @@ def flat_values(columns: Columns, key: str, curves: bool = False) -> list:
     """One column's values as the results table has them: JSON decoded (list and dict
     params as JSON text), the error's last line, lists and dicts of metrics only with
     ``curves``."""
-    kind, values = columns.kinds[key], columns.table[key].to_pylist()
+    kind, values = columns.kinds[key], columns.column(key).to_pylist()
     if key == "own:error":
         return [error_line(v) if v is not None else None for v in values]
     if kind == "json":
@@ -257,13 +279,17 @@ def flat_values(columns: Columns, key: str, curves: bool = False) -> list:
 def frame(columns: Columns, curves: bool = False) -> pd.DataFrame:
     """The rows as the results table shows them (see :func:`flat_keys`); an integer column
     stays integer where some rows lack it, a list column holds lists."""
-    data = {}
-    for name, key in flat_keys(columns.kinds).items():
+    data, flat = {}, flat_keys(columns.kinds)
+    wanted = {
+        name: key
+        for name, key in flat.items()
+        if curves or not (columns.kinds[key].startswith("list<") and role(key) == "metric")
+    }
+    columns.load(wanted.values())  # decoded together: one pass over the file
+    for name, key in wanted.items():
         kind = columns.kinds[key]
-        if kind.startswith("list<") and role(key) == "metric" and not curves:
-            continue
         if kind in SCALARS and key != "own:error":
-            array = columns.table[key]
+            array = columns.column(key)
             if kind == "int" and array.null_count:
                 data[name] = array.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
             else:

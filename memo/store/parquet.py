@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from memo.store.columns import TYPES, Columns, file_order, names
+from memo.store.columns import TYPES, WRITTEN, Columns, file_order, names
 from memo.store.files import NOFOLLOW, read_regular, temp_path
 
 FILE = "records.parquet"
@@ -45,7 +45,7 @@ def write(path: Path, columns: Columns, segments: dict) -> None:
         "rows": len(columns),
         "segments": segments,
     }
-    table = columns.table.select(keys).rename_columns([named[k] for k in keys])
+    table = columns.complete().table.select(keys).rename_columns([named[k] for k in keys])
     table = table.replace_schema_metadata(
         {"memo": json.dumps(meta), "memo.sha256": (MARK + ZEROS).decode()}
     )
@@ -100,9 +100,10 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read(path: Path, keys=None) -> tuple:
-    """(Columns, memo's metadata) of the file at ``path``, of only the column ``keys`` if
-    given; Damaged if any check fails, OSError if it cannot be read (none there, a link)."""
+def read(path: Path, first=("own:id", "own:status", WRITTEN)) -> tuple:
+    """(Columns, memo's metadata) of the file at ``path``: the whole file checked, the
+    columns ``first`` decoded, the rest when asked for (Columns.column). Damaged if a check
+    fails, OSError if the file cannot be read (none there, a link)."""
     data = read_regular(path, CAP)
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         raise Damaged("not a whole Parquet file (cut short?)")
@@ -122,34 +123,45 @@ def read(path: Path, keys=None) -> tuple:
         meta = json.loads(handle.metadata.metadata[b"memo"])
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise Damaged("not memo's records")
-        wanted = [n for n, (k, _) in meta["columns"].items() if keys is None or k in keys]
-        table = handle.read(columns=wanted, use_threads=True)
+        kinds, named = check(handle.schema_arrow, meta, handle.metadata.num_rows)
     except Damaged:
         raise
     except Exception as e:  # pyarrow raises many kinds on a file made to fool it
         raise Damaged(f"unreadable ({type(e).__name__})") from None
-    return check(table, meta, handle.metadata.num_rows), meta
+
+    def load(keys) -> dict:
+        try:
+            table = handle.read(columns=[named[k] for k in keys], use_threads=True)
+        except Exception as e:  # only a file made to fool the checksum gets here
+            raise Damaged(f"unreadable ({type(e).__name__})") from None
+        return {k: table[named[k]] for k in keys}
+
+    columns = Columns(pa.table({}), kinds, load)
+    columns.table = pa.table(load([k for k in first if k in kinds]))
+    return columns, meta
 
 
-def check(table: pa.Table, meta: dict, rows: int) -> Columns:
-    """The table as Columns if its columns are those memo's metadata lists."""
-    columns, kinds = {}, {}
+def check(schema: pa.Schema, meta: dict, rows: int) -> tuple:
+    """({key: kind}, {key: column name}) if the file's columns are those memo's metadata
+    lists, each of its kind; Damaged otherwise."""
+    kinds, named = {}, {}
     listed = meta.get("columns")
     if not isinstance(listed, dict) or meta.get("rows") != rows:
         raise Damaged("its columns do not match memo's list")
-    for name in table.column_names:
-        key, kind = listed.get(name, (None, None))
+    if sorted(schema.names) != sorted(listed):
+        raise Damaged("its columns do not match memo's list")
+    for field in schema:
+        key, kind = listed[field.name] if len(listed[field.name]) == 2 else (None, None)
         if kind not in TYPES or not isinstance(key, str) or key in kinds:
-            raise Damaged(f"column {name!r} is not memo's")
-        column = table[name]
-        if not column.type.equals(TYPES[kind]):
-            raise Damaged(f"column {name!r} is not {kind}")
-        columns[key], kinds[key] = column, kind
+            raise Damaged(f"column {field.name!r} is not memo's")
+        if not field.type.equals(TYPES[kind]):
+            raise Damaged(f"column {field.name!r} is not {kind}")
+        kinds[key], named[key] = kind, field.name
     offsets = meta.get("segments")
     if not isinstance(offsets, dict) or not all(
         type(v) is int and v >= 0 for v in offsets.values()
     ):
         raise Damaged("no journal offsets")
-    if "own:id" not in kinds and table.num_columns == len(listed):
-        raise Damaged("no id column")
-    return Columns(pa.table(columns) if columns else pa.table({}), kinds)
+    if "own:id" not in kinds or "own:status" not in kinds or WRITTEN not in kinds:
+        raise Damaged("no id, status or _written column")
+    return kinds, named

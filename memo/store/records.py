@@ -20,7 +20,7 @@ from pathlib import Path
 from memo.store import compact as compaction
 from memo.store import journal, paths
 from memo.store import view as views
-from memo.store.columns import to_records
+from memo.store import columns as cols
 from memo.store.checks import (
     META_COLUMNS,
     RESERVED,
@@ -121,7 +121,7 @@ class Store:
             seen.refresh()
             found = {}
             if seen.table is not None:
-                ids, status = (seen.table.table[k].to_pylist() for k in ("own:id", "own:status"))
+                ids, status = (seen.table.column(k).to_pylist() for k in ("own:id", "own:status"))
                 found = {i: s == "ok" for i, s in zip(ids, status)}
             for point_id in seen.extra():
                 found[point_id] = seen.best(point_id)[0]
@@ -137,7 +137,7 @@ class Store:
 
     def records(self) -> list:
         """Every point's record in full (with curves)."""
-        return to_records(views.view(self.dir).columns())
+        return cols.to_records(views.view(self.dir).columns())
 
     def compact(self, force: bool = False):
         """Fold the journal into records.parquet (memo/store/compact.py)."""
@@ -172,7 +172,8 @@ class Store:
 
 
 def load_results(experiment: str, curves: bool = True, status: str | None = "ok"):
-    """Load an experiment's records into a pandas DataFrame, one row per point, by id.
+    """Load an experiment's records into a pandas DataFrame, one row per point, in grid
+    order (``_index``).
 
     With ``curves=True`` list-valued metrics (per-epoch curves) are list columns; otherwise
     only scalars are loaded. ``status`` filters rows ("ok" by default; None keeps failed
@@ -180,8 +181,6 @@ def load_results(experiment: str, curves: bool = True, status: str | None = "ok"
     for ``pandas.read_parquet`` once the run that made them has ended.
     """
     frame = Store(experiment).rows().frame(curves=curves)
-    if len(frame):
-        frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
     if status is not None and len(frame):
         frame = frame[frame["status"] == status].reset_index(drop=True)
     return frame

@@ -21,7 +21,7 @@ class Rows:
 
     def ids(self) -> list:
         if self._ids is None:
-            self._ids = self.columns.table["own:id"].to_pylist()
+            self._ids = self.columns.column("own:id").to_pylist()
         return self._ids
 
     def by_id(self, column: str) -> dict:
@@ -35,7 +35,7 @@ class Rows:
 
     def stamps(self) -> dict:
         """{point id: when its record was written}: a changed one is a new record."""
-        return dict(zip(self.ids(), self.columns.table[cols.WRITTEN].to_pylist()))
+        return dict(zip(self.ids(), self.columns.column(cols.WRITTEN).to_pylist()))
 
     def frame(self, curves: bool = False):
         """A pandas DataFrame as the results table has it (curves only with ``curves``)."""
@@ -49,7 +49,7 @@ def rows(folder: Path, fresh: bool = False, say: bool = True) -> Rows:
         columns = seen.columns()
         legacy = list((seen.legacy or {}).items())
     bad = [n for n, (_, g) in legacy if g in ("corrupt", "odd")]
-    recorded = set(columns.table["own:id"].to_pylist()) if bad else set()
+    recorded = set(columns.column("own:id").to_pylist()) if bad else set()
     corrupt = sorted(n for n in bad if n[: -len(".json")] not in recorded)
     misnamed = sorted(n for n, (_, g) in legacy if g == "misnamed")
     if say:

@@ -26,7 +26,6 @@ from memo.store import journal, parquet
 from memo.store.checks import BadRecord, MisnamedRecord, is_record, read_record
 from memo.store.files import NOFOLLOW
 
-INDEX = ("own:id", "own:status", cols.WRITTEN)  # what a lookup needs of records.parquet
 BATCH = 50_000  # records read back in full at once
 LOOK_SHARE = 0.05  # at most this share of a worker's time goes to looking for new records
 _views: dict = {}  # records folder -> its View in this process
@@ -68,8 +67,7 @@ class View:
         self.lock = threading.RLock()
         self.folder = Path(folder)
         self.stamp = None  # records.parquet's stamp when read; None: not there
-        self.table = None  # its Columns (only INDEX unless self.full)
-        self.full = False
+        self.table = None  # its Columns, decoded column by column as asked for
         self.meta = {"segments": {}}
         self.damaged = None  # why records.parquet could not be used
         self.index = None  # id -> row of records.parquet, built for lookups
@@ -84,27 +82,27 @@ class View:
     # -- refreshing -----------------------------------------------------------------------
 
     @locked
-    def refresh(self, full: bool = False, legacy: bool = True) -> None:
+    def refresh(self, legacy: bool = True) -> None:
         for _ in range(10):
-            seen = self._parquet(full)
+            seen = self._parquet()
             self._segments()
             if legacy or self.legacy is None:
                 self._legacy()
             if stamp(self.folder / parquet.FILE) == seen:
                 return
 
-    def _parquet(self, full: bool):
+    def _parquet(self):
         path = self.folder / parquet.FILE
         now = stamp(path)
-        if now == self.stamp and (self.full or not full or self.table is None):
+        if now == self.stamp:
             return now
-        self.stamp, self.table, self.full, self.index = now, None, full, None
+        self.stamp, self.table, self.index = now, None, None
         self.reset = True
         self.meta, self.damaged = {"segments": {}}, None
         if now is None:
             return now
         try:
-            self.table, self.meta = parquet.read(path, None if full else INDEX)
+            self.table, self.meta = parquet.read(path)
         except parquet.Damaged as e:
             self.damaged = str(e)
         except OSError as e:
@@ -242,12 +240,12 @@ class View:
         found = None
         if self.table is not None:
             if self.index is None:
-                ids = self.table.table["own:id"].to_pylist()
+                ids = self.table.column("own:id").to_pylist()
                 self.index = dict(zip(ids, range(len(ids))))
             row = self.index.get(point_id)
             if row is not None:
-                ok = self.table.table["own:status"][row].as_py() == "ok"
-                found = (ok, self.table.table[cols.WRITTEN][row].as_py(), ("parquet", row))
+                ok = self.table.column("own:status")[row].as_py() == "ok"
+                found = (ok, self.table.column(cols.WRITTEN)[row].as_py(), ("parquet", row))
         for name, segment in self.segments.items():
             got = segment.best.get(point_id)
             if got is not None and better(got, found):
@@ -278,9 +276,6 @@ class View:
             found = self.best(point_id)
             if found is None:
                 return None
-            if found[2][0] == "parquet" and not self.full:
-                self.refresh(full=True, legacy=False)  # rows may have moved: look again
-                continue
             (record,) = self.fetch([found[2]])
             if record is not None and same(record, point_id, found[0]):
                 return record
@@ -289,7 +284,7 @@ class View:
 
     def fetch(self, places: list) -> list:
         """The full records at ``places`` (see :meth:`best`), None where one is gone or
-        changed; records.parquet's rows must have been read in full."""
+        changed."""
         found = [None] * len(places)
         lines: dict = {}  # segment name -> [(offset, length, position in places)]
         rows = []
@@ -306,7 +301,7 @@ class View:
                 for i, record in read_lines(self.folder / journal.JOURNAL / name, wanted):
                     found[i] = record
         if rows:
-            taken = self.table.table.take([r for r, _ in rows])
+            taken = self.table.complete().table.take([r for r, _ in rows])
             for (_, i), record in zip(rows, cols.to_records(cols.Columns(taken, self.table.kinds))):
                 found[i] = record
         return found
@@ -317,7 +312,7 @@ class View:
     def columns(self) -> cols.Columns:
         """Every point's record, deduplicated, as Columns (records.parquet's and the rest).
         Called again, only the records new since are read (a cluster run's waiting)."""
-        self.refresh(full=True)
+        self.refresh()
         extra = self.extra()
         if self.reset or self.rows is None:
             base = self.table if self.table is not None else cols.empty()
