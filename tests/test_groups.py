@@ -1,8 +1,5 @@
 """Points that share work run as one group: each keeps its own claim, record, seed and error."""
 
-import json
-import os
-import sys
 
 import pytest
 
