@@ -80,6 +80,8 @@ def seal(fd: int) -> None:
         digest.update(chunk)
         at += len(chunk)
     length = int.from_bytes(os.pread(fd, 4, size - 8), "little") + 8  # the footer and after
+    if length > size:
+        raise Damaged(f"a footer of {length} bytes in a file of {size}")
     place = size - length + locate(os.pread(fd, length, size - length))
     os.pwrite(fd, digest.hexdigest().encode(), place)
 
