@@ -72,6 +72,17 @@ def tail(output, lines=20) -> str:
     return "\n".join((output or "").splitlines()[-lines:])
 
 
+def start_runner(*args) -> subprocess.Popen:
+    """run.py in a session of its own (so that a test can signal it with its workers)."""
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT / "run.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread: the same sums in every test, and no spinning on a shared machine."""

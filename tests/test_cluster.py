@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REAL, records
+from conftest import REAL, records, start_runner
 
 import run
 from memo.backends import task
@@ -427,13 +427,7 @@ def test_spec_edited_after_submission_does_not_change_the_work(write_spec, root,
 def test_ctrl_c_while_waiting_leaves_the_job_running(write_spec, root, fake, kind):
     write_spec("exp", grid(4))
     fake.hold()
-    proc = subprocess.Popen(
-        [sys.executable, str(PROJECT / "run.py"), "--name", "exp", "--backend", kind],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_runner("--name", "exp", "--backend", kind)
     deadline = time.monotonic() + 30
     while len(fake.calls({"sge": "qstat", "slurm": "squeue"}[kind])) < 2:  # it is waiting
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -19,7 +19,7 @@ import time
 import joblib
 import psutil
 import pytest
-from conftest import PROJECT, REAL, Journal, records, tail
+from conftest import PROJECT, REAL, Journal, records, start_runner, tail
 
 from memo.store import claims as memo_claims
 from memo.run import worker
@@ -52,17 +52,6 @@ def watch_records(runner, root, limit=300.0) -> tuple:
     except AssertionError:
         give_up(runner, f"still running after {limit:g} s")
     return (written, *ended(runner))
-
-
-def start_runner(*args):
-    """run.py in a session of its own (so that a test can signal it with its workers)."""
-    return subprocess.Popen(
-        [sys.executable, str(PROJECT / "run.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def wait_for(condition, runner, what, limit=120.0):

@@ -1,6 +1,5 @@
 """Points that share work run as one group: each keeps its own claim, record, seed and error."""
 
-
 import pytest
 
 import run

@@ -15,7 +15,7 @@ import pytest
 
 import run
 from conftest import GOLDEN_LEGACY as GOLDEN
-from conftest import PROJECT, Journal, legacy, records
+from conftest import PROJECT, Journal, legacy, records, start_runner
 from memo.backends.run_files import write_manifest
 from memo.run.spec import load_spec
 from memo.run.worker import Job, make_record, provenance
@@ -25,16 +25,6 @@ from memo.store.records import Store, load_results
 
 def grid(n, **defaults):
     return {"trial": "synthetic", "param_grid": {"x": list(range(n))}, "defaults": defaults}
-
-
-def start(*args):
-    return subprocess.Popen(
-        [sys.executable, str(PROJECT / "run.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def task_run(root, points, duration=None, wait=True):
@@ -313,7 +303,7 @@ def test_kill_9_during_compaction_loses_nothing_and_duplicates_nothing(root, cli
 def test_kill_9_of_a_worker_mid_sweep_then_every_point_is_recorded_once(root, write_spec):
     write_spec("exp", grid(20, duration=0.2))
     journal = Journal(root)
-    proc = start("--name", "exp", "--tasks", "2")
+    proc = start_runner("--name", "exp", "--tasks", "2")
     journal.watch([proc], until=4)
     workers = [p for p in children(proc.pid) if b"loky" in cmdline(p)]
     os.kill(next(p for p in workers if b"resource_tracker" not in cmdline(p)), signal.SIGKILL)
@@ -364,7 +354,7 @@ def test_collect_racing_a_run_writes_whole_tables_and_the_last_has_every_point(
 ):
     write_spec("exp", grid(24, duration=0.15))
     journal = Journal(root)
-    runner = start("--name", "exp", "--tasks", "2")
+    runner = start_runner("--name", "exp", "--tasks", "2")
     tables = 0
     while runner.poll() is None:
         result = cli("--name", "exp", "--collect")

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import joblib
@@ -12,7 +10,7 @@ import pandas as pd
 import pytest
 
 import run
-from conftest import Journal, records
+from conftest import Journal, records, start_runner
 from memo.run import steps
 from memo.store.records import Store, load_results
 
@@ -266,16 +264,6 @@ def wait_for_records(root, count, proc, limit=60):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     raise AssertionError("no records appeared")
-
-
-def start_runner(*args):
-    return subprocess.Popen(
-        [sys.executable, os.path.join(PROJECT, "run.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def test_sigkill_mid_sweep_then_rerun_runs_every_point_exactly_once(write_spec, root, cli):
