@@ -265,8 +265,8 @@ def trial(params: dict) -> dict:
     import torch
 
     from memo.run import progress
-    from memo.training import checkpoints
-    from memo.training import probes
+    from memo.training import checkpoints, fitcheck, probes
+    from memo.training.fitcheck import mlp_layers
     from memo.datasets import tensordata
     from memo.training import loop as training
 
@@ -313,6 +313,8 @@ def trial(params: dict) -> dict:
 
     curves = p.curves or p.forgetting
     per_epoch = curves or p.oscillation or p.stop_at_interpolation  # evaluate train each epoch
+    # Only the fit read from that evaluation: most epochs decide it from a few examples.
+    fit_check = fitcheck.FitCheck(train, y, p.interp_acc) if fitcheck.applies(p, model) else None
     probe = None
     if p.alignment:
         probe = probes.AlignmentProbe(model, loss_fn, train, y, p.align_samples, seed, history)
@@ -361,8 +363,11 @@ def trial(params: dict) -> dict:
                 progress.report(epoch, total, resumed_from)  # for run.py's time estimates
                 state["train_seconds"] += stats["seconds"]
                 evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
-                if per_epoch and "train" not in evals:
+                ruled_out = fit_check and fitcheck.rule_out([fit_check], mlp_layers(model))[0]
+                if per_epoch and "train" not in evals and not ruled_out:
                     evals["train"] = evaluate("train")
+                    if fit_check:
+                        fit_check.saw(evals["train"].pred)
                 if "train" in evals:
                     check_finite(evals["train"].loss, epoch)  # the epoch's last steps too
                 row = epoch_row(p, curves, stats, lr, evals, sets, y_true, model, state)
