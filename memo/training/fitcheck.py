@@ -28,7 +28,7 @@ ENABLED = True
 
 # Suspects evaluated at a model's first round of a check (then 4x as many each round, up to
 # all), beyond the errors interp_acc allows; and the most suspects kept.
-CHUNK, SUSPECTS = 16, 256
+CHUNK, SUSPECTS = 8, 256
 
 # A logit bound below which every loss of memo.training.LOSSES, summed over the training set,
 # stays finite in float32 (max 3.4e38), with room for the rounding of that sum.
@@ -112,9 +112,12 @@ def rule_out(checks: list, layers: list) -> list:
     evaluation must decide (call :meth:`FitCheck.saw` with its predictions)."""
     out = [False] * len(checks)
     live = [m for m, check in enumerate(checks) if check.may_rule_out()]
-    if live:
-        finite = logits_bounded(layers, [c.max_norm for c in checks], [len(c.y) for c in checks])
-        live = [m for m in live if finite[m]]
+    if not live:
+        return out
+    dtype = layers[0][0].dtype  # the full evaluation's
+    layers = [(W.double(), None if b is None else b.double()) for W, b in layers]
+    finite = logits_bounded(layers, [c.max_norm for c in checks], [len(c.y) for c in checks], dtype)
+    live = [m for m in live if finite[m]]
     wrong = {m: [] for m in live}  # per model, the suspects found wrong so far
     done = dict.fromkeys(live, 0)  # per model, how many of its suspects were evaluated
     size = CHUNK
@@ -122,7 +125,7 @@ def rule_out(checks: list, layers: list) -> list:
         chunks = [
             checks[m].suspects[done[m] : done[m] + size + 2 * checks[m].allowed] for m in live
         ]
-        found = evaluate_chunks([checks[m] for m in live], chunks, layers, live)
+        found = evaluate_chunks([checks[m] for m in live], chunks, layers, live, dtype)
         for m, chunk, bad in zip(live, chunks, found):
             check = checks[m]
             done[m] += len(chunk)
@@ -138,9 +141,9 @@ def rule_out(checks: list, layers: list) -> list:
     return out
 
 
-def evaluate_chunks(checks: list, chunks: list, layers: list, models: list) -> list:
+def evaluate_chunks(checks: list, chunks: list, layers: list, models: list, dtype) -> list:
     """The examples of each chunk (indices into checks[j]'s training set) that model
-    models[j] surely gets wrong."""
+    models[j] surely gets wrong in ``dtype``."""
     size = max(len(chunk) for chunk in chunks)
     # Each chunk padded to one size with its first example (masked out below).
     idx = torch.stack([torch.cat([c, c[:1].expand(size - len(c))]) for c in chunks])  # (M', S)
@@ -152,16 +155,17 @@ def evaluate_chunks(checks: list, chunks: list, layers: list, models: list) -> l
     if models != list(range(len(layers[0][0]))):
         index = torch.tensor(models, device=idx.device)
         layers = [(W[index], None if b is None else b[index]) for W, b in layers]
-    wrong = surely_wrong(layers, x, y) & valid
+    wrong = surely_wrong(layers, x, y, dtype) & valid
     return [i[w] for i, w in zip(idx, wrong)]
 
 
-def surely_wrong(layers: list, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def surely_wrong(layers: list, x: torch.Tensor, y: torch.Tensor, dtype=None) -> torch.Tensor:
     """(M, S): whether ReLU MLP m (slice m of ``layers``: W (M, out, in), b (M, out) or None)
-    misclassifies x[m, s] (label y[m, s]) in every evaluation in its dtype, whatever the
-    order of its sums: evaluated here in float64, another class's logit exceeds the label's by
-    more than the rounding of this evaluation and of any other can close."""
-    dtype = layers[0][0].dtype
+    misclassifies x[m, s] (label y[m, s]) in every evaluation in ``dtype`` (default: the
+    weights'), whatever the order of its sums: evaluated here in float64, another class's
+    logit exceeds the label's by more than the rounding of this evaluation and of any other
+    can close."""
+    dtype = dtype or layers[0][0].dtype
     u = torch.finfo(dtype).eps / 2 + torch.finfo(torch.float64).eps / 2  # theirs + ours
     tiny = torch.finfo(dtype).tiny  # the absolute error of a product that underflows
     with torch.inference_mode():
@@ -187,15 +191,16 @@ def surely_wrong(layers: list, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
         return (margin > 0).any(-1)
 
 
-def logits_bounded(layers: list, max_norms: list, sizes: list) -> list:
+def logits_bounded(layers: list, max_norms: list, sizes: list, dtype=None) -> list:
     """Per model: whether its logits on every input of norm <= max_norms[m] are so small that
     the training loss (any of memo.training.LOSSES), summed over sizes[m] examples, is finite
-    in every float evaluation. False for non-finite weights."""
+    in every evaluation in ``dtype`` (default: the weights'). False for non-finite weights."""
+    dtype = dtype or layers[0][0].dtype
     bound = torch.tensor(max_norms, dtype=torch.float64)
     classes = layers[-1][0].shape[1]
     for W, b in layers:
         n = W.shape[-1] + (b is not None)
-        grow = 1 + 2 * n * torch.finfo(W.dtype).eps  # the rounding of the products
+        grow = 1 + 2 * n * torch.finfo(dtype).eps  # the rounding of the products
         norm = torch.linalg.vector_norm(W.double(), dim=(1, 2)).cpu()
         add = 0 if b is None else torch.linalg.vector_norm(b.double(), dim=1).cpu()
         bound = (norm * bound + add) * grow
