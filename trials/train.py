@@ -8,7 +8,8 @@ epoch or at the end) raises FloatingPointError naming the epoch. Points that gro
 together train as one stacked model in trial_group (memo.training.batched), each as trial() trains it.
 Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
 fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
-``interp_loss``. With ``forgetting`` a second phase follows (see Params); the lr schedule
+``interp_loss`` (memo.training.fitcheck decides most epochs' fit from a few examples, exactly as
+the full evaluation would). With ``forgetting`` a second phase follows (see Params); the lr schedule
 runs on over both phases (``epochs`` + ``forget_epochs`` long).
 
 Returned scalars: train_loss, train_acc, test_loss, test_acc, test_error (test_true_acc
