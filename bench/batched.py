@@ -1,25 +1,34 @@
 """Small MLPs trained as one stacked model (trials/train.py's trial_group) against one point at a
-time (trial() per point), and the stacked step against bare batched matmuls and torch.func.
+time, through memo (trial() per point) and through the standard PyTorch recipe; and the stacked
+step against bare batched matmuls and torch.func.
 
     python bench/batched.py [--threads 1,2] [--repeats 1] [--skip-mnist]
 
 Grids (SGD lr 0.01 momentum 0.9, batch 128, stop at interpolation, checkpoints off): 20 digits
 points, MLP 64-256-10, 5 seeds x label noise 0, 0.25, 0.5, 1 (at most --digits-epochs epochs);
 20 mnist5k points, MLP 784-512-10, the same seeds and noise levels (--mnist-epochs). Each grid
-runs both ways in this process, taking turns, with each torch thread count. Printed per grid
-and thread count: seconds one at a time and grouped, wall and this process's CPU (process_time:
-on a shared machine the wall clock also counts the time other processes held the cores), the
-ratio; GFLOP/s of the grouped run (the matmul FLOPs of its training steps and evaluations per
-wall second) and of bare torch.bmm running one training step's products for the 20 models (the
-orientations memo.training.stacked uses), and their ratio. Then one training step of the 20 digits
-models through memo.training.stacked (baddbmm and bmm) against torch.func (stack_module_state,
-functional_call, vmap), and with --conv a step of 4 of Mehta's ConvNets and of Zhang's small
-AlexNets through torch.func against one at a time. Goals (issue 19): digits >= 5x, mnist5k
->= 1.5x, conv nets batched only from 1.5x. Best of --repeats (the grids after a
-short warm-up, the steps after a warm-up round).
+runs three ways in this process, taking turns, with each torch thread count: grouped
+(trial_group; mnist5k's MLPs too, which group_key trains alone on the CPU: CPU_GROUP_WEIGHTS is
+lifted for the measurement), one trial() after another, and one point after another the way a user would
+write it without memo (the anchor's "DataLoader loop": nn.Sequential, a DataLoader over a
+TensorDataset with shuffle, optim.SGD, and after each epoch the training set's loss and
+accuracy in eval mode through a DataLoader, to stop at interpolation; the same data, labels and
+epochs). Printed per grid and thread count: seconds of each, wall and this process's CPU
+(process_time: on a shared machine the wall clock also counts the time other processes held
+the cores), the model-epochs each trained (equal when no point stops early), the ratios of
+grouped to the other two and of trial() to the recipe; GFLOP/s of the grouped run (the matmul
+FLOPs of its training steps and final evaluations per wall second: the per-epoch fit checks,
+mostly a few examples, are left out) and of bare torch.bmm running one training step's products
+for the 20 models (the orientations memo.training.stacked uses), and their ratio. Then one
+training step of the 20 digits models through memo.training.stacked (baddbmm and bmm) against
+torch.func (stack_module_state, functional_call, vmap), and with --conv a step of 4 of Mehta's
+ConvNets and of Zhang's small AlexNets through torch.func against one at a time. Goals (issue
+19): digits >= 5x, mnist5k >= 1.5x, conv nets batched only from 1.5x. Best of --repeats (the
+grids after a short warm-up, the steps after a warm-up round).
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -27,14 +36,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from memo.training import stacked  # noqa: E402
 from memo.nets import make_model  # noqa: E402
+from trials import train as train_module  # noqa: E402
 from trials.train import trial, trial_group  # noqa: E402
 
 M, BATCH, K = 20, 128, 10
+EVAL_BATCH = 2048  # trials/train.py's eval_batch_size, for the recipe's evaluation too
 GRIDS = {  # dataset: (layer widths, training examples, test examples)
     "digits": ((64, 256, K), 1438, 359),
     "mnist5k": ((784, 512, K), 4000, 1000),
@@ -56,12 +69,52 @@ def layer_flops(widths) -> tuple:
 
 
 def grid_flops(dataset: str, results: list) -> float:
-    """Matmul FLOPs of the grouped run: per model its epochs' training steps and training-set
-    evaluations, and the final evaluation of both splits."""
+    """Matmul FLOPs of the grouped run: per model its epochs' training steps and the final
+    evaluation of both splits."""
     widths, n_train, n_test = GRIDS[dataset]
     forward, step = layer_flops(widths)
     epochs = sum(r["epochs_run"] for r in results)
-    return epochs * n_train * (step + forward) + len(results) * (n_train + n_test) * forward
+    return epochs * n_train * step + len(results) * (n_train + n_test) * forward
+
+
+def dataloader_point(params: dict) -> dict:
+    """One point as the standard PyTorch recipe trains it: the point's data and labels (memo's
+    loader, as trial() has them), nn.Sequential, a shuffled DataLoader over a TensorDataset,
+    optim.SGD, and after each epoch the training set's loss and accuracy in eval mode through a
+    DataLoader, stopping once every example is right; the test accuracy at the end."""
+    from memo.datasets.tensordata import load_data
+
+    seed, epochs = params["seed"], params["epochs"]
+    data = load_data(params["dataset"], "channel_std", None, 0.2, params["label_noise"], seed=seed)
+    train = TensorDataset(torch.from_numpy(data.X).flatten(1), torch.from_numpy(data.y))
+    test = TensorDataset(torch.from_numpy(data.X_test).flatten(1), torch.from_numpy(data.y_test))
+    widths = GRIDS[params["dataset"]][0]
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(*widths[:2]), nn.ReLU(), nn.Linear(*widths[1:]))
+    optimizer = torch.optim.SGD(model.parameters(), params["lr"], momentum=params["momentum"])
+    order = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train, batch_size=params["batch_size"], shuffle=True, generator=order)
+
+    def evaluate(dataset):
+        model.eval()
+        loss, correct = 0.0, 0
+        with torch.no_grad():
+            for xb, yb in DataLoader(dataset, batch_size=EVAL_BATCH):
+                out = model(xb)
+                loss += F.cross_entropy(out, yb, reduction="sum").item()
+                correct += (out.argmax(1) == yb).sum().item()
+        model.train()
+        return loss / len(dataset), correct / len(dataset)
+
+    for epoch in range(1, epochs + 1):
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if evaluate(train)[1] == 1.0:
+            break
+    return {"epochs_run": epoch, "test_acc": evaluate(test)[1]}
 
 
 def bare_bmm_gflops(widths, repeats: int) -> float:
@@ -104,10 +157,16 @@ def compare_grid(dataset: str, epochs: int, repeats: int) -> None:
     grid = points(dataset, epochs)
     trial(dict(grid[0], epochs=1))  # warm-up: imports, the dataset cache, oneDNN primitives
     list(trial_group([dict(p, epochs=1) for p in grid[:2]]))
+    dataloader_point(dict(grid[0], epochs=1))
     results = {}
 
     def grouped():
-        out = dict(trial_group(grid))
+        # Stacked even where group_key trains them alone (CPU_GROUP_WEIGHTS): measured here.
+        limit, train_module.CPU_GROUP_WEIGHTS = train_module.CPU_GROUP_WEIGHTS, math.inf
+        try:
+            out = dict(trial_group(grid))
+        finally:
+            train_module.CPU_GROUP_WEIGHTS = limit
         bad = [r for r in out.values() if isinstance(r, BaseException)]
         if bad:
             raise bad[0]
@@ -116,19 +175,33 @@ def compare_grid(dataset: str, epochs: int, repeats: int) -> None:
     def alone():
         results["alone"] = [trial(p) for p in grid]
 
-    times = best_of({"alone": alone, "grouped": grouped}, repeats, warm_up=False)
-    (wall_1, cpu_1), (wall_g, cpu_g) = times["alone"], times["grouped"]
-    epochs_run = [sum(r["epochs_run"] for r in results[k]) for k in ("alone", "grouped")]
+    def recipe():
+        results["recipe"] = [dataloader_point(p) for p in grid]
+
+    runs = {"alone": alone, "grouped": grouped, "recipe": recipe}
+    times = best_of(runs, repeats, warm_up=False)
+    epochs_run = {k: sum(r["epochs_run"] for r in results[k]) for k in runs}
     widths = GRIDS[dataset][0]
+    wall_g, cpu_g = times["grouped"]
     rate = grid_flops(dataset, results["grouped"]) / wall_g / 1e9
     bare = bare_bmm_gflops(widths, max(repeats, 3))
+    ratio = lambda a, b, i: times[a][i] / times[b][i]
+    names = {"recipe": "DataLoader recipe", "alone": "trial() one by one", "grouped": "grouped"}
     print(
         f"{dataset} {'-'.join(map(str, widths))}, {len(grid)} points, {torch.get_num_threads()} "
-        f"thread(s), model-epochs {epochs_run[0]} alone / {epochs_run[1]} grouped:\n"
-        f"  one at a time {wall_1:6.2f} s wall {cpu_1:6.2f} s CPU\n"
-        f"  grouped       {wall_g:6.2f} s wall {cpu_g:6.2f} s CPU\n"
-        f"  ratio {wall_1 / wall_g:.2f}x wall, {cpu_1 / cpu_g:.2f}x CPU; grouped {rate:.1f} "
-        f"GFLOP/s, bare bmm {bare:.1f} GFLOP/s ({rate / bare:.0%})"
+        "thread(s), model-epochs "
+        + " / ".join(f"{epochs_run[k]} {names[k]}" for k in runs)
+        + ":\n"
+        + "".join(
+            f"  {names[k]:<19}{times[k][0]:7.2f} s wall {times[k][1]:7.2f} s CPU\n" for k in runs
+        )
+        + f"  grouped vs trial():  {ratio('alone', 'grouped', 0):.2f}x wall, "
+        f"{ratio('alone', 'grouped', 1):.2f}x CPU\n"
+        f"  grouped vs recipe:   {ratio('recipe', 'grouped', 0):.2f}x wall, "
+        f"{ratio('recipe', 'grouped', 1):.2f}x CPU\n"
+        f"  trial() vs recipe:   {ratio('recipe', 'alone', 0):.2f}x wall, "
+        f"{ratio('recipe', 'alone', 1):.2f}x CPU\n"
+        f"  grouped {rate:.1f} GFLOP/s, bare bmm {bare:.1f} GFLOP/s ({rate / bare:.0%})"
     )
 
 
@@ -207,7 +280,7 @@ def main():
     parser.add_argument("--threads", default="1,2", help="torch thread counts, comma list")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--digits-epochs", type=int, default=20)
-    parser.add_argument("--mnist-epochs", type=int, default=2)
+    parser.add_argument("--mnist-epochs", type=int, default=5)
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--conv", action="store_true", help="also conv nets through torch.func")
     args = parser.parse_args()

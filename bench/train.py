@@ -7,9 +7,11 @@ Everything is measured in this run on this machine, so the ratios hold on a nois
   loop, same model, data, batch size (128) and optimizer (SGD, momentum 0.9), for an MLP
   3072->512->10 on 50,000 examples, an MLP 64->256->10 on digits and Mehta's ConvNet on
   10,000 32x32x3 examples (random data where the real set is not needed); on digits also
-  the epoch as trials/train.py runs it at its defaults (the training pass, then the training
-  set's loss and accuracy in eval mode, to stop at interpolation) against the DataLoader loop
-  with the textbook evaluation, and our training pass against a bare loop (the eager floor);
+  the epoch with the training set's loss and accuracy in eval mode (to stop at interpolation)
+  against the DataLoader loop with the textbook evaluation, the epoch as trials/train.py runs
+  it at its defaults (the training pass, then memo.training.fitcheck, which evaluates a few
+  examples in most epochs and the whole set where they cannot decide) against that same
+  DataLoader loop, and our training pass against a bare loop (the eager floor);
 - the MLP 3072->512->10 epoch in GFLOP/s (its matmuls' FLOPs / epoch time) against the
   same matmuls (forward and backward shapes, the same batches) run bare;
 - the alignment probe's overhead at trials/train.py's defaults (align_every, align_samples)
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from memo.training import fitcheck  # noqa: E402
 from memo.training import loop as training  # noqa: E402
 from memo.nets import make_model  # noqa: E402
 
@@ -122,6 +125,14 @@ def compare(name, model_name, shape, X, y, repeats, extra=None, evaluate=False, 
                     m, inputs, labels, training.cross_entropy, EVAL_BATCH
                 )
                 epochs["ours+eval"] = lambda: (trainer.epoch(0.01), fit())
+                check = fitcheck.FitCheck(inputs, labels, 1.0)
+
+                def checked(m=model):  # as trial() runs an epoch now: the fit check first
+                    trainer.epoch(0.01)
+                    if not fitcheck.rule_out([check], fitcheck.mlp_layers(m))[0]:
+                        check.saw(fit().pred)
+
+                epochs["ours+check"] = checked
         else:
             Xt = torch.tensor(X)
             Xt = Xt.permute(0, 3, 1, 2).contiguous() if conv else Xt.reshape(len(Xt), -1)
@@ -138,6 +149,7 @@ def compare(name, model_name, shape, X, y, repeats, extra=None, evaluate=False, 
     if evaluate:
         rows += [
             (" + train eval", "ours+eval", "dataloader+eval"),
+            (" + fit check", "ours+check", "dataloader+eval"),
             (" vs bare loop", "ours", "bare"),
         ]
     for suffix, a, b in rows:

@@ -4,7 +4,7 @@ one stacked model, each as trial() trains it alone."""
 import pytest
 import torch
 
-from memo.training import batched
+from memo.training import batched, fitcheck
 from memo.training import stacked
 from memo.training import loop as training
 from trials.train import group_key, trial, trial_group
@@ -102,6 +102,31 @@ def test_a_model_that_fits_stops_there_while_the_others_go_on(root):
     assert other["epochs_run"] == 15 and not other["interpolated"]
     for i, point in enumerate(points):  # trained on after it fit, its final loss would differ
         assert_same(trial(point), group[i])
+
+
+def test_the_fit_check_stops_each_model_where_the_full_evaluation_does(root, monkeypatch):
+    noisy = dict(FAST, label_noise=0.5, epochs=100)
+    points = [dict(noisy, seed=0), dict(noisy, seed=1), dict(FAST, seed=2, epochs=100)]
+    points += [dict(noisy, seed=3, curves=True), dict(noisy, seed=4, interp_acc=0.97)]
+    monkeypatch.setattr(fitcheck, "ENABLED", False)
+    full = grouped(points)
+    monkeypatch.setattr(fitcheck, "ENABLED", True)
+    evaluated, evaluate = [], batched.evaluate  # model-evaluations of the training set
+
+    def counted(model, inputs, Y, *args):
+        evaluated.extend([Y.shape[1]] * len(Y))
+        return evaluate(model, inputs, Y, *args)
+
+    monkeypatch.setattr(batched, "evaluate", counted)
+    checked = grouped(points)
+    for i in range(len(points)):
+        assert full[i]["interp_epoch"] is not None
+        assert {k: v for k, v in checked[i].items() if k not in TIMES} == {
+            k: v for k, v in full[i].items() if k not in TIMES
+        }
+    epochs = sum(r["epochs_run"] for r in full.values())
+    curves = full[3]["epochs_run"]  # evaluated every epoch: the curves read it
+    assert curves + len(points) <= evaluated.count(300) < curves + (epochs - curves) / 2
 
 
 def test_epochs_to_interpolation_match_over_seeds(root):

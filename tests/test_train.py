@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from memo.datasets import tensordata
+from memo.training import fitcheck
 from memo.training import loop as training
-from memo.nets import options
+from memo.nets import make_model, options
 from memo.run.spec import load_spec
 from memo.training.steps import MODEL_OPTIONS
 from memo.run.worker import Job, run_point
@@ -378,6 +379,7 @@ def test_resumes_from_the_last_checkpoint_with_the_same_result(root, monkeypatch
 KILLED = """
 import sys, time, torch
 torch.set_num_threads(1)
+from memo.training import fitcheck
 from memo.training import loop as training
 epoch = training.Trainer.epoch
 def slow(self, lr):  # slower epochs, so the parent sees a checkpoint before the end
@@ -447,3 +449,78 @@ def test_run_py_stores_curves_in_the_records(write_spec, cli, root, monkeypatch)
     df = load_results("tiny")
     assert len(df) == 2 and all(len(c) == 3 for c in df["train_acc_curve"])
     assert df["train_acc_curve"].iloc[0] != df["train_acc_curve"].iloc[1]  # seeds differ
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit check (memo.training.fitcheck): most epochs decide the fit from a few examples
+
+
+def training_set_evaluations(monkeypatch) -> list:
+    """The sizes of the splits training.evaluate sees, as it is called."""
+    calls, original = [], training.evaluate
+
+    def counted(model, inputs, y, *args):
+        calls.append(len(y))
+        return original(model, inputs, y, *args)
+
+    monkeypatch.setattr(training, "evaluate", counted)
+    return calls
+
+
+@pytest.mark.parametrize("interp_acc", [1.0, 0.97])
+def test_the_fit_check_stops_where_the_full_evaluation_does(root, monkeypatch, interp_acc):
+    params = dict(hidden="256", lr=0.1, n_train=300, label_noise=0.5, epochs=100)
+    params.update(interp_acc=interp_acc)
+    monkeypatch.setattr(fitcheck, "ENABLED", False)
+    full = run(root, **params)
+    monkeypatch.setattr(fitcheck, "ENABLED", True)
+    calls = training_set_evaluations(monkeypatch)
+    checked = run(root, **params)
+    assert same_results(checked, full) == [] and full["interp_epoch"] > 10
+    assert calls.count(300) < full["epochs_run"] / 2  # most epochs skipped the evaluation
+
+
+def test_an_example_counts_as_wrong_only_beyond_any_rounding():
+    # Class 1's logit is class 0's with its terms summed in another order: equal in exact
+    # arithmetic, while a float evaluation may put either above. Class 2's exceeds class 0's
+    # by 1e-7 of the terms' magnitude in exact arithmetic, within float32's rounding of a sum
+    # of 1000 terms; class 3's by 1e-2 of it, beyond.
+    w = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    x = torch.ones(1, 1, 1000)
+    size = w.double().abs().sum()
+    shifts = [0.0, 1e-7, 1e-2]
+    rows = [w, w.flip(0)] + [(w.double() + s * size / 1000).float() for s in shifts[1:]]
+    assert (rows[2].double() - w.double()).sum() > 0  # class 2 above class 0 in exact arithmetic
+    W = torch.stack(rows)[None]
+    wrong = lambda classes: fitcheck.surely_wrong([(W[:, classes], None)], x, torch.tensor([[0]]))
+    assert not wrong([0, 1]).item() and not wrong([0, 2]).item()
+    assert wrong([0, 3]).item() and wrong([0, 1, 2, 3]).item()
+
+
+def test_the_fit_check_leaves_to_the_full_evaluation_a_loss_that_may_overflow():
+    X = np.random.default_rng(0).normal(size=(200, 20)).astype(np.float32)
+    inputs, y = tensordata.Inputs(X, False, torch.device("cpu")), torch.arange(200) % 10
+    torch.manual_seed(0)
+    model = make_model("mlp", (20,), 10, hidden="8")
+    check = fitcheck.FitCheck(inputs, y, 1.0)
+    check.saw(training.evaluate(model, inputs, y, training.squared_loss, 64).pred)
+    assert fitcheck.rule_out([check], fitcheck.mlp_layers(model)) == [True]
+    with torch.no_grad():
+        model.head.weight.mul_(1e25)  # logits near 1e25: their squares overflow float32
+    assert math.isinf(training.evaluate(model, inputs, y, training.squared_loss, 64).loss)
+    assert fitcheck.rule_out([check], fitcheck.mlp_layers(model)) == [False]
+
+
+def test_a_nan_after_the_fit_check_took_over_is_an_error_record_naming_its_epoch(root, monkeypatch):
+    # One step per epoch; the lr jumps to 1e30 in epoch 4, whose one step sees a finite loss
+    # and leaves weights that are not finite: only the evaluation after it can see that.
+    params = dict(TINY, n_train=64, lr=0.01, epochs=10, lr_schedule="step", milestones="3")
+    params.update(lr_factor=1e32)
+    calls = training_set_evaluations(monkeypatch)
+    job = Job("nan", "train", str(root / "results"), None, 1, {})
+    from memo.run.spec import Point
+
+    run_point(job, Point("p", 0, params, 0))
+    record = Store("nan", root / "results").read("p")
+    assert record["status"] == "error" and "training loss is nan in epoch 4" in record["error"]
+    assert calls.count(64) == 2  # epochs 1 and 4: the check decided epochs 2 and 3

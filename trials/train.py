@@ -8,7 +8,8 @@ epoch or at the end) raises FloatingPointError naming the epoch. Points that gro
 together train as one stacked model in trial_group (memo.training.batched), each as trial() trains it.
 Training stops after ``epochs`` epochs or, with ``stop_at_interpolation``, once the network
 fits its training set: train accuracy (eval mode) >= ``interp_acc`` or train loss <
-``interp_loss``. With ``forgetting`` a second phase follows (see Params); the lr schedule
+``interp_loss`` (memo.training.fitcheck decides most epochs' fit from a few examples, exactly as
+the full evaluation would). With ``forgetting`` a second phase follows (see Params); the lr schedule
 runs on over both phases (``epochs`` + ``forget_epochs`` long).
 
 Returned scalars: train_loss, train_acc, test_loss, test_acc, test_error (test_true_acc
@@ -265,8 +266,8 @@ def trial(params: dict) -> dict:
     import torch
 
     from memo.run import progress
-    from memo.training import checkpoints
-    from memo.training import probes
+    from memo.training import checkpoints, fitcheck, probes
+    from memo.training.fitcheck import mlp_layers
     from memo.datasets import tensordata
     from memo.training import loop as training
 
@@ -313,6 +314,8 @@ def trial(params: dict) -> dict:
 
     curves = p.curves or p.forgetting
     per_epoch = curves or p.oscillation or p.stop_at_interpolation  # evaluate train each epoch
+    # Only the fit read from that evaluation: most epochs decide it from a few examples.
+    fit_check = fitcheck.FitCheck(train, y, p.interp_acc) if fitcheck.applies(p, model) else None
     probe = None
     if p.alignment:
         probe = probes.AlignmentProbe(model, loss_fn, train, y, p.align_samples, seed, history)
@@ -361,8 +364,11 @@ def trial(params: dict) -> dict:
                 progress.report(epoch, total, resumed_from)  # for run.py's time estimates
                 state["train_seconds"] += stats["seconds"]
                 evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
-                if per_epoch and "train" not in evals:
+                ruled_out = fit_check and fitcheck.rule_out([fit_check], mlp_layers(model))[0]
+                if per_epoch and "train" not in evals and not ruled_out:
                     evals["train"] = evaluate("train")
+                    if fit_check:
+                        fit_check.saw(evals["train"].pred)
                 if "train" in evals:
                     check_finite(evals["train"].loss, epoch)  # the epoch's last steps too
                 row = epoch_row(p, curves, stats, lr, evals, sets, y_true, model, state)

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import torch
 
-from memo.training import checkpoints
+from memo.training import checkpoints, fitcheck
 from memo.training import loop as training
 from memo.nets import count_params
 from memo.training.stacked import LOSSES, StackedMLP, StackedOptimizer, evaluate
@@ -74,6 +74,9 @@ class Member:
         self.stop = False
         self.all_sets = p.curves or p.oscillation  # evaluated on every split each epoch
         self.per_epoch = self.all_sets or p.stop_at_interpolation  # the training set each epoch
+        train, y = self.sets["train"]
+        applies = fitcheck.applies(p, self.model)  # only the fit read from that evaluation
+        self.fit_check = fitcheck.FitCheck(train, y, p.interp_acc) if applies else None
 
     def learning_rate(self) -> float:
         p = self.p
@@ -217,13 +220,19 @@ class Group:
             m.state.update(epoch=m.state["epoch"] + 1, epochs_done=m.state["epochs_done"] + 1)
             m.state.update(step=m.state["step"] + stats[k]["steps"])
             m.state["train_seconds"] += seconds / M
-        parts = [part for part in self.parts if any(m.all_sets for m in members)]
-        if not parts and any(m.per_epoch for m in members):
-            parts = ["train"]
-        evals = {part: self.evaluate(part) for part in parts}
+        ruled_out = self.rule_out([k for k in range(M) if k not in failed])
+        wanted = {}  # per member, the splits it reads this epoch
         for k, m in enumerate(members):
-            wanted = self.parts if m.all_sets else ["train"] if m.per_epoch else []
-            m.evals = {part: evals[part][k] for part in wanted}
+            wanted[k] = self.parts if m.all_sets else ["train"] if m.per_epoch else []
+            wanted[k] = [] if k in ruled_out else wanted[k]
+        evals = {}
+        for part in self.parts:
+            ks = [k for k in range(M) if part in wanted[k]]
+            evals[part] = dict(zip(ks, self.evaluate(part, ks))) if ks else {}
+        for k, m in enumerate(members):
+            m.evals = {part: evals[part][k] for part in wanted[k]}
+            if m.fit_check and "train" in m.evals:
+                m.fit_check.saw(m.evals["train"].pred)
             if "train" in m.evals and k not in failed:
                 try:
                     check_finite(m.evals["train"].loss, m.state["epochs_done"])
@@ -249,6 +258,19 @@ class Group:
             elif every and m.state["epochs_done"] % every == 0 and not m.stop:
                 m.save(self, k)
         return failed
+
+    def rule_out(self, ks: list) -> set:
+        """The members among ``ks`` that surely do not fit their training set yet (and whose
+        loss is finite): memo.training.fitcheck, which needs none of their full evaluations."""
+        ks = [k for k in ks if self.members[k].fit_check]
+        if not ks:
+            return set()
+        layers = self.model.layers()
+        if len(ks) < len(self.members):
+            index = torch.tensor(ks, device=layers[0][0].device)
+            layers = [(W[index], None if b is None else b[index]) for W, b in layers]
+        out = fitcheck.rule_out([self.members[k].fit_check for k in ks], layers)
+        return {k for k, ruled in zip(ks, out) if ruled}
 
     def interpolation(self, ks: list) -> None:
         """Record when each member first fits its training set; flag those to stop there."""

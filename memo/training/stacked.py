@@ -154,6 +154,13 @@ class StackedMLP:
             for own, p, layout in zip(model.parameters(), self.params, self.layouts):
                 own.copy_(unstack(p, m, layout))
 
+    def layers(self) -> list:
+        """[(W (M, out, in), b (M, out) or None)] per layer, detached views."""
+        weights = self.params[0::2] if self.bias else self.params
+        biases = self.params[1::2] if self.bias else [None] * len(weights)
+        flat = lambda b: None if b is None else b.detach().flatten(1)  # (M, 1, out) or (M, K, 1)
+        return [(w.detach(), flat(b)) for w, b in zip(weights, biases)]
+
     def grad_norms(self) -> torch.Tensor:
         """(M,) each model's gradient L2 norm over all its parameters."""
         squares = [p.grad.square().sum((1, 2)) for p in self.params]
