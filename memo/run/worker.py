@@ -30,7 +30,7 @@ from memo.run import progress
 from memo.store import claims
 from memo.store import paths
 from memo.datasets import DatasetDamaged
-from memo.run.spec import Point
+from memo.run.point import Point
 from memo.store.records import RESERVED, RecordWriteError, Store, error_line
 from memo.run.trial_lookup import trial_module
 
