@@ -64,6 +64,22 @@ def kind_levels(params: dict) -> tuple:
     return tuple(own[:n] for n in range(len(own), -1, -1))
 
 
+def kind_counter(codes: np.ndarray, levels: dict) -> Counter:
+    """{kind levels: points}, as a Counter of kind_levels of each point in turn makes it, of
+    points' kinds numbered as by Grid.kind_codes."""
+    kinds = Counter()
+    for code, n in zip(*_by_first(codes)):
+        kinds[levels[code]] += n
+    return kinds
+
+
+def _by_first(codes: np.ndarray) -> tuple:
+    """([each code found], [how often]), in the order the codes first come in."""
+    found, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    return found[order].tolist(), counts[order].tolist()
+
+
 def _hashable(value):
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
@@ -125,6 +141,20 @@ class Costs:
         for point in points:
             if status.get(point.id) == "ok":
                 costs.add(point.params, walls.get(point.id))
+        return costs
+
+    @classmethod
+    def of_kinds(cls, codes: np.ndarray, levels: dict, walls: np.ndarray) -> "Costs":
+        """From the wall times ``walls`` (NaN: none) of finished ok points in grid order and
+        their kinds (Grid.kind_codes): as :meth:`add` of each in turn makes them, at once."""
+        costs, kept = cls(), np.isfinite(walls) & (walls >= 0)
+        codes, walls = codes[kept], walls[kept]
+        of_level = {}  # a kind level -> the codes of the kinds under it
+        for code in _by_first(codes)[0]:
+            for level in levels[code]:
+                of_level.setdefault(level, []).append(code)
+        for level, under in of_level.items():
+            costs.walls[level] = walls[np.isin(codes, under)].tolist()
         return costs
 
     def add(self, params: dict, wall) -> None:

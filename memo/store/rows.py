@@ -12,6 +12,7 @@ class Rows:
     def __init__(self, columns: cols.Columns, corrupt=(), misnamed=(), notes=()):
         self.columns = columns
         self._ids = None
+        self._values = {}  # table column -> its values, read once
         self.corrupt = list(corrupt)  # legacy files that are not valid records (pending)
         self.misnamed = list(misnamed)  # legacy files holding a record of another id
         self.notes = list(notes)
@@ -24,14 +25,27 @@ class Rows:
             self._ids = self.columns.column("own:id").to_pylist()
         return self._ids
 
+    def values(self, column: str) -> list:
+        """The table column's value in each row, in the order of :meth:`ids`."""
+        if column not in self._values:
+            key = cols.flat_keys(self.columns.kinds).get(column)
+            found = cols.flat_values(self.columns, key) if key else [None] * len(self)
+            self._values[column] = found
+        return self._values[column]
+
     def by_id(self, column: str) -> dict:
         """{point id: value of the table column}."""
-        key = cols.flat_keys(self.columns.kinds).get(column)
-        values = cols.flat_values(self.columns, key) if key else [None] * len(self)
-        return dict(zip(self.ids(), values))
+        return dict(zip(self.ids(), self.values(column)))
 
     def status(self) -> dict:
         return self.by_id("status")
+
+    def states(self) -> tuple:
+        """(each row's status as a number into the list of statuses found, that list): read
+        from the column at once, not row by row."""
+        column = self.columns.column("own:status").combine_chunks()
+        found = column.dictionary_encode(null_encoding="encode")
+        return found.indices.to_numpy(zero_copy_only=False), found.dictionary.to_pylist()
 
     def stamps(self) -> dict:
         """{point id: when its record was written}: a changed one is a new record."""
