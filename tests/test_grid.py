@@ -157,7 +157,7 @@ def test_ids_and_seeds_are_those_of_the_results_folders_already_made(spec_of):
 
 
 def rows_of(points) -> Rows:
-    """Records of some of the points: ok ones (two as slow as each other), failures, a stray."""
+    """Records of some of the points: ok ones (some as slow as each other), failures, strays."""
     records, base = [], datetime(2026, 1, 1, tzinfo=timezone.utc)
     for k, point in enumerate(points[: len(points) * 2 // 3]):
         status = ("ok", "ok", "error", "ok", "timeout")[k % 5]
@@ -166,8 +166,8 @@ def rows_of(points) -> Rows:
         record["finished"] = (base + timedelta(seconds=k * 7 % 11)).isoformat()
         record["error"] = f"RuntimeError: {k}" if status == "error" else None
         records.append(record)
-    stray = {"id": "f" * 16, "status": "ok", "wall_time": 1.0, "params": {}, "metrics": {}}
-    records.insert(1, stray)
+    for stray in ("f" * 16, "not-an-id"):  # a point no longer in the grid, and not memo's
+        records.insert(1, {"id": stray, "status": "ok", "params": {}, "metrics": {}})
     return Rows(cols.encode(records, [0.0] * len(records)))
 
 
@@ -193,7 +193,7 @@ def test_status_prints_what_it_did_before_the_bulk_grid(spec_of, tmp_path):
 
 PINNED_STATUS = """\
 exp: 39 points: 16 ok, 5 error, 5 timeout, 13 pending
-1 records are of points no longer in the grid (kept)
+2 records are of points no longer in the grid (kept)
 last failures:
   b747c77d3017211a restart=1 x=0.15 seed=595772681032329807: timeout
   843b45c4e20c7b44 restart=1 x=0.3 seed=501584881600447525: RuntimeError: 17

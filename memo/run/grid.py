@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import math
 import operator
-import re
 from json.encoder import encode_basestring_ascii
 
 import numpy as np
@@ -25,9 +24,9 @@ from memo.run.progress import COST_PARAMS, kind_levels
 from memo.run.point import CANONICAL, UNIVERSAL, Point, check_point, given_twice, grid_product
 from memo.run.point import spec_params
 from memo.run.values import SpecError
+from memo.store.rows import id_numbers
 from memo.run.trial_lookup import trial_fields, trial_params_class
 
-_HEX = re.compile("[0-9a-f]*")  # memo's ids: 16 of these digits
 CHUNK = 8192  # points hashed at a time: their digests are a few hundred KB
 
 
@@ -57,37 +56,48 @@ class Axes:
         self._fragments(fields)
 
     def _fragments(self, fields: dict) -> None:
-        """Each value's fragments of the identity: a string per run of sorted keys its axis
-        sets (``pieces``; one string, not a tuple, where each axis sets one run, in axis
-        order, and the constant part is empty: ``simple``), and how to put a point's in key
-        order (``order``)."""
-        runs = [[] for _ in self.shape]  # per axis: per run of its keys, each value's text
-        constant, slots = [], []  # slots: (axis or None, its piece) in key order
+        """The identity's fragments: ``slots``, in key order, a run of sorted keys that one
+        axis sets (its number) or none does (None), with each of its values' text (bytes;
+        one text where no axis sets them), and ``runs``: the slots of each axis."""
+        self.slots = []
         for a, keys in itertools.groupby(sorted(self.keys), self.owner.get):
             keys = list(keys)
             if a is None:
                 text = "".join(_fragment(k, [self.fixed[k]], fields)[0] for k in keys)
                 if text:
-                    slots.append((None, len(constant)))
-                    constant.append(text)
+                    self.slots.append((None, [text.encode()]))
                 continue
-            slots.append((a, len(runs[a])))
             texts = [_fragment(k, self.values_of(k, _ABSENT), fields) for k in keys]
-            runs[a].append(texts[0] if len(texts) == 1 else list(map("".join, zip(*texts))))
-        self.constant = tuple(constant)
-        self.simple = not constant and slots == [(a, 0) for a in range(len(self.shape))]
-        self.pieces = [r[0] if self.simple else list(zip(*r)) for r in runs]
-        offsets = list(itertools.accumulate(map(len, runs), initial=len(constant)))
-        flat = [i if a is None else offsets[a] + i for a, i in slots]  # 2 or more if not simple
-        self.order = None if self.simple else operator.itemgetter(*flat)
+            joined = texts[0] if len(texts) == 1 else list(map("".join, zip(*texts)))
+            self.slots.append((a, list(map(str.encode, joined))))
+        self.runs = [
+            [s for s, (b, _) in enumerate(self.slots) if b == a] for a in range(len(self.shape))
+        ]
 
-    def bodies(self):
-        """The fragments of each point's identity joined, in grid order (a leading comma)."""
-        combos = itertools.product(*self.pieces)
-        if self.simple:
-            return map("".join, combos)
-        constant, order, chain = self.constant, self.order, itertools.chain
-        return ("".join(order(tuple(chain(constant, *combo)))) for combo in combos)
+    def digests(self, head: bytes) -> np.ndarray:
+        """SHA-256 of each point's canonical JSON of ``[trial, identity]`` (``head``:
+        ``["trial",{``), as 4 64-bit words a point, in grid order."""
+        if any(len(run) > 1 for run in self.runs):  # an axis's keys with others' between
+            return _hashed(self._each(head))
+        pieces = [texts for _, texts in self.slots]
+        words = _hashed(_joined(head, pieces)).reshape(*map(len, pieces), 4)
+        axes = [run[0] for run in self.runs]  # the grid's axes, as the slots have them
+        rest = [s for s in range(len(pieces)) if s not in axes]  # the spec's defaults: 1 each
+        return words.transpose(*axes, *rest, len(pieces)).reshape(-1, 4)
+
+    def _each(self, head: bytes):
+        """Each point's canonical JSON in grid order, its fragments put in key order point by
+        point: where an axis's keys are not together (a zip group's, memo's preprocess)."""
+        columns = [list(zip(*(self.slots[s][1] for s in run))) for run in self.runs]
+        constant = tuple(texts[0] for a, texts in self.slots if a is None)
+        start = list(itertools.accumulate(map(len, self.runs), initial=len(constant)))
+        place, taken = [], [0] * (len(self.runs) + 1)
+        for a, _ in self.slots:  # where each slot's text is in constant + the axes' texts
+            place.append(taken[-1] if a is None else start[a] + taken[a])
+            taken[-1 if a is None else a] += 1
+        order, chain = operator.itemgetter(*place), itertools.chain  # 2 slots or more here
+        for combo in itertools.product(*columns):
+            yield head + b"".join(order(tuple(chain(constant, *combo))))[1:] + b"}]"
 
     def values_of(self, key: str, lacking=None) -> list:
         """The values ``key`` takes in this grid's points, each value of its axis in turn
@@ -170,17 +180,44 @@ def _memo(sets: dict, spec_keys: set) -> dict:
     return {k: v for k, v in made.items() if k in sets or k not in spec_keys}
 
 
+def _joined(head: bytes, slots: list):
+    """Canonical JSON of each combination of the texts of ``slots`` (the last varying
+    fastest): ``head``, the texts without the first one's comma, ``}]``. Made by iterators
+    in C, not a Python step a point."""
+    if len(slots) == 1:
+        bare = map(_AFTER_COMMA, slots[0])
+        return map(b"".join, zip(itertools.repeat(head), bare, itertools.repeat(b"}]")))
+    tails = [b"".join(texts) + b"}]" for texts in itertools.product(*slots[1:])]
+    return itertools.chain.from_iterable(
+        map((head + text[1:]).__add__, tails) if text else _joined(head, slots[1:])
+        for text in slots[0]  # a text of b"": a value at its default, the next slot leads
+    )
+
+
+_AFTER_COMMA = operator.itemgetter(slice(1, None))
+
+
+def _hashed(canonicals) -> np.ndarray:
+    """SHA-256 of each of ``canonicals``, as 4 big-endian 64-bit words each."""
+    sha, words = hashlib.sha256, [np.empty((0, 4), ">u8")]
+    while chunk := list(itertools.islice(canonicals, CHUNK)):
+        digests = b"".join([sha(canonical).digest() for canonical in chunk])
+        words.append(np.frombuffer(digests, ">u8").reshape(-1, 4))
+    return np.concatenate(words)
+
+
 def _fragment(key: str, values: list, fields: dict) -> list:
     """``,"key":value`` for each of ``values`` as canonical JSON writes it in an identity;
     "" for a value at the trial's default or one a point lacks (make_point leaves both out)."""
-    name, kind = "," + encode_basestring_ascii(key) + ":", type(values[0])
-    if kind in _JSON and all(type(v) is kind for v in values):  # quick: the usual axis
-        texts = [name + text for text in map(_JSON[kind], values)]
+    name, kinds = "," + encode_basestring_ascii(key) + ":", set(map(type, values))
+    if len(kinds) == 1 and next(iter(kinds)) in _JSON:  # quick: the usual axis
+        texts = list(map(name.__add__, map(_JSON[next(iter(kinds))], values)))
     else:
         texts = ["" if v is _ABSENT else name + CANONICAL.encode(v) for v in values]
-    if key in fields:
-        default = fields[key]
-        texts = [t if default != v else "" for t, v in zip(texts, values)]
+    if key in fields:  # at the default: left out (as make_point compares, with !=)
+        differs = map(operator.ne, itertools.repeat(fields[key]), values)
+        for j in np.flatnonzero(~np.fromiter(differs, dtype=bool, count=len(values))):
+            texts[j] = ""
     return texts
 
 
@@ -199,10 +236,10 @@ class Grid(collections.abc.Sequence):
         self.starts = [0, *itertools.accumulate(axes.size for axes in self.axes)]
         self._check()
         self.numbers, self.derived = self._hash()  # the id as a number; the seed from the hash
-        self.order = np.argsort(self.numbers, kind="stable")
-        twice = given_twice(spec, self.numbers, self.order)
-        if twice:
-            raise SpecError(twice)
+        self.order = np.argsort(self.numbers)  # to look ids up
+        ranked = self.numbers[self.order]
+        if np.any(ranked[1:] == ranked[:-1]):
+            raise SpecError(given_twice(spec, self.numbers))
         self._ids = None
 
     def __len__(self) -> int:
@@ -289,31 +326,26 @@ class Grid(collections.abc.Sequence):
 
     def _hash(self) -> tuple:
         """(id as a number, seed derived from the hash) of every point, from the fragments."""
-        head, sha = "[" + CANONICAL.encode(self.spec.trial) + ",{", hashlib.sha256
-        words = [np.empty((0, 4), ">u8")]
-        for axes in self.axes:
-            bodies = axes.bodies()
-            while chunk := list(itertools.islice(bodies, CHUNK)):
-                digests = [sha((head + body[1:] + "}]").encode()).digest() for body in chunk]
-                words.append(np.frombuffer(b"".join(digests), ">u8").reshape(-1, 4))
-        words = np.concatenate(words)
+        head = ("[" + CANONICAL.encode(self.spec.trial) + ",{").encode()
+        words = np.concatenate([axes.digests(head) for axes in self.axes])
         return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64) >> np.uint64(4)
 
     def positions(self, ids: list) -> np.ndarray:
         """The index of the point with each id of ``ids``; -1 for an id of no point."""
-        joined = "".join(ids)
-        if _HEX.fullmatch(joined) and not set(map(len, ids)) - {16}:  # all memo's ids
-            ours = np.ones(len(ids), dtype=bool)
-        else:  # some are not: those are of no point
-            ours = np.array([len(i) == 16 and bool(_HEX.fullmatch(i)) for i in ids], dtype=bool)
-            joined = "".join(i for i, mine in zip(ids, ours) if mine)
-        wanted = np.frombuffer(bytes.fromhex(joined), ">u8").astype(np.uint64)
-        asked = np.argsort(wanted)  # looked up in order: quicker
+        return self.locate(*id_numbers(ids))
+
+    def positions_of(self, rows) -> np.ndarray:
+        """The index of the point of each record of ``rows`` (Store.rows); -1: of none."""
+        return self.locate(*rows.id_numbers())
+
+    def locate(self, numbers: np.ndarray, mine: np.ndarray) -> np.ndarray:
+        """The index of the point with each id (a number where ``mine``); -1 for none."""
+        asked = np.argsort(numbers)  # looked up in order: quicker
         ranked = self.numbers[self.order]
-        found = np.searchsorted(ranked, wanted[asked]).clip(max=len(ranked) - 1)
-        hit = np.where(ranked[found] == wanted[asked], self.order[found], -1)
-        at = np.full(len(ids), -1, dtype=np.int64)
-        at[np.flatnonzero(ours)[asked]] = hit
+        found = np.searchsorted(ranked, numbers[asked]).clip(max=len(ranked) - 1)
+        hit = np.where(ranked[found] == numbers[asked], self.order[found], -1)
+        at = np.full(len(mine), -1, dtype=np.int64)
+        at[np.flatnonzero(mine)[asked]] = hit
         return at
 
     def varying(self) -> list:
@@ -366,6 +398,10 @@ class Listed(list):
         """The index of the point with each id of ``ids``; -1 for an id of no point."""
         index = dict(zip(self.ids, range(len(self))))
         return np.array([index.get(i, -1) for i in ids], dtype=np.int64)
+
+    def positions_of(self, rows) -> np.ndarray:
+        """The index of the point of each record of ``rows`` (Store.rows); -1: of none."""
+        return self.positions(rows.ids())
 
     def varying(self) -> list:
         """Param names whose value is not the same for every point; ``seed`` (derived from

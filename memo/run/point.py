@@ -49,10 +49,10 @@ def iter_points(spec):
         raise SpecError(twice)
 
 
-def given_twice(spec, ids: np.ndarray, order=None) -> str | None:
+def given_twice(spec, ids: np.ndarray) -> str | None:
     """What is wrong if some point of ``spec`` has the id (a number) of an earlier one, else
-    None; ``order``: np.argsort(ids, kind="stable"), if at hand."""
-    twice = _given_twice(ids, order)
+    None."""
+    twice = _given_twice(ids)
     if not twice:
         return None
     first, index = twice
@@ -86,14 +86,13 @@ def spec_params(spec, fields: dict, combo: dict) -> dict:
     return params
 
 
-def _given_twice(ids: np.ndarray, order=None) -> tuple | None:
+def _given_twice(ids: np.ndarray) -> tuple | None:
     """(first, index) of the earliest point whose id an earlier point has, or None.
 
     >>> _given_twice(np.array([5, 7, 9, 7, 5], dtype=np.uint64))
     (1, 3)
     """
-    if order is None:
-        order = np.argsort(ids, kind="stable")  # equal ids: in grid order
+    order = np.argsort(ids, kind="stable")  # equal ids: in grid order
     ordered = ids[order]
     repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
     if not repeats.size:

@@ -121,7 +121,7 @@ class Standing:
 
     def __init__(self, points, rows):
         self.points, self.rows = bulk(points), rows
-        self.at = self.points.positions(rows.ids())  # each record's point; -1: none
+        self.at = self.points.positions_of(rows)  # each record's point; -1: none
         self.codes, self.names = rows.states()  # each record's status: names[codes[r]]
         ours = self.at >= 0
         self.tally = dict.fromkeys((*STATUSES, "pending"), 0)
@@ -150,27 +150,28 @@ class Standing:
             lines.append(
                 f"{len(rows.misnamed)} files hold a record of another id (ignored): {shown}"
             )
-        ids, walls = rows.ids(), rows.values("wall_time")
         if failed:
             finished, errors = rows.values("finished"), rows.values("error")
             lines.append("last failures:")
             for r in heapq.nlargest(show, failed, key=lambda r: finished[r] or ""):
-                shown = describe(points[at[r]].params, keys)
-                lines.append(f"  {ids[r]} {shown}: {errors[r] or self.names[codes[r]]}")
-        seconds = np.array(walls, dtype=float)  # None: NaN
+                point = points[at[r]]
+                state = errors[r] or self.names[codes[r]]
+                lines.append(f"  {point.id} {describe(point.params, keys)}: {state}")
+        seconds, none = rows.floats("wall_time")
         if len(ok):
             lines.append("slowest points:")
-            for r in slowest(ok, walls, seconds, show):
-                shown = describe(points[at[r]].params, keys)
-                lines.append(f"  {ids[r]} {walls[r] or 0.0:.2f} s {shown}")
+            for r in slowest(ok, seconds, none, rows, show):
+                point, wall = points[at[r]], rows.value("wall_time", r) or 0.0
+                lines.append(f"  {point.id} {wall:.2f} s {describe(point.params, keys)}")
         held = {i: points[p].params for i, p in self.running(busy)}
         running = running_now(records, held, busy)
         kinds = kind_counter(*points.kind_codes(np.flatnonzero(self.left)))
         kinds.subtract(run.levels for run in running)
-        ok = ok[np.argsort(at[ok])]  # in grid order
-        est = Costs.of_kinds(*points.kind_codes(at[ok]), seconds[ok]).estimate(
-            kinds, running, max(len(running), 1)
-        )
+        walls = np.full(len(points), np.nan)  # of the ok points, by point
+        walls[at[ok]] = seconds[ok]
+        done = np.flatnonzero(~np.isnan(walls))
+        costs = Costs.of_kinds(*points.kind_codes(done), walls[done])
+        est = costs.estimate(kinds, running, max(len(running), 1))
         what = f"still to run: {self.tally['pending']} points"
         what += f" ({len(running)} running)" if running else ""
         line = estimate(est, what, f"with {len(running)} running at once")
@@ -192,16 +193,17 @@ class Standing:
         return f"pending: {len(now)} running now{shown}, {waiting} not started"
 
 
-def slowest(rows: np.ndarray, walls: list, seconds: np.ndarray, show: int) -> list:
-    """The ``show`` of records ``rows`` longest in wall time (none: 0 s), as heapq.nlargest
-    of their ``walls`` picks them (equal ones in order); ``seconds``: the walls as floats."""
-    taken, nan = np.nan_to_num(seconds[rows], nan=0.0), np.isnan(seconds[rows])
-    if nan.any() and any(walls[r] is not None for r in rows[nan].tolist()):  # NaN: as it was
-        return heapq.nlargest(show, rows.tolist(), key=lambda r: walls[r] or 0.0)
-    if len(rows) > show:
-        least = np.partition(taken, len(rows) - show)[len(rows) - show]
-        rows, taken = rows[taken >= least], taken[taken >= least]
-    return rows[np.argsort(-taken, kind="stable")[:show]].tolist()
+def slowest(ok: np.ndarray, seconds: np.ndarray, none: np.ndarray, rows, show: int) -> list:
+    """The ``show`` of the records ``ok`` longest in wall time (none: 0 s), as heapq.nlargest
+    picks them (equal ones in order); ``seconds``, ``none``: the wall times (Rows.floats)."""
+    taken = np.where(none[ok], 0.0, seconds[ok])
+    if np.isnan(taken).any():  # a NaN wall time: heapq's order, as ever
+        walls = rows.values("wall_time")
+        return heapq.nlargest(show, ok.tolist(), key=lambda r: walls[r] or 0.0)
+    if len(ok) > show:
+        least = np.partition(taken, len(ok) - show)[len(ok) - show]
+        ok, taken = ok[taken >= least], taken[taken >= least]
+    return ok[np.argsort(-taken, kind="stable")[:show]].tolist()
 
 
 LAST = ("_time", "wall", "seconds", "resumed_from")  # bookkeeping columns: shown after the rest

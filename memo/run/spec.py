@@ -259,7 +259,7 @@ def _check_values(where: str, at: str, trial: str, name: str, values: list) -> l
     """:func:`_check_value` of each of ``values`` in turn; numbers of one type (a range of a
     million, say) at once where their type decides, as it does but for a Literal."""
     kind = type(values[0])
-    if kind in (int, float) and all(type(v) is kind for v in values):
+    if kind in (int, float) and set(map(type, values)) == {kind}:
         first = _check_value(where, at, trial, name, values[0])  # the type's error, if any
         low, high = min(values), max(values)
         if kind is int:
@@ -269,7 +269,7 @@ def _check_values(where: str, at: str, trial: str, name: str, values: list) -> l
         bounded = name not in UNIVERSAL or (0 <= low and high < UNIVERSAL_LIMIT)
         expected = UNIVERSAL.get(name) or trial_hints(trial)[name]
         if finite and bounded and not _names_values(expected):
-            return [float(v) for v in values] if type(first) is not kind else list(values)
+            return list(map(float, values) if type(first) is not kind else values)
     return [_check_value(where, at, trial, name, v) for v in values]
 
 
