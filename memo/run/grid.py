@@ -63,13 +63,14 @@ class Axes:
         for a, keys in itertools.groupby(sorted(self.keys), self.owner.get):
             keys = list(keys)
             if a is None:
-                text = "".join(_fragment(k, [self.fixed[k]], fields)[0] for k in keys)
+                text = b"".join(_fragment(k, [self.fixed[k]], fields)[0] for k in keys)
                 if text:
-                    self.slots.append((None, [text.encode()]))
+                    self.slots.append((None, [text]))
                 continue
             texts = [_fragment(k, self.values_of(k, _ABSENT), fields) for k in keys]
-            joined = texts[0] if len(texts) == 1 else list(map("".join, zip(*texts)))
-            self.slots.append((a, list(map(str.encode, joined))))
+            self.slots.append(
+                (a, texts[0] if len(texts) == 1 else list(map(b"".join, zip(*texts))))
+            )
         self.runs = [
             [s for s, (b, _) in enumerate(self.slots) if b == a] for a in range(len(self.shape))
         ]
@@ -207,17 +208,19 @@ def _hashed(canonicals) -> np.ndarray:
 
 
 def _fragment(key: str, values: list, fields: dict) -> list:
-    """``,"key":value`` for each of ``values`` as canonical JSON writes it in an identity;
-    "" for a value at the trial's default or one a point lacks (make_point leaves both out)."""
+    """``,"key":value`` for each of ``values`` as canonical JSON writes it in an identity
+    (bytes: it is ASCII); b"" for a value at the trial's default or one a point lacks
+    (make_point leaves both out)."""
     name, kinds = "," + encode_basestring_ascii(key) + ":", set(map(type, values))
     if len(kinds) == 1 and next(iter(kinds)) in _JSON:  # quick: the usual axis
-        texts = list(map(name.__add__, map(_JSON[next(iter(kinds))], values)))
+        texts = map(name.__add__, map(_JSON[next(iter(kinds))], values))
     else:
-        texts = ["" if v is _ABSENT else name + CANONICAL.encode(v) for v in values]
+        texts = ("" if v is _ABSENT else name + CANONICAL.encode(v) for v in values)
+    texts = list(map(str.encode, texts))
     if key in fields:  # at the default: left out (as make_point compares, with !=)
         differs = map(operator.ne, itertools.repeat(fields[key]), values)
         for j in np.flatnonzero(~np.fromiter(differs, dtype=bool, count=len(values))):
-            texts[j] = ""
+            texts[j] = b""
     return texts
 
 
