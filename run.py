@@ -171,7 +171,10 @@ def run(args) -> int:
                 f"note: {args.name} is experiment {spec.name!r}: its records go to {results}/,"
                 f" its table to {results}.csv (python plot.py {args.name} draws it)"
             )
-        points = [] if (args.dry_run or args.compact) else spec.points()  # a dry-run streams
+        if args.dry_run or args.compact:  # a dry-run streams the points
+            points = []
+        else:  # --status needs every id, the params of a few: a Grid of them has both
+            points = spec.lazy_points() if args.status else spec.points()
         if spec.plots and not (args.status or args.collect or args.compact):
             check_plots(spec)
         backend = (
@@ -197,15 +200,17 @@ def run(args) -> int:
             return steps.compact_only(store)
     since = time.time()  # records written after this are another run's (Job.since)
     rows = store.rows()
-    done = rows.status()
     busy, _ = claims.running(store.dir)  # points other processes run now
     if args.status:
-        print(report.status(spec.name, points, rows, busy, store.dir))
-        if any(p.id not in done for p in points):
-            print(steps.running_line(points, done, busy))
-        for line in unfinished_runs(store.dir, done):
+        standing = report.Standing(points, rows)
+        print(standing.text(spec.name, busy, store.dir))
+        if standing.tally["pending"]:
+            print(standing.running_line(busy))
+        for line in unfinished_runs(store.dir, rows):
             print(line)
-        return 0 if all(done.get(p.id) == "ok" for p in points) else 1
+        return 0 if standing.tally["ok"] == len(points) else 1
+
+    done = rows.status()
 
     rerun = {"error", "timeout"} if args.retry_failed else set()
     if args.dry_run:

@@ -285,6 +285,33 @@ def test_a_fresh_claim_of_the_same_run_is_taken_over_and_another_runs_is_not(roo
             assert (other.host, other.run) == ("node7", "run-0")
 
 
+def test_claims_a_worker_takes_in_turn_share_one_file_and_hold_their_points_as_any(
+    root, write_spec, monkeypatch
+):
+    folder = root / "results" / "exp"
+    paths = [claims.claim_path(folder, p) for p in ("p1", "p2", "p3")]
+    with claims.sharing():
+        assert (
+            claims.take(folder, "p1", "run-1") is None
+            and claims.take(folder, "p2", "run-1") is None
+        )
+        assert os.lstat(paths[0]).st_ino == os.lstat(paths[1]).st_ino  # one file, two links
+        held, stale = claims.running(folder)
+        assert set(held) == {"p1", "p2"} and stale == 0 and held["p1"].pid == os.getpid()
+        assert claims.take(folder, "p1", "run-2").run == "run-1"  # another run's: refused
+        claims.release(folder, "p1")
+        assert not paths[0].exists() and json.loads(paths[1].read_text())["run"] == "run-1"
+        monkeypatch.setattr(claims, "REUSE_S", 0.0)  # the file is made anew: a start time
+        assert claims.take(folder, "p3", "run-1") is None  # ... at most REUSE_S early
+        assert os.lstat(paths[2]).st_ino != os.lstat(paths[1]).st_ino
+    claims.release(folder, "p2")
+    claims.release(folder, "p3")
+    assert os.listdir(folder / claims.CLAIMS) == []  # no file of the block left
+    write_spec("exp", grid_spec(40))
+    assert run.main(["--name", "exp", "--tasks", "2"]) == 0  # workers share their claims'
+    assert len(records(root)) == 40 and os.listdir(folder / claims.CLAIMS) == []
+
+
 def test_a_process_killed_while_claiming_leaves_no_claim_that_holds_the_point(root):
     folder = root / "results" / "exp"
     claiming = (

@@ -12,7 +12,7 @@ import pytest
 import algorithm
 from memo.memorize import bitset
 from memo.memorize import fast
-from memo.run.spec import make_point
+from memo.run.point import make_point
 from memo.run.trial_lookup import trial_fields
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ from memo.run import progress
 from memo.run import report
 from memo.store import columns as cols
 from memo.store.rows import Rows
-from memo.run.spec import Point
+from memo.run.point import Point
 from memo.run.worker import Outcome
 
 

@@ -333,7 +333,7 @@ def test_a_network_that_diverges_in_its_last_step_is_an_error(root):
 def test_nan_loss_is_an_error_record_with_the_epoch(root):
     params = {**TINY, "loss": "squared", "lr": 1e8, "checkpoint_every": 1, "epochs": 20}
     job = Job("nan", "train", str(root / "results"), None, 1, {})
-    from memo.run.spec import Point
+    from memo.run.point import Point
 
     outcome = run_point(job, Point("p", 0, params, 0))
     record = Store("nan", root / "results").read("p")

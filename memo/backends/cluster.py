@@ -346,12 +346,16 @@ def died_in_tasks(records: Path, status: dict | None = None, ended: bool = False
     return {i: found for i, found in deaths.items() if found}
 
 
-def unfinished_runs(records: Path, status: dict) -> list:
+def unfinished_runs(records: Path, rows) -> list:
     """A line per submitted run not followed to its end (--no-wait, Ctrl-C) that still has
     points without a record, and per point without a record that was running when its task
-    died; ``status`` is {point id: status} of the records."""
+    died; ``rows``: the records' Rows (Store.rows), looked into only if a run was submitted."""
+    runs = submitted_runs(records)
+    if not runs:
+        return []
+    status = rows.status()
     lines = status_lines(died_in_tasks(records, status))
-    for run in submitted_runs(records):
+    for run in runs:
         missing = sum(i not in status for i in run.point_ids)
         if missing and not run.ended:
             lines.append(

@@ -173,9 +173,10 @@ def drop(workers: int, threads: int) -> None:
 
 def work(job: Job, units: list, env: dict) -> list:
     """run_unit on each unit in a worker, with run.py's locations (a reused worker may be
-    older than this run)."""
+    older than this run); the points' claims share a file (claims.sharing)."""
     os.environ.update(env)
-    return [outcome for unit in units for outcome in run_unit(job, unit)]
+    with claims.sharing():
+        return [outcome for unit in units for outcome in run_unit(job, unit)]
 
 
 def watch_parent(parent: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from memo.store import paths
 from memo.backends.base import BackendError
 from memo.store.files import read_regular
-from memo.run.spec import Point
+from memo.run.point import Point
 from memo.store.records import write_atomic
 from memo.run.worker import Job
 

@@ -29,6 +29,7 @@ from memo.run.worker import (
     recorded_since,
     run_claimed,
     run_point,
+    store_of,
     store_record,
     time_limit,
 )
@@ -123,7 +124,7 @@ def run_unit(job: Job, unit: list) -> list:
     point by run_point, a group by its trial's trial_group. Returns their Outcomes."""
     if len(unit) == 1:
         return [run_point(job, unit[0])]
-    store = Store(job.experiment, job.results_dir)
+    store = store_of(job)
     outcomes, claimed = [], []
     try:
         for point in unit:

@@ -64,6 +64,22 @@ def kind_levels(params: dict) -> tuple:
     return tuple(own[:n] for n in range(len(own), -1, -1))
 
 
+def kind_counter(codes: np.ndarray, levels: dict) -> Counter:
+    """{kind levels: points}, as a Counter of kind_levels of each point in turn makes it, of
+    points' kinds numbered as by Grid.kind_codes."""
+    kinds = Counter()
+    for code, n in zip(*_by_first(codes)):
+        kinds[levels[code]] += n
+    return kinds
+
+
+def _by_first(codes: np.ndarray) -> tuple:
+    """([each code found], [how often]), in the order the codes first come in."""
+    found, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    return found[order].tolist(), counts[order].tolist()
+
+
 def _hashable(value):
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
@@ -127,9 +143,24 @@ class Costs:
                 costs.add(point.params, walls.get(point.id))
         return costs
 
-    def add(self, params: dict, wall) -> None:
+    @classmethod
+    def of_kinds(cls, codes: np.ndarray, levels: dict, walls: np.ndarray) -> "Costs":
+        """From the wall times ``walls`` (NaN: none) of finished ok points in grid order and
+        their kinds (Grid.kind_codes): as :meth:`add` of each in turn makes them, at once."""
+        costs, kept = cls(), np.isfinite(walls) & (walls >= 0)
+        codes, walls = codes[kept], walls[kept]
+        of_level = {}  # a kind level -> the codes of the kinds under it
+        for code in _by_first(codes)[0]:
+            for level in levels[code]:
+                of_level.setdefault(level, []).append(code)
+        for level, under in of_level.items():
+            costs.walls[level] = walls[np.isin(codes, under)].tolist()
+        return costs
+
+    def add(self, params: dict, wall, levels: tuple | None = None) -> None:
+        """Count ``wall`` seconds of a finished point (``levels``: its kind_levels, if known)."""
         if isinstance(wall, (int, float)) and math.isfinite(wall) and wall >= 0:
-            for level in kind_levels(params):
+            for level in levels or kind_levels(params):
                 self.walls.setdefault(level, []).append(float(wall))
                 self._stats.pop(level, None)
 
@@ -260,16 +291,18 @@ _current = contextvars.ContextVar("memo_progress", default=None)
 def reporting(records, point_id: str):
     """While the point runs in this thread, :func:`report` writes its progress beside its
     claim (results/NAME/_running/<id>.progress); removed when it ends."""
-    path = Path(records) / claims.CLAIMS / f"{point_id}{REPORT}"
+    path = os.path.join(records, claims.CLAIMS, point_id + REPORT)  # no Path: a point's cost
     with contextlib.suppress(OSError):
-        path.unlink()  # a killed run's, of the same point
-    token = _current.set({"path": path, "start": time.monotonic(), "last": None})
+        os.unlink(path)  # a killed run's, of the same point
+    state = {"path": path, "start": time.monotonic(), "last": None}
+    token = _current.set(state)
     try:
         yield
     finally:
         _current.reset(token)
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if state["last"] is not None:  # report wrote it; nothing else makes it
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def report(done: int, total: int, since: int = 0) -> None:
@@ -285,9 +318,8 @@ def report(done: int, total: int, since: int = 0) -> None:
     state["last"] = now
     each = (now - state["start"]) / (done - since)
     with contextlib.suppress(OSError):
-        write_atomic(
-            state["path"], json.dumps({"done": done, "total": total, "each": each}).encode()
-        )
+        report = json.dumps({"done": done, "total": total, "each": each}).encode()
+        write_atomic(Path(state["path"]), report)
 
 
 def reported_left(records, point_id: str) -> float | None:
@@ -353,9 +385,10 @@ class Progress:
     def update(self, outcome) -> None:
         self.counts[outcome.status] += 1
         if outcome.id in self.levels:
-            self.left[self.levels.pop(outcome.id)] -= 1
+            levels = self.levels.pop(outcome.id)
+            self.left[levels] -= 1
             if outcome.status == "ok":
-                self.costs.add(self.params[outcome.id], outcome.wall_time)
+                self.costs.add(self.params[outcome.id], outcome.wall_time, levels)
         failed = self.counts["error"] + self.counts["timeout"]
         if outcome.status == "skipped":  # another process runs or ran it
             self.write(f"skipped: point {outcome.id}: {outcome.message}")

@@ -5,7 +5,10 @@ import json
 import os
 from collections import Counter
 
-from memo.run.progress import Costs, Estimate, duration, kind_levels, running_now
+import numpy as np
+
+from memo.run.grid import bulk
+from memo.run.progress import Costs, Estimate, duration, kind_counter, kind_levels, running_now
 from memo.store.records import RESERVED, STATUSES
 
 
@@ -17,22 +20,6 @@ def counts(points: list, status: dict) -> dict:
     return tally
 
 
-def varying(points: list) -> list:
-    """Param names whose value is not the same for every point; ``seed`` (derived from the
-    rest unless given) only for a grid of seeds alone.
-
-    >>> from memo.run.spec import Point
-    >>> varying([Point("a", 0, {"x": 1, "seed": 5}, 5), Point("b", 1, {"x": 2, "seed": 6}, 6)])
-    ['x']
-    >>> varying([Point("a", 0, {"seed": 1}, 1), Point("b", 1, {"seed": 2}, 2)])
-    ['seed']
-    """
-    first = points[0].params if points else {}
-    keys = {k for p in points for k in p.params}
-    names = sorted(k for k in keys if any(p.params.get(k) != first.get(k) for p in points))
-    return [k for k in names if k != "seed"] or names
-
-
 def describe(params: dict, keys: list) -> str:
     """The point's varying params and its seed (two points differing only in seed differ)."""
     shown = " ".join(f"{k}={json.dumps(params.get(k))}" for k in keys)
@@ -41,10 +28,10 @@ def describe(params: dict, keys: list) -> str:
     return f"{shown} seed={params['seed']}".strip()
 
 
-def summary_line(name: str, points: list, status: dict) -> str:
-    tally = counts(points, status)
+def summary_line(name: str, tally: dict) -> str:
+    """The points of the grid by status (:func:`counts`), on one line."""
     parts = ", ".join(f"{n} {status}" for status, n in tally.items())
-    return f"{name}: {len(points)} points: {parts}"
+    return f"{name}: {sum(tally.values())} points: {parts}"
 
 
 def estimate(est: Estimate | None, what: str, tasks: str | None = None) -> str | None:
@@ -120,46 +107,103 @@ class DryRun:
         return "\n".join(lines)
 
 
-def status(name: str, points: list, rows, busy=None, records=None, show: int = 5) -> str:
+def status(name: str, points, rows, busy=None, records=None, show: int = 5) -> str:
     """Counts, strays, unreadable records, the last failures, the slowest points and an
     estimate of the time the points without a record need; ``busy``: the fresh claims
     ({id: claims.Holder}) of the points running now, in the results folder ``records``."""
-    keys = varying(points)
-    in_grid = {p.id: p for p in points}
-    status = rows.status()
-    lines = [summary_line(name, points, status)]
-    ok, failed = [], []
-    for i, s in status.items():
-        if i in in_grid:
-            (ok if s == "ok" else failed).append(i)
-    stray = len(status) - len(ok) - len(failed)
-    if stray:
-        lines.append(f"{stray} records are of points no longer in the grid (kept)")
-    if rows.corrupt:
-        shown = ", ".join(rows.corrupt[:show])
-        lines.append(f"{len(rows.corrupt)} unreadable record files (pending): {shown}")
-    if rows.misnamed:
-        shown = ", ".join(rows.misnamed[:show])
-        lines.append(f"{len(rows.misnamed)} files hold a record of another id (ignored): {shown}")
-    finished, walls, errors = rows.by_id("finished"), rows.by_id("wall_time"), rows.by_id("error")
-    if failed:
-        lines.append("last failures:")
-        for i in heapq.nlargest(show, failed, key=lambda i: finished[i] or ""):
-            lines.append(f"  {i} {describe(in_grid[i].params, keys)}: {errors[i] or status[i]}")
-    if ok:
-        lines.append("slowest points:")
-        for i in heapq.nlargest(show, ok, key=lambda i: walls[i] or 0.0):
-            lines.append(f"  {i} {walls[i] or 0.0:.2f} s {describe(in_grid[i].params, keys)}")
-    left = {p.id: p.params for p in points if p.id not in status}
-    running = running_now(records, left, busy or {})
-    kinds = Counter(kind_levels(params) for params in left.values())
-    kinds.subtract(run.levels for run in running)
-    est = Costs.of(points, status, walls).estimate(kinds, running, max(len(running), 1))
-    what = f"still to run: {len(left)} points" + (f" ({len(running)} running)" if running else "")
-    line = estimate(est, what, f"with {len(running)} running at once")
-    if line:
-        lines.append(line)
-    return "\n".join(lines)
+    return Standing(points, rows).text(name, busy or {}, records, show)
+
+
+class Standing:
+    """Where each point of a grid stands by the records, for --status: worked out once, with
+    arrays, not point by point in Python. ``points``: a list of Points or, quicker for a big
+    grid, a Grid (Spec.lazy_points); ``rows``: the records' (Store.rows)."""
+
+    def __init__(self, points, rows):
+        self.points, self.rows = bulk(points), rows
+        self.at = self.points.positions_of(rows)  # each record's point; -1: none
+        self.codes, self.names = rows.states()  # each record's status: names[codes[r]]
+        ours = self.at >= 0
+        self.tally = dict.fromkeys((*STATUSES, "pending"), 0)
+        counts = np.bincount(self.codes[ours], minlength=len(self.names)).tolist()
+        self.tally.update((name, n) for name, n in zip(self.names, counts) if n)
+        self.tally["pending"] = len(self.points) - int(ours.sum())
+        self.left = np.ones(len(self.points), dtype=bool)
+        self.left[self.at[ours]] = False  # the points without a record
+
+    def text(self, name: str, busy: dict, records, show: int = 5) -> str:
+        """:func:`status`'s lines."""
+        points, rows, at, codes = self.points, self.rows, self.at, self.codes
+        keys = points.varying()
+        lines = [summary_line(name, self.tally)]
+        is_ok = codes == (self.names.index("ok") if "ok" in self.names else -1)
+        ok = np.flatnonzero((at >= 0) & is_ok)  # records, in the store's order
+        failed = np.flatnonzero((at >= 0) & ~is_ok).tolist()
+        stray = len(codes) - len(ok) - len(failed)
+        if stray:
+            lines.append(f"{stray} records are of points no longer in the grid (kept)")
+        if rows.corrupt:
+            shown = ", ".join(rows.corrupt[:show])
+            lines.append(f"{len(rows.corrupt)} unreadable record files (pending): {shown}")
+        if rows.misnamed:
+            shown = ", ".join(rows.misnamed[:show])
+            lines.append(
+                f"{len(rows.misnamed)} files hold a record of another id (ignored): {shown}"
+            )
+        if failed:
+            finished, errors = rows.values("finished"), rows.values("error")
+            lines.append("last failures:")
+            for r in heapq.nlargest(show, failed, key=lambda r: finished[r] or ""):
+                point = points[at[r]]
+                state = errors[r] or self.names[codes[r]]
+                lines.append(f"  {point.id} {describe(point.params, keys)}: {state}")
+        seconds, none = rows.floats("wall_time")
+        if len(ok):
+            lines.append("slowest points:")
+            for r in slowest(ok, seconds, none, rows, show):
+                point, wall = points[at[r]], rows.value("wall_time", r) or 0.0
+                lines.append(f"  {point.id} {wall:.2f} s {describe(point.params, keys)}")
+        held = {i: points[p].params for i, p in self.running(busy)}
+        running = running_now(records, held, busy)
+        kinds = kind_counter(*points.kind_codes(np.flatnonzero(self.left)))
+        kinds.subtract(run.levels for run in running)
+        walls = np.full(len(points), np.nan)  # of the ok points, by point
+        walls[at[ok]] = seconds[ok]
+        done = np.flatnonzero(~np.isnan(walls))
+        costs = Costs.of_kinds(*points.kind_codes(done), walls[done])
+        est = costs.estimate(kinds, running, max(len(running), 1))
+        what = f"still to run: {self.tally['pending']} points"
+        what += f" ({len(running)} running)" if running else ""
+        line = estimate(est, what, f"with {len(running)} running at once")
+        if line:
+            lines.append(line)
+        return "\n".join(lines)
+
+    def running(self, busy: dict) -> list:
+        """(id, index) of each point without a record that a claim in ``busy`` holds."""
+        held = zip(busy, self.points.positions(list(busy)).tolist())
+        return [(i, p) for i, p in held if p >= 0 and self.left[p]]
+
+    def running_line(self, busy: dict) -> str:
+        """The points without a record that some process runs now, apart from the rest."""
+        now = [i for i, _ in self.running(busy)]
+        waiting = self.tally["pending"] - len(now)
+        where = sorted({f"{busy[i].host} pid {busy[i].pid}" for i in now})
+        shown = f" ({', '.join(where[:5])}{', ...' if len(where) > 5 else ''})" if where else ""
+        return f"pending: {len(now)} running now{shown}, {waiting} not started"
+
+
+def slowest(ok: np.ndarray, seconds: np.ndarray, none: np.ndarray, rows, show: int) -> list:
+    """The ``show`` of the records ``ok`` longest in wall time (none: 0 s), as heapq.nlargest
+    picks them (equal ones in order); ``seconds``, ``none``: the wall times (Rows.floats)."""
+    taken = np.where(none[ok], 0.0, seconds[ok])
+    if np.isnan(taken).any():  # a NaN wall time: heapq's order, as ever
+        walls = rows.values("wall_time")
+        return heapq.nlargest(show, ok.tolist(), key=lambda r: walls[r] or 0.0)
+    if len(ok) > show:
+        least = np.partition(taken, len(ok) - show)[len(ok) - show]
+        ok, taken = ok[taken >= least], taken[taken >= least]
+    return ok[np.argsort(-taken, kind="stable")[:show]].tolist()
 
 
 LAST = ("_time", "wall", "seconds", "resumed_from")  # bookkeeping columns: shown after the rest

@@ -6,39 +6,25 @@ ParameterGrid does; each value is a list or a generator (see :func:`memo.run.val
 error raises :class:`SpecError` with one line naming the file, the key and the value.
 """
 
-import array
-import bisect
 import difflib
-import hashlib
-import itertools
 import json
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from memo.store import paths
-from memo.run.trial_lookup import _resolve_trial, trial_fields, trial_hints, trial_params_class
+from memo.run.grid import Grid
+from memo.run.point import UNIVERSAL, iter_points
+from memo.run.trial_lookup import _resolve_trial, trial_fields, trial_hints
 from memo.run.values import SpecError, _count, _finite, _show, expand_value
 
 TOP_KEYS = ("trial", "param_grid", "defaults", "plots", "description")
-UNIVERSAL = {"seed": int, "restart": int}  # accepted by every trial
 UNIVERSAL_LIMIT = 2**63  # both in [0, 2**63): numpy, torch and the CSV's int64 columns take them
 MAX_POINTS = 10_000_000  # per spec
 MAX_DEPTH = 100  # nesting of lists and objects; deeper would overflow Python's stack later
-
-
-@dataclass(frozen=True)
-class Point:
-    """One grid point: its stable id, grid position, params and seed."""
-
-    id: str
-    index: int
-    params: dict
-    seed: int
 
 
 @dataclass
@@ -53,108 +39,22 @@ class Spec:
 
     def points(self) -> list:
         """All points in ParameterGrid order (deterministic); a point given twice is an error."""
-        return list(self.iter_points())
+        return list(Grid(self))
 
     @property
     def size(self) -> int:
         """How many points the grid has, from its axes (nothing expanded)."""
         return sum(math.prod(map(len, g.values())) for g in self.grid)
 
+    def lazy_points(self) -> Grid:
+        """The points as a :class:`memo.run.grid.Grid`: a sequence of them in the same order,
+        with every id at once (from JSON fragments: quick) and each Point built when asked."""
+        return Grid(self)
+
     def iter_points(self):
         """Yield the points one at a time, as :meth:`points` lists them; memory stays small
         for any grid (8 bytes a point, to find a point given twice: raised at the end)."""
-        fields = trial_fields(self.trial)
-        params_cls = trial_params_class(self.trial)
-        if self.memo:
-            from memo.datasets.memo_compat import memo_params  # only memo's files need datasets
-        ids = array.array("Q")  # each id is 16 hex digits: 64 bits
-        for index, combo in enumerate(grid_product(self.grid)):
-            params = dict(self.defaults)
-            for key, value in combo.items():
-                if key not in fields and key not in UNIVERSAL:  # a zip group's label
-                    params.update(value)
-                else:
-                    params[key] = value
-            if self.memo:
-                params = memo_params(params)
-            _check_point(self, params_cls, params, index)
-            point = make_point(self.trial, fields, params, index)
-            ids.append(int(point.id, 16))
-            yield point
-        twice = _given_twice(np.frombuffer(ids, dtype=np.uint64))
-        if twice:
-            first, index = twice
-            raise SpecError(
-                f"{self.path}: {self._origin(index)} gives the same point as "
-                f"{self._origin(first)} (a param equal to its default counts as unset); "
-                "remove one"
-            )
-
-    def _origin(self, index: int) -> str:
-        """Where point INDEX comes from, e.g. 'param_grid[1] {"x": 2} (point 3)'."""
-        combo = next(itertools.islice(grid_product(self.grid), index, None))
-        ends = list(itertools.accumulate(math.prod(map(len, g.values())) for g in self.grid))
-        key = f"param_grid[{bisect.bisect_right(ends, index)}]" if len(ends) > 1 else "param_grid"
-        return f"{key} {_show(combo)} (point {index})"
-
-
-def _given_twice(ids: np.ndarray) -> tuple | None:
-    """(first, index) of the earliest point whose id an earlier point has, or None.
-
-    >>> _given_twice(np.array([5, 7, 9, 7, 5], dtype=np.uint64))
-    (1, 3)
-    """
-    order = np.argsort(ids, kind="stable")  # equal ids: in grid order
-    ordered = ids[order]
-    repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if not repeats.size:
-        return None
-    later = order[repeats + 1]
-    k = int(np.argmin(later))
-    first = order[np.searchsorted(ordered, ordered[repeats[k]])]
-    return int(first), int(later[k])
-
-
-def grid_product(grids: list):
-    """Yield each combination of a list of {key: values} grids, as ParameterGrid does.
-
-    The same order as ``sklearn.model_selection.ParameterGrid`` (keys sorted, the last
-    key varying fastest; tests pin the equality) without importing scikit-learn, which
-    would add a second to every ``run.py`` call, ``--status`` and array task included.
-
-    >>> list(grid_product([{"b": [1, 2], "a": [0]}, {"c": [3]}]))
-    [{'a': 0, 'b': 1}, {'a': 0, 'b': 2}, {'c': 3}]
-    """
-    for grid in grids:
-        keys = sorted(grid)
-        for values in itertools.product(*(grid[k] for k in keys)):
-            yield dict(zip(keys, values))
-
-
-CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # made once, not per point
-
-
-def make_point(trial: str, fields: dict, params: dict, index: int) -> Point:
-    """Build a point whose id hashes (trial, params), leaving out params equal to defaults.
-
-    Leaving out defaults means a trial may gain a new param (off by default) without
-    changing the id of any finished point. The seed is the ``seed`` param if given, else
-    derived from the same hash (so it depends on ``restart`` and every other param).
-
-    >>> fields = {"n": 10}
-    >>> a = make_point("t", fields, {"n": 10, "restart": 0}, 0)
-    >>> b = make_point("t", fields, {"restart": 0}, 5)
-    >>> a.id == b.id and a.seed == b.seed
-    True
-    >>> make_point("t", fields, {"seed": 7}, 0).seed
-    7
-    """
-    full = {**fields, **params}
-    identity = {k: v for k, v in full.items() if k not in fields or fields[k] != v}
-    canonical = CANONICAL.encode([trial, identity])
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    seed = full["seed"] if full.get("seed") is not None else int(digest[16:31], 16)
-    return Point(id=digest[:16], index=index, params={**full, "seed": seed}, seed=seed)
+        return iter_points(self)
 
 
 def spec_path(name: str) -> Path:
@@ -311,7 +211,7 @@ def _expand_grid(where: str, key: str, trial: str, fields: dict, grid) -> dict:
             expanded[name] = _expand_zip(where, at, trial, value)
         else:
             values = expand_value(where, at, value)
-            expanded[name] = [_check_value(where, at, trial, name, v) for v in values]
+            expanded[name] = _check_values(where, at, trial, name, values)
     return expanded
 
 
@@ -322,7 +222,7 @@ def _expand_zip(where: str, at: str, trial: str, group: dict) -> list:
     columns = {}
     for name, value in members.items():
         values = expand_value(where, f"{at}.{name}", value)
-        columns[name] = [_check_value(where, f"{at}.{name}", trial, name, v) for v in values]
+        columns[name] = _check_values(where, f"{at}.{name}", trial, name, values)
     lengths = {name: len(v) for name, v in columns.items()}
     if len(set(lengths.values())) > 1:
         raise SpecError(f"{where}: {at}: zipped lists differ in length: {_show(lengths)}")
@@ -353,6 +253,31 @@ def _check_value(where: str, at: str, trial: str, name: str, value):
     if name in UNIVERSAL and not 0 <= value < UNIVERSAL_LIMIT:
         raise SpecError(f"{where}: {at}: {name} must be from 0 to 2**63 - 1, got {value}")
     return value
+
+
+def _check_values(where: str, at: str, trial: str, name: str, values: list) -> list:
+    """:func:`_check_value` of each of ``values`` in turn; numbers of one type (a range of a
+    million, say) at once where their type decides, as it does but for a Literal."""
+    kind = type(values[0])
+    if kind in (int, float) and set(map(type, values)) == {kind}:
+        first = _check_value(where, at, trial, name, values[0])  # the type's error, if any
+        low, high = min(values), max(values)
+        if kind is int:
+            finite = -sys.float_info.max <= low and high <= sys.float_info.max
+        else:
+            finite = all(map(math.isfinite, values))
+        bounded = name not in UNIVERSAL or (0 <= low and high < UNIVERSAL_LIMIT)
+        expected = UNIVERSAL.get(name) or trial_hints(trial)[name]
+        if finite and bounded and not _names_values(expected):
+            return list(map(float, values) if type(first) is not kind else values)
+    return [_check_value(where, at, trial, name, v) for v in values]
+
+
+def _names_values(expected) -> bool:
+    """Whether a type annotation has a Literal in it (its values, not their type, decide)."""
+    if typing.get_origin(expected) is typing.Literal:
+        return True
+    return any(_names_values(arg) for arg in typing.get_args(expected))
 
 
 def _did_you_mean(name: str, known: list) -> str:
@@ -397,13 +322,3 @@ def type_text(expected) -> str:
         return "null"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     return names.get(expected, getattr(expected, "__name__", str(expected)))
-
-
-def _check_point(spec: Spec, params_cls: type, params: dict, index: int) -> None:
-    """Let the trial's Params reject a combination (its __post_init__ raises ValueError)."""
-    declared = {k: v for k, v in params.items() if k not in UNIVERSAL}
-    try:
-        params_cls(**declared)
-    except (ValueError, TypeError) as e:
-        shown = json.dumps(params, sort_keys=True)
-        raise SpecError(f"{spec.path}: point {index} {shown}: {e}") from None

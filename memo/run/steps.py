@@ -188,15 +188,6 @@ def elsewhere_line(elsewhere: list, busy: dict) -> str:
     return f"{len(elsewhere)} more are running in another process ({busy[elsewhere[0].id]}, ...)"
 
 
-def running_line(points: list, done: dict, busy: dict) -> str:
-    """--status: the pending points that some process runs now, apart from the rest."""
-    now = [p for p in points if p.id not in done and p.id in busy]
-    waiting = sum(1 for p in points if p.id not in done) - len(now)
-    where = sorted({f"{busy[p.id].host} pid {busy[p.id].pid}" for p in now})
-    shown = f" ({', '.join(where[:5])}{', ...' if len(where) > 5 else ''})" if where else ""
-    return f"pending: {len(now)} running now{shown}, {waiting} not started"
-
-
 def finish(name: str, store: Store, points: list, fresh: bool = False) -> int:
     """Write the table, print the summary line; 0 if every point is ok, else 1."""
     try:
@@ -204,11 +195,10 @@ def finish(name: str, store: Store, points: list, fresh: bool = False) -> int:
     except OSError as e:  # say, a colleague's read-only results
         print(f"error: cannot write {store.table_path}: {e.strerror or e}", file=sys.stderr)
         return 2
-    status = rows.status()
+    tally = report.counts(points, rows.status())
     print(report.table_summary(frame, points))
-    print(report.summary_line(name, points, status))
+    print(report.summary_line(name, tally))
     print(f"table: {store.table_path}")
-    tally = report.counts(points, status)
     if tally["error"] or tally["timeout"]:
         print(
             "rerun with --retry-failed to run failed points again; --status shows why they failed"

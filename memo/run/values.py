@@ -80,8 +80,8 @@ def _generate(where: str, at: str, spec: dict) -> list:
         values = _arange(where, at, spec.get("start", 0), spec["stop"], spec.get("step", 1))
     else:
         values = _spaced(where, at, kind, spec)
-    repeated = [v for v, n in collections.Counter(values).items() if n > 1]
-    if repeated:
+    if len(set(values)) < len(values):
+        repeated = [v for v, n in collections.Counter(values).items() if n > 1]
         raise SpecError(
             f"{where}: {at}: {kind} gives {_show(repeated[0])} more than once (values are rounded "
             "to 12 significant digits); use fewer values or a wider span"
@@ -95,9 +95,9 @@ def _arange(where: str, at: str, start, stop, step) -> list:
     d_start, d_stop, d_step = (decimal.Decimal(repr(x)) for x in (start, stop, step))
     count = max(0, math.ceil((d_stop - d_start) / d_step))
     _check_count(where, at, "range", count, "a larger step")
-    exact = (d_start + i * d_step for i in range(count))
     if all(isinstance(x, int) for x in (start, stop, step)):
-        return [int(v) for v in exact]
+        return list(range(start, start + count * step, step))  # exact already
+    exact = (d_start + i * d_step for i in range(count))
     values = [_clean(float(v)) for v in exact]
     return [v for v in values if (v < stop if step > 0 else v > stop)]  # rounding may reach stop
 

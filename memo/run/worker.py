@@ -11,6 +11,7 @@ A record that cannot be written (disk full) raises memo.store.RecordWriteError.
 
 import contextlib
 import ctypes
+import functools
 import importlib.metadata
 import math
 import os
@@ -30,7 +31,7 @@ from memo.run import progress
 from memo.store import claims
 from memo.store import paths
 from memo.datasets import DatasetDamaged
-from memo.run.spec import Point
+from memo.run.point import Point
 from memo.store.records import RESERVED, RecordWriteError, Store, error_line
 from memo.run.trial_lookup import trial_module
 
@@ -75,7 +76,7 @@ class PointTimeout(Exception):
 def run_point(job: Job, point: Point) -> Outcome:
     """Claim the point, run the trial on it and store its record; skip it if another process
     holds its claim or has recorded it since the run was planned."""
-    store = Store(job.experiment, job.results_dir)
+    store = store_of(job)
     try:
         other = claims.take(store.dir, point.id, job.run)
     except OSError as e:
@@ -88,6 +89,14 @@ def run_point(job: Job, point: Point) -> Outcome:
         return run_claimed(job, point, store)
     finally:
         claims.release(store.dir, point.id)
+
+
+def store_of(job: Job) -> Store:
+    """The Store of the job's experiment (made once a process: a point's cost)."""
+    return _store(job.experiment, job.results_dir)
+
+
+_store = functools.lru_cache(maxsize=8)(Store)
 
 
 def recorded_since(store: Store, point_id: str, since: float | None) -> bool:

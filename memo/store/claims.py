@@ -6,7 +6,9 @@
 - A claim ``results/NAME/_running/<id>.json`` (host, pid, start time) exists while a
   process runs the point, in whatever backend. It is written whole to a temp file and
   hard-linked into place (``link`` fails if the claim exists, on NFS too), so only one
-  process can make it and none sees it empty; a second runner skips a point whose claim is
+  process can make it and none sees it empty (a worker running quick points in turn links
+  them to one such file, made anew each second: :func:`sharing`, a link a point, not a new
+  file); a second runner skips a point whose claim is
   fresh. A claim is fresh while its holder refreshes it (every :data:`HEARTBEAT_S`; not
   refreshed for :data:`STALE_S`, it is stale) and, on this host, while the process it
   names runs (its pid and process stamp: start time and boot). Its age counts from the
@@ -33,6 +35,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from time import monotonic  # a shared claim file's age: a clock that never goes back
 
 from memo.store.files import HOST, NOFOLLOW, NotRegular, open_regular, pid_alive, process_stamp
 from memo.store.files import own_dir, read_regular, remove, temp_path
@@ -45,6 +48,9 @@ _held: dict = {}  # claim path -> inode, of the claims this process holds
 _keeper: dict = {}  # pid -> its heartbeat thread, once started
 _stamp: dict = {}  # pid -> its process_stamp, once read
 _dirs: set = set()  # claim folders checked to be folders, not links
+_shared: dict = {}  # pid -> the file its claims link to while sharing (see sharing), or None
+REUSE_S = 1.0  # seconds a shared claim file is linked for new claims
+CLAIM = "claim"  # the name a shared claim file's temp name is made from
 
 
 @dataclass(frozen=True)
@@ -133,22 +139,9 @@ def take(records: Path, point_id: str, run: str | None = None) -> Holder | None:
     path = claim_path(records, point_id)
     if path.parent not in _dirs:  # checked once per process
         _dirs.add(own_dir(path.parent))
-    mine = {"host": HOST, "pid": os.getpid(), "started": now_iso(), "process": _process()}
-    mine["run"] = run
-    stamp = json.dumps(mine).encode()
     found = None
-    whole = temp_path(path)  # the claim is linked into place whole: a process killed
-    try:  # meanwhile leaves no empty claim (which would count as another host's for STALE_S)
-        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-    except FileNotFoundError:  # the folder was removed since it was checked (a user's rm)
-        own_dir(path.parent)
-        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-    try:
-        try:
-            os.write(fd, stamp)
-            inode = os.fstat(fd).st_ino
-        finally:
-            os.close(fd)
+    whole, inode = _claim_file(path, run)  # the claim is linked into place whole: a process
+    try:  # killed meanwhile leaves no empty claim (another host's, it would seem, for STALE_S)
         for _ in range(3):
             try:
                 os.link(whole, path)  # atomic, also on NFS; EEXIST if claimed
@@ -164,8 +157,52 @@ def take(records: Path, point_id: str, run: str | None = None) -> Holder | None:
             heartbeat()
             return None
     finally:
-        whole.unlink(missing_ok=True)
+        if os.getpid() not in _shared:
+            whole.unlink(missing_ok=True)
     return found[0] if found else Holder("?", 0, "?", 0.0)
+
+
+def _claim_file(path: Path, run: str | None) -> tuple:
+    """(a temp file beside the claim ``path`` holding this process's claim in run ``run``,
+    its inode): a new one; while :func:`sharing`, the block's, made anew for another run
+    or folder and after REUSE_S."""
+    pid, now = os.getpid(), monotonic()
+    shared = _shared.get(pid)
+    if shared and shared[2:4] == (path.parent, run) and now - shared[4] < REUSE_S:
+        return shared[0], shared[1]
+    mine = {"host": HOST, "pid": pid, "started": now_iso(), "process": _process(), "run": run}
+    whole = temp_path(path.parent / CLAIM if pid in _shared else path)
+    try:
+        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    except FileNotFoundError:  # the folder was removed since it was checked (a user's rm)
+        own_dir(path.parent)
+        fd = os.open(whole, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    try:
+        os.write(fd, json.dumps(mine).encode())
+        inode = os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+    if pid in _shared:
+        if shared:  # the claims linked to it keep it; its name goes
+            shared[0].unlink(missing_ok=True)
+        _shared[pid] = (whole, inode, path.parent, run, now)
+    return whole, inode
+
+
+@contextlib.contextmanager
+def sharing():
+    """Within the block, the claims this process takes are hard links to one file (made
+    anew at most every REUSE_S: their start time is at most that early), so that a claim
+    costs a link, not a file of its own; the file's name goes when the block ends. For the
+    quick points a worker runs one after another."""
+    pid = os.getpid()
+    _shared[pid] = None
+    try:
+        yield
+    finally:
+        stamp = _shared.pop(pid, None)
+        if stamp:
+            stamp[0].unlink(missing_ok=True)
 
 
 def _process() -> str | None:
