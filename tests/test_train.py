@@ -15,6 +15,7 @@ from memo.datasets import tensordata
 from memo.training import fitcheck
 from memo.training import loop as training
 from memo.nets import make_model, options
+from memo.run.point import Point
 from memo.run.spec import load_spec
 from memo.training.steps import MODEL_OPTIONS
 from memo.run.worker import Job, run_point
@@ -333,7 +334,6 @@ def test_a_network_that_diverges_in_its_last_step_is_an_error(root):
 def test_nan_loss_is_an_error_record_with_the_epoch(root):
     params = {**TINY, "loss": "squared", "lr": 1e8, "checkpoint_every": 1, "epochs": 20}
     job = Job("nan", "train", str(root / "results"), None, 1, {})
-    from memo.run.point import Point
 
     outcome = run_point(job, Point("p", 0, params, 0))
     record = Store("nan", root / "results").read("p")
@@ -518,7 +518,6 @@ def test_a_nan_after_the_fit_check_took_over_is_an_error_record_naming_its_epoch
     params.update(lr_factor=1e32)
     calls = training_set_evaluations(monkeypatch)
     job = Job("nan", "train", str(root / "results"), None, 1, {})
-    from memo.run.spec import Point
 
     run_point(job, Point("p", 0, params, 0))
     record = Store("nan", root / "results").read("p")
