@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from memo.store import claims
-from memo.run import progress
+from memo.run import point_progress, progress
 from memo.run import report
 from memo.store import columns as cols
 from memo.store.rows import Rows
@@ -140,7 +140,7 @@ def test_status_counts_running_points_at_least_as_long_as_they_ran_and_reads_the
     )
     (tmp_path / claims.CLAIMS).mkdir()
     for point in grid[14:]:  # each says: 59 of 60 epochs done, 10 s an epoch
-        report_file = tmp_path / claims.CLAIMS / f"{point.id}{progress.REPORT}"
+        report_file = tmp_path / claims.CLAIMS / f"{point.id}{point_progress.REPORT}"
         report_file.write_text(json.dumps({"done": 59, "total": 60, "each": 10.0}))
     line = report.status("table1", grid, rows, busy, tmp_path).splitlines()[-1]
     assert line.startswith("still to run: 2 points (2 running): 20 s of compute, ~10 s with 2")
@@ -150,15 +150,15 @@ def test_a_trial_reports_its_progress_beside_its_claim_while_it_runs(tmp_path, m
     clock = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     (tmp_path / claims.CLAIMS).mkdir()
-    progress.report(1, 10)  # outside a point: nothing written, nothing raised
-    with progress.reporting(tmp_path, "p1"):
+    point_progress.report(1, 10)  # outside a point: nothing written, nothing raised
+    with point_progress.reporting(tmp_path, "p1"):
         clock[0] += 30.0  # resumed at epoch 10 of 20; 3 epochs in 30 s
-        progress.report(13, 20, since=10)
-        assert 69.0 <= progress.reported_left(tmp_path, "p1") <= 70.0  # 7 epochs x 10 s
+        point_progress.report(13, 20, since=10)
+        assert 69.0 <= point_progress.reported_left(tmp_path, "p1") <= 70.0  # 7 epochs x 10 s
         clock[0] += 1.0
-        progress.report(14, 20, since=10)  # too soon to write again
-        assert progress.reported_left(tmp_path, "p1") <= 70.0
-    assert progress.reported_left(tmp_path, "p1") is None  # removed when the point ends
+        point_progress.report(14, 20, since=10)  # too soon to write again
+        assert point_progress.reported_left(tmp_path, "p1") <= 70.0
+    assert point_progress.reported_left(tmp_path, "p1") is None  # removed when the point ends
     assert list((tmp_path / claims.CLAIMS).iterdir()) == []
 
 

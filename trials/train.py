@@ -265,7 +265,7 @@ def load_sets(p: Params, seed: int, device, like: tuple | None = None) -> tuple:
 def trial(params: dict) -> dict:
     import torch
 
-    from memo.run import progress
+    from memo.run import point_progress
     from memo.training import checkpoints, fitcheck, probes
     from memo.training.fitcheck import mlp_layers
     from memo.datasets import tensordata
@@ -361,7 +361,7 @@ def trial(params: dict) -> dict:
                 epoch = state["epochs_done"] + 1
                 check_finite(stats["loss"], epoch)
                 state.update(epoch=state["epoch"] + 1, epochs_done=epoch, step=trainer.step)
-                progress.report(epoch, total, resumed_from)  # for run.py's time estimates
+                point_progress.report(epoch, total, resumed_from)  # for run.py's time estimates
                 state["train_seconds"] += stats["seconds"]
                 evals = {k: evaluate(k) for k in sets} if curves or p.oscillation else {}
                 ruled_out = fit_check and fitcheck.rule_out([fit_check], mlp_layers(model))[0]

@@ -3,29 +3,25 @@
 A tqdm bar on a terminal, a plain log line now and then otherwise; both say the time left,
 estimated by :class:`Costs` from what the finished points of the same kind took (the params
 that set a point's cost: :data:`COST_PARAMS`), what the running points have taken so far
-and, for a trial that reports it (:func:`report`, the train trial per epoch), how far
+and, for a trial that reports it (memo.run.point_progress, the train trial per epoch), how far
 they are. The estimate says when it is rough: kinds not measured yet, few points measured,
 times of one kind far apart, points running longer than any of their kind.
 """
 
-import contextlib
-import contextvars
 import json
 import math
-import os
 import statistics
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from memo.store import claims
-from memo.store.files import read_regular, write_atomic
+from memo.run.point_progress import reported_left
 
 # The params that set what a point costs, most telling first; points that agree on those
 # they have are of one kind. A kind not measured yet is estimated from the points that
@@ -38,8 +34,6 @@ COST_PARAMS = (
 FEW = 3  # fewer finished points of a kind than this: rough
 ROUGH_SHARE = 0.25  # ... when such kinds hold more than this share of the time left
 SPREAD = 0.5  # the estimate's standard error over the estimate above this: rough
-REPORT = ".progress"  # suffix of a running point's progress file, beside its claim
-REPORT_EVERY_S = 5.0
 
 
 def duration(seconds: float) -> str:
@@ -104,7 +98,7 @@ def _kind_text(level: tuple, shown: set) -> str:
 @dataclass
 class Running:
     """A point running now: its kind, seconds since it started and, if its trial reports
-    how far it is, the seconds it needs at most (:func:`reported_left`)."""
+    how far it is, the seconds it needs at most (memo.run.point_progress.reported_left)."""
 
     levels: tuple
     elapsed: float
@@ -280,60 +274,6 @@ def running_now(records, points: dict, held: dict) -> list:
             at_most = reported_left(records, point_id) if records is not None else None
             found.append(Running(kind_levels(points[point_id]), elapsed, at_most))
     return found
-
-
-# --- a running point's progress, written by its trial ---------------------------------------
-
-_current = contextvars.ContextVar("memo_progress", default=None)
-
-
-@contextlib.contextmanager
-def reporting(records, point_id: str):
-    """While the point runs in this thread, :func:`report` writes its progress beside its
-    claim (results/NAME/_running/<id>.progress); removed when it ends."""
-    path = os.path.join(records, claims.CLAIMS, point_id + REPORT)  # no Path: a point's cost
-    with contextlib.suppress(OSError):
-        os.unlink(path)  # a killed run's, of the same point
-    state = {"path": path, "start": time.monotonic(), "last": None}
-    token = _current.set(state)
-    try:
-        yield
-    finally:
-        _current.reset(token)
-        if state["last"] is not None:  # report wrote it; nothing else makes it
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-
-def report(done: int, total: int, since: int = 0) -> None:
-    """A trial says it has done ``done`` of at most ``total`` units of work (epochs),
-    ``since`` of them before this process started (a resumed checkpoint); written at most
-    every few seconds, for the time estimates. Does nothing outside run.py's points."""
-    state = _current.get()
-    now = time.monotonic()
-    if state is None or done <= since or not 0 < done <= total:
-        return
-    if state["last"] is not None and now - state["last"] < REPORT_EVERY_S:
-        return
-    state["last"] = now
-    each = (now - state["start"]) / (done - since)
-    with contextlib.suppress(OSError):
-        report = json.dumps({"done": done, "total": total, "each": each}).encode()
-        write_atomic(Path(state["path"]), report)
-
-
-def reported_left(records, point_id: str) -> float | None:
-    """The seconds a running point needs at most by what it last reported; None if nothing."""
-    path = Path(records) / claims.CLAIMS / f"{point_id}{REPORT}"
-    try:
-        written = os.lstat(path).st_mtime
-        data = json.loads(read_regular(path, 4096))
-        done, total, each = int(data["done"]), int(data["total"]), float(data["each"])
-    except (OSError, ValueError, KeyError, TypeError, OverflowError):
-        return None
-    if not (0 < done <= total and 0 <= each < 1e9):
-        return None
-    return max(each * (total - done) - max(time.time() - written, 0.0), 0.0)
 
 
 # --- the run's own progress ---------------------------------------------------------------

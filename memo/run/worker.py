@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from memo.run import progress
+from memo.run import point_progress
 from memo.store import claims
 from memo.store import paths
 from memo.datasets import DatasetDamaged
@@ -112,7 +112,7 @@ def run_claimed(job: Job, point: Point, store: Store) -> Outcome:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     status, metrics, error = "ok", {}, None
     try:
-        with time_limit(job.timeout), progress.reporting(store.dir, point.id):
+        with time_limit(job.timeout), point_progress.reporting(store.dir, point.id):
             metrics = trial(dict(point.params))
         error = check_metrics(metrics, point.params)
         status = "error" if error else "ok"
