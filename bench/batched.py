@@ -45,9 +45,9 @@ from memo.training import stacked  # noqa: E402
 from memo.nets import make_model  # noqa: E402
 from trials import train as train_module  # noqa: E402
 from trials.train import trial, trial_group  # noqa: E402
+from bench.train import dataloader_evaluate  # noqa: E402 (the recipe's evaluation)
 
 M, BATCH, K = 20, 128, 10
-EVAL_BATCH = 2048  # trials/train.py's eval_batch_size, for the recipe's evaluation too
 GRIDS = {  # dataset: (layer widths, training examples, test examples)
     "digits": ((64, 256, K), 1438, 359),
     "mnist5k": ((784, 512, K), 4000, 1000),
@@ -95,26 +95,15 @@ def dataloader_point(params: dict) -> dict:
     order = torch.Generator().manual_seed(seed)
     loader = DataLoader(train, batch_size=params["batch_size"], shuffle=True, generator=order)
 
-    def evaluate(dataset):
-        model.eval()
-        loss, correct = 0.0, 0
-        with torch.no_grad():
-            for xb, yb in DataLoader(dataset, batch_size=EVAL_BATCH):
-                out = model(xb)
-                loss += F.cross_entropy(out, yb, reduction="sum").item()
-                correct += (out.argmax(1) == yb).sum().item()
-        model.train()
-        return loss / len(dataset), correct / len(dataset)
-
     for epoch in range(1, epochs + 1):
         for xb, yb in loader:
             loss = F.cross_entropy(model(xb), yb)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        if evaluate(train)[1] == 1.0:
+        if dataloader_evaluate(model, *train.tensors)[1] == 1.0:
             break
-    return {"epochs_run": epoch, "test_acc": evaluate(test)[1]}
+    return {"epochs_run": epoch, "test_acc": dataloader_evaluate(model, *test.tensors)[1]}
 
 
 def bare_bmm_gflops(widths, repeats: int) -> float:
