@@ -227,6 +227,19 @@ def _replace_with(folder, other, link):
         shutil.copytree(other, folder)
 
 
+def memorize_experiment(tmp_path, monkeypatch, dataset: str, restarts: int):
+    """MEMO_ROOT at tmp_path/root with experiments/exp.json: the memorize trial on
+    ``dataset``, ``restarts`` points. Returns the root."""
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    monkeypatch.setenv("MEMO_ROOT", str(root))
+    grid = {"dataset": [dataset], "restart": list(range(restarts))}
+    (root / "experiments" / "exp.json").write_text(
+        json.dumps({"trial": "memorize", "param_grid": grid})
+    )
+    return root
+
+
 def _zeroed_unlisted(d):  # the reproducer of issue 18: 277 of 300 points wrong, all "ok"
     _zero_after_header(d / "X.npy")
     (d / "checksums.json").unlink()
@@ -253,11 +266,7 @@ def test_a_dataset_not_what_it_must_be_stops_run_py_before_any_point(
 ):
     import run
 
-    root = tmp_path / "root"
-    (root / "experiments").mkdir(parents=True)
-    monkeypatch.setenv("MEMO_ROOT", str(root))
-    spec = '{"trial": "memorize", "param_grid": {"dataset": ["moons"], "restart": [0, 1, 2]}}'
-    (root / "experiments" / "exp.json").write_text(spec)
+    root = memorize_experiment(tmp_path, monkeypatch, "moons", 3)
     datasets.prepare("moons")
     datasets.prepare("lines")
     damage(store / "moons")
@@ -549,11 +558,7 @@ def test_a_set_that_cannot_be_verified_says_so_once(store, tmp_path, monkeypatch
     _fake_mnist(store, tmp_path, monkeypatch)
     shutil.rmtree(store / "_digests")  # copied here without its record,
     shutil.rmtree(store / "_downloads")  # and without the official files
-    root = tmp_path / "root"
-    (root / "experiments").mkdir(parents=True)
-    monkeypatch.setenv("MEMO_ROOT", str(root))
-    spec = '{"trial": "memorize", "param_grid": {"dataset": ["mnist"], "restart": [0, 1]}}'
-    (root / "experiments" / "exp.json").write_text(spec)
+    memorize_experiment(tmp_path, monkeypatch, "mnist", 2)
     assert run.main(["--name", "exp"]) == 0
     notes = [line for line in capfd.readouterr().err.splitlines() if "cannot be verified" in line]
     assert notes == [
@@ -954,11 +959,7 @@ def test_a_damaged_dataset_stops_run_py_before_any_point(
 ):
     import run
 
-    root = tmp_path / "root"
-    (root / "experiments").mkdir(parents=True)
-    monkeypatch.setenv("MEMO_ROOT", str(root))
-    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0, 1, 2]}}'
-    (root / "experiments" / "exp.json").write_text(spec)
+    root = memorize_experiment(tmp_path, monkeypatch, "lines", 3)
     datasets.prepare("lines")
     damage(store / "lines" / "X.npy")
     assert run.main(["--name", "exp"]) == 2
@@ -973,11 +974,7 @@ def test_a_dataset_damaged_during_a_run_stops_it_and_leaves_the_rest_pending(
     import run
     import trials.memorize
 
-    root = tmp_path / "root"
-    (root / "experiments").mkdir(parents=True)
-    monkeypatch.setenv("MEMO_ROOT", str(root))
-    spec = '{"trial": "memorize", "param_grid": {"dataset": ["lines"], "restart": [0, 1, 2]}}'
-    (root / "experiments" / "exp.json").write_text(spec)
+    root = memorize_experiment(tmp_path, monkeypatch, "lines", 3)
     monkeypatch.setattr(cache, "IN_MEMORY_BYTES", 0)  # memory-mapped, as large datasets are
     original = trials.memorize.trial
 
