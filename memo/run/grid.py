@@ -53,9 +53,9 @@ class Grid(collections.abc.Sequence):
         self.starts = [0, *itertools.accumulate(axes.size for axes in self.axes)]
         self._check()
         self.numbers, self.derived = self._hash()  # the id as a number; the seed from the hash
-        self.order = np.argsort(self.numbers)  # to look ids up
-        ranked = self.numbers[self.order]
-        if np.any(ranked[1:] == ranked[:-1]):
+        self.order = np.argsort(self.numbers)  # to look ids up: in self.ranked
+        self.ranked = self.numbers[self.order]
+        if np.any(self.ranked[1:] == self.ranked[:-1]):
             raise SpecError(given_twice(spec, self.numbers))
         self._ids = None
 
@@ -158,7 +158,7 @@ class Grid(collections.abc.Sequence):
     def locate(self, numbers: np.ndarray, mine: np.ndarray) -> np.ndarray:
         """The index of the point with each id (a number where ``mine``); -1 for none."""
         asked = np.argsort(numbers)  # looked up in order: quicker
-        ranked = self.numbers[self.order]
+        ranked = self.ranked
         found = np.searchsorted(ranked, numbers[asked]).clip(max=len(ranked) - 1)
         hit = np.where(ranked[found] == numbers[asked], self.order[found], -1)
         at = np.full(len(mine), -1, dtype=np.int64)
