@@ -265,10 +265,7 @@ class Group:
         ks = [k for k in ks if self.members[k].fit_check]
         if not ks:
             return set()
-        layers = self.model.layers()
-        if len(ks) < len(self.members):
-            index = torch.tensor(ks, device=layers[0][0].device)
-            layers = [(W[index], None if b is None else b[index]) for W, b in layers]
+        layers = fitcheck.select(self.model.layers(), ks)
         out = fitcheck.rule_out([self.members[k].fit_check for k in ks], layers)
         return {k for k, ruled in zip(ks, out) if ruled}
 

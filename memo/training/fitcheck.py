@@ -152,11 +152,17 @@ def evaluate_chunks(checks: list, chunks: list, layers: list, models: list, dtyp
     valid = torch.arange(size, device=idx.device) < torch.tensor(
         [len(c) for c in chunks], device=idx.device
     ).unsqueeze(1)
-    if models != list(range(len(layers[0][0]))):
-        index = torch.tensor(models, device=idx.device)
-        layers = [(W[index], None if b is None else b[index]) for W, b in layers]
+    layers = select(layers, models)
     wrong = surely_wrong(layers, x, y, dtype) & valid
     return [i[w] for i, w in zip(idx, wrong)]
+
+
+def select(layers: list, models: list) -> list:
+    """``layers`` ([(W (M, out, in), b (M, out) or None)], slice m: model m) of ``models`` alone."""
+    if models == list(range(len(layers[0][0]))):
+        return layers
+    index = torch.tensor(models, device=layers[0][0].device)
+    return [(W[index], None if b is None else b[index]) for W, b in layers]
 
 
 def surely_wrong(layers: list, x: torch.Tensor, y: torch.Tensor, dtype=None) -> torch.Tensor:
