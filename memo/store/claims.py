@@ -32,6 +32,7 @@ import stat
 import sys
 import threading
 import time
+import typing
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,9 +49,19 @@ _held: dict = {}  # claim path -> inode, of the claims this process holds
 _keeper: dict = {}  # pid -> its heartbeat thread, once started
 _stamp: dict = {}  # pid -> its process_stamp, once read
 _dirs: set = set()  # claim folders checked to be folders, not links
-_shared: dict = {}  # pid -> the file its claims link to while sharing (see sharing), or None
+_shared: dict = {}  # pid -> the Shared file its claims link to while sharing, or None
 REUSE_S = 1.0  # seconds a shared claim file is linked for new claims
 CLAIM = "claim"  # the name a shared claim file's temp name is made from
+
+
+class Shared(typing.NamedTuple):
+    """The claim file a process links its claims to while :func:`sharing`."""
+
+    path: Path
+    inode: int
+    folder: Path  # the claims folder it is in
+    run: str | None  # the run it claims for
+    made: float  # monotonic seconds
 
 
 @dataclass(frozen=True)
@@ -168,8 +179,8 @@ def _claim_file(path: Path, run: str | None) -> tuple:
     or folder and after REUSE_S."""
     pid, now = os.getpid(), monotonic()
     shared = _shared.get(pid)
-    if shared and shared[2:4] == (path.parent, run) and now - shared[4] < REUSE_S:
-        return shared[0], shared[1]
+    if shared and (shared.folder, shared.run) == (path.parent, run) and now - shared.made < REUSE_S:
+        return shared.path, shared.inode
     mine = {"host": HOST, "pid": pid, "started": now_iso(), "process": _process(), "run": run}
     whole = temp_path(path.parent / CLAIM if pid in _shared else path)
     try:
@@ -184,8 +195,8 @@ def _claim_file(path: Path, run: str | None) -> tuple:
         os.close(fd)
     if pid in _shared:
         if shared:  # the claims linked to it keep it; its name goes
-            shared[0].unlink(missing_ok=True)
-        _shared[pid] = (whole, inode, path.parent, run, now)
+            shared.path.unlink(missing_ok=True)
+        _shared[pid] = Shared(whole, inode, path.parent, run, now)
     return whole, inode
 
 
@@ -200,9 +211,9 @@ def sharing():
     try:
         yield
     finally:
-        stamp = _shared.pop(pid, None)
-        if stamp:
-            stamp[0].unlink(missing_ok=True)
+        shared = _shared.pop(pid, None)
+        if shared:
+            shared.path.unlink(missing_ok=True)
 
 
 def _process() -> str | None:
